@@ -1,0 +1,162 @@
+"""Reading and checking a competition's files: train.csv, test.csv, the sample submission, images.
+
+Everything is read as text, so ids keep their exact spelling ("007" stays "007") and labels
+may be strings or integers. Errors name the file and the line (the header is line 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble import metrics
+from ensemble.config import CompetitionSettings, Workspace
+from ensemble.errors import EnsError
+from ensemble.store import sha256_file
+
+
+@dataclass(frozen=True)
+class Competition:
+    """A checked competition.
+
+    train_ids, labels: str (n_train,) in train.csv order; groups: str (n_train,) or None;
+    classes: the sorted unique labels, the column order of every logits array;
+    targets: int (n_train,) index of each label in classes; test_ids: str (n_test,).
+    """
+
+    settings: CompetitionSettings
+    train_csv: Path
+    train_hash: str
+    train_ids: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None
+    classes: tuple[str, ...]
+    targets: np.ndarray
+    test_ids: np.ndarray
+    sample_path: Path
+    sample: pd.DataFrame
+    train_images: Path
+    test_images: Path
+
+    def train_image_paths(self) -> list[Path]:
+        return [image_file(self.train_images, i, self.settings.image_suffix) for i in self.train_ids]
+
+    def test_image_paths(self) -> list[Path]:
+        return [image_file(self.test_images, i, self.settings.image_suffix) for i in self.test_ids]
+
+
+def image_file(folder: Path, image_id: str, suffix: str) -> Path:
+    return folder / f"{image_id}{suffix}"
+
+
+def sort_classes(labels) -> tuple[str, ...]:
+    """Sorted unique labels: numerically when every label is a number, else as text."""
+    unique = set(labels)
+    try:
+        return tuple(sorted(unique, key=float))
+    except ValueError:
+        return tuple(sorted(unique))
+
+
+def read_table(path: Path, required: list[str]) -> pd.DataFrame:
+    """A CSV read as text, with its required columns present and no empty cells in them."""
+    if not path.is_file():
+        raise EnsError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise EnsError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
+    for column in required:
+        if column not in frame.columns:
+            raise EnsError(
+                f"{path}: no column {column!r}; columns are: {', '.join(map(str, frame.columns))}"
+            )
+        empty = np.flatnonzero(frame[column].str.strip() == "")
+        if len(empty):
+            raise EnsError(f"{path}: line {empty[0] + 2}: empty {column!r}")
+    if frame.empty:
+        raise EnsError(f"{path}: no rows")
+    return frame
+
+
+def check_unique(path: Path, ids: pd.Series) -> None:
+    duplicated = np.flatnonzero(ids.duplicated().to_numpy())
+    if len(duplicated):
+        line = duplicated[0]
+        first = np.flatnonzero((ids == ids.iloc[line]).to_numpy())[0]
+        raise EnsError(
+            f"{path}: line {line + 2}: duplicate id {ids.iloc[line]!r} (first at line {first + 2})"
+        )
+
+
+def load_competition(workspace: Workspace, check_images: bool = True) -> Competition:
+    """Read and check the competition files named in ens.toml.
+
+    check_images: also check that every image file exists (decoding comes later, in images.py).
+    """
+    settings = workspace.competition
+    metrics.get(settings.metric)
+    id_column, label_column = settings.id_column, settings.label_column
+
+    train_csv = workspace.path(settings.train_csv)
+    required = [id_column, label_column] + ([settings.group_column] if settings.group_column else [])
+    train = read_table(train_csv, required)
+    check_unique(train_csv, train[id_column])
+    classes = sort_classes(train[label_column])
+    if len(classes) < 2:
+        raise EnsError(f"{train_csv}: {label_column!r} has a single class {classes[0]!r}")
+    class_index = {label: index for index, label in enumerate(classes)}
+
+    test_csv = workspace.path(settings.test_csv)
+    test = read_table(test_csv, [id_column])
+    check_unique(test_csv, test[id_column])
+
+    sample_path = workspace.path(settings.sample_submission)
+    sample = read_table(sample_path, [id_column])
+    check_unique(sample_path, sample[id_column])
+    check_same_ids(test_csv, test[id_column], sample_path, sample[id_column])
+
+    competition = Competition(
+        settings=settings,
+        train_csv=train_csv,
+        train_hash=sha256_file(train_csv),
+        train_ids=train[id_column].to_numpy(dtype=str),
+        labels=train[label_column].to_numpy(dtype=str),
+        groups=train[settings.group_column].to_numpy(dtype=str) if settings.group_column else None,
+        classes=classes,
+        targets=np.array([class_index[label] for label in train[label_column]], dtype=np.int64),
+        test_ids=test[id_column].to_numpy(dtype=str),
+        sample_path=sample_path,
+        sample=sample,
+        train_images=workspace.path(settings.train_images),
+        test_images=workspace.path(settings.test_images),
+    )
+    if check_images:
+        check_image_files(train_csv, competition.train_ids, competition.train_image_paths())
+        check_image_files(test_csv, competition.test_ids, competition.test_image_paths())
+    return competition
+
+
+def check_same_ids(test_csv: Path, test_ids: pd.Series, sample_path: Path, sample_ids: pd.Series):
+    """Every test id needs a row in the sample submission, and every sample row a test id."""
+    in_sample = test_ids.isin(set(sample_ids)).to_numpy()
+    if not in_sample.all():
+        line = np.flatnonzero(~in_sample)[0]
+        raise EnsError(
+            f"{test_csv}: line {line + 2}: test id {test_ids.iloc[line]!r} is not in {sample_path}"
+        )
+    in_test = sample_ids.isin(set(test_ids)).to_numpy()
+    if not in_test.all():
+        line = np.flatnonzero(~in_test)[0]
+        raise EnsError(
+            f"{sample_path}: line {line + 2}: id {sample_ids.iloc[line]!r} is not in {test_csv}"
+        )
+
+
+def check_image_files(csv_path: Path, ids: np.ndarray, paths: list[Path]) -> None:
+    for line, (image_id, path) in enumerate(zip(ids, paths), start=2):
+        if not path.is_file():
+            raise EnsError(f"{path}: image not found for id {image_id!r} ({csv_path}, line {line})")

@@ -1,0 +1,58 @@
+"""Decoding images into one uint8 array at the training size.
+
+Grayscale, palette, RGBA and 16-bit files all become RGB; transparent pixels are laid on
+black. Any size is resized (not cropped) to size x size. Decoding runs on threads: Pillow
+releases the GIL while it decodes and resizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from joblib import Parallel, delayed
+from PIL import Image, UnidentifiedImageError
+
+from ensemble.errors import EnsError
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: keep the top 8 bits instead of clipping everything above 255.
+        pixels = np.asarray(image, dtype=np.float32) / 257.0
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def read_image(path: Path, size: int, image_id: str = "") -> np.ndarray:
+    """One image as uint8 (size, size, 3); an unreadable file is an EnsError naming it and its id."""
+    try:
+        with Image.open(path) as image:
+            image = to_rgb(image)
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise EnsError(f"{path}: image not found for id {image_id!r}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise EnsError(f"{path}: cannot read image for id {image_id!r}: {error}") from None
+
+
+def read_images(paths: Sequence[Path], ids: Sequence[str], size: int, jobs: int = 2) -> np.ndarray:
+    """Every image as one uint8 array (n_images, size, size, 3), in the order given."""
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def fill(start: int, stop: int) -> None:
+        for row in range(start, stop):
+            images[row] = read_image(paths[row], size, ids[row])
+
+    chunk = 256
+    Parallel(n_jobs=jobs, prefer="threads")(
+        delayed(fill)(start, min(start + chunk, len(paths))) for start in range(0, len(paths), chunk)
+    )
+    return images

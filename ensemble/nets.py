@@ -1,0 +1,45 @@
+"""Networks: a timm backbone with a classifier for the competition's classes.
+
+Weights are random (pretrained=False) until a later issue adds loading them from a file.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ensemble.errors import EnsError
+
+
+def create_net(model_name: str, n_classes: int) -> nn.Module:
+    import timm
+
+    if not timm.is_model(model_name):
+        close = timm.list_models(f"*{model_name}*")[:8]
+        hint = f"; close names: {', '.join(close)}" if close else "; `timm.list_models()` lists them"
+        raise EnsError(f"unknown timm model {model_name!r}{hint}")
+    return timm.create_model(model_name, pretrained=False, num_classes=n_classes)
+
+
+def normalization(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel mean and std the backbone expects, shaped (1, 3, 1, 1), for 0..1 inputs."""
+    config = getattr(net, "pretrained_cfg", None) or {}
+    mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
+    std = torch.tensor(config.get("std", (0.229, 0.224, 0.225)), dtype=torch.float32)
+    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+
+def check_input_size(model_name: str, n_classes: int, size: int) -> None:
+    """Refuse, before anything is written, an image size the network cannot take.
+
+    Deep backbones downsample 32x: below some size a layer's kernel outgrows its input.
+    """
+    net = create_net(model_name, n_classes).eval()
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, size, size))
+    except RuntimeError as error:
+        raise EnsError(
+            f"timm model {model_name!r} cannot take {size}x{size} images "
+            f"({str(error).splitlines()[0]}); use a larger --size"
+        ) from None

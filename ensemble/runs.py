@@ -1,0 +1,229 @@
+"""Running every fold of an experiment and caching what blending needs, under models/<name>/.
+
+A run checks everything it can before it writes anything: the competition files, the folds
+file, every image (decoded once, up front, at the training size). Then each fold is trained
+and its artifacts written atomically, `result.json` last. A run stopped at any point is
+resumed by the same command: finished folds are kept, a running fold restarts from its last
+finished epoch. Settings that change the result make a different experiment: resuming with
+them is refused unless --force starts the experiment again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ensemble import __version__, metrics, store
+from ensemble.competition import Competition, load_competition
+from ensemble.config import TrainSettings, Workspace
+from ensemble.errors import EnsError
+from ensemble.folds import Folds, read_folds
+from ensemble.images import read_images
+from ensemble.nets import check_input_size
+from ensemble.store import ExperimentDir, Logits
+from ensemble.train import FoldData, Progress, train_fold
+
+# Recorded in settings.json but free to change when a run is resumed.
+NOT_IDENTITY = {"device", "versions"}
+
+
+@dataclass(frozen=True)
+class ImagesRead:
+    n_train: int
+    n_test: int
+    size: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FoldStart:
+    fold: int
+    n_train: int
+    n_valid: int
+    resuming: bool
+
+
+@dataclass(frozen=True)
+class FoldEnd:
+    fold: int
+    metric: str
+    score: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """fold_scores: one entry per fold, None where the fold is not trained yet."""
+
+    name: str
+    path: Path
+    metric: str
+    fold_scores: list[float | None]
+    oof_score: float | None
+    trained: list[int]
+    kept: list[int]
+
+
+def describe_run(workspace: Workspace, competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
+    """settings.json: everything that decides an experiment's numbers, plus a few notes."""
+    import timm
+    import torch
+
+    train = dataclasses.asdict(settings)
+    return {
+        "name": name,
+        "train": {key: value for key, value in train.items() if key != "device"},
+        "device": settings.device,
+        "competition": dataclasses.asdict(competition.settings),
+        "classes": list(competition.classes),
+        "train_sha256": competition.train_hash,
+        "test_ids_sha256": store.sha256_bytes("\n".join(competition.test_ids).encode()),
+        "k": folds.k,
+        "folds_sha256": folds.sha256,
+        "versions": {"ens": __version__, "torch": torch.__version__, "timm": timm.__version__},
+    }
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old -> new' for every identity setting that differs."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if key in NOT_IDENTITY:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}: {str(a)[:20]} -> {str(b)[:20]}")
+    return changed
+
+
+def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool) -> tuple[list[int], list[int], bool]:
+    """(folds to train, finished folds kept, whether the old experiment is wiped first)."""
+    if not experiment.exists():
+        return requested, [], False
+    changed = differences(store.read_json(experiment.settings_path), record)
+    if changed:
+        if not force:
+            raise EnsError(
+                f"{experiment.root}: was trained with other settings ({'; '.join(changed[:3])}); "
+                "use --force to train it again, or another --name"
+            )
+        return requested, [], True
+    done = set(experiment.done_folds())
+    if force:
+        return requested, sorted(done - set(requested)), False
+    if set(requested) <= done:
+        raise EnsError(
+            f"{experiment.root}: folds {','.join(map(str, requested))} are already trained; "
+            "use --force to train them again"
+        )
+    return [fold for fold in requested if fold not in done], sorted(done), False
+
+
+def train_experiment(
+    workspace: Workspace,
+    name: str,
+    settings: TrainSettings,
+    folds_to_run: list[int] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ExperimentResult:
+    experiment = ExperimentDir(workspace.models_dir, name)
+    competition = load_competition(workspace)
+    folds = read_folds(workspace, competition)
+    metric = metrics.get(competition.settings.metric)
+    requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))
+    outside = [fold for fold in requested if not 0 <= fold < folds.k]
+    if outside:
+        raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
+    record = describe_run(workspace, competition, folds, name, settings)
+    to_train, kept, wipe = plan_folds(experiment, record, requested, force)
+    check_input_size(settings.model, len(competition.classes), settings.size)
+
+    started = time.perf_counter()
+    train_images = read_images(competition.train_image_paths(), competition.train_ids, settings.size)
+    test_images = read_images(competition.test_image_paths(), competition.test_ids, settings.size)
+    if progress:
+        progress(ImagesRead(len(train_images), len(test_images), settings.size, time.perf_counter() - started))
+
+    if wipe:
+        shutil.rmtree(experiment.root)
+    for fold in to_train:
+        if experiment.fold_result_path(fold).exists():  # --force on a finished fold
+            shutil.rmtree(experiment.fold_dir(fold))
+    # The combined logits are rebuilt once every fold is done again.
+    experiment.oof_path.unlink(missing_ok=True)
+    experiment.test_path.unlink(missing_ok=True)
+    store.write_json(experiment.settings_path, record)
+
+    for fold in to_train:
+        in_valid = folds.fold_of == fold
+        if progress:
+            progress(FoldStart(fold, int((~in_valid).sum()), int(in_valid.sum()), experiment.resume_path(fold).exists()))
+        fold_started = time.perf_counter()
+        data = FoldData(
+            train_images=train_images[~in_valid],
+            train_targets=competition.targets[~in_valid],
+            valid_images=train_images[in_valid],
+            valid_targets=competition.targets[in_valid],
+            test_images=test_images,
+            n_classes=len(competition.classes),
+        )
+        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
+        score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
+        seconds = time.perf_counter() - fold_started
+        write_fold(experiment, fold, competition, in_valid, output, record, score, seconds)
+        if progress:
+            progress(FoldEnd(fold, metric.name, score, seconds))
+        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
+
+
+def write_fold(experiment, fold, competition, in_valid, output, record, score, seconds) -> None:
+    import torch
+
+    classes = competition.classes
+    store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[in_valid], classes, output.valid_logits))
+    store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
+    checkpoint = {"state_dict": output.state_dict, "model": record["train"]["model"], "classes": list(classes), "size": record["train"]["size"]}
+    with store.atomic_path(experiment.checkpoint_path(fold)) as temporary:
+        torch.save(checkpoint, temporary)
+    history = [dataclasses.asdict(event) for event in output.history]
+    store.write_json(experiment.fold_result_path(fold), {"fold": fold, "metric": record["competition"]["metric"], "score": score, "seconds": seconds, "history": history})
+    experiment.resume_path(fold).unlink(missing_ok=True)
+
+
+def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:
+    """Write scores.json; once every fold is done, also oof.npz and test.npz. Returns (fold_scores, oof_score)."""
+    results = {fold: store.read_json(experiment.fold_result_path(fold)) for fold in experiment.done_folds()}
+    fold_scores = [results[fold]["score"] if fold in results else None for fold in range(folds.k)]
+    oof_score = None
+    if len(results) == folds.k:
+        row_of = {image_id: row for row, image_id in enumerate(competition.train_ids)}
+        oof = np.zeros((len(competition.train_ids), len(competition.classes)), dtype=np.float32)
+        test = np.zeros((len(competition.test_ids), len(competition.classes)), dtype=np.float64)
+        for fold in range(folds.k):
+            fold_oof = store.load_logits(experiment.fold_oof_path(fold))
+            oof[[row_of[image_id] for image_id in fold_oof.ids]] = fold_oof.values
+            test += store.load_logits(experiment.fold_test_path(fold)).values
+        oof_score = metric.score(competition.targets, metrics.softmax(oof))
+        store.save_logits(experiment.oof_path, Logits(competition.train_ids, competition.classes, oof))
+        store.save_logits(experiment.test_path, Logits(competition.test_ids, competition.classes, (test / folds.k).astype(np.float32)))
+    store.write_json(
+        experiment.scores_path,
+        {
+            "name": experiment.name,
+            "model": store.read_json(experiment.settings_path)["train"]["model"],
+            "metric": metric.name,
+            "oof_score": oof_score,
+            "fold_scores": fold_scores,
+            "seconds": [results[fold]["seconds"] if fold in results else None for fold in range(folds.k)],
+        },
+    )
+    return fold_scores, oof_score

@@ -1,0 +1,201 @@
+"""Artifacts on disk: atomic writes, logits files, and the layout of an experiment folder.
+
+Every file is written to a temporary name in its own folder and renamed into place, so a
+killed run leaves either the old file or the new one, never half of one.
+
+Layout of models/<experiment>/ (see README, "Workspace"):
+
+    settings.json          how it was made: train settings, classes, hashes of train.csv and folds
+    scores.json            metric, per-fold scores and timings, OOF score once every fold is done
+    oof.npz                OOF logits of every training id, in train.csv order
+    test.npz               test logits, the mean over fold models, in test.csv order
+    fold<k>/model.pt       the fold's final weights
+    fold<k>/oof.npz        logits of the fold's held-out ids, from the model that did not see them
+    fold<k>/test.npz       the fold model's test logits
+    fold<k>/result.json    the fold's score and timing; written last, so it marks the fold done
+    fold<k>/resume.pt      training state after the last finished epoch, while the fold runs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ensemble.errors import EnsError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_name(name: str, what: str) -> str:
+    """Experiment and blend names become folder and file names: keep them plain."""
+    if not NAME_PATTERN.match(name):
+        raise EnsError(
+            f"{what} name {name!r} must start with a letter or digit and hold only letters, "
+            "digits, '.', '_' and '-'"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, document: Any) -> None:
+    write_text(path, json.dumps(document, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise EnsError(f"{path}: cannot read JSON: {error}") from None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Logits:
+    """Model outputs with the ids and class order they belong to.
+
+    ids: str (n_samples,); classes: the label of each column; values: float32 (n_samples, n_classes).
+    """
+
+    ids: np.ndarray
+    classes: tuple[str, ...]
+    values: np.ndarray
+
+
+def save_logits(path: Path, logits: Logits) -> None:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        ids=np.asarray(logits.ids, dtype=str),
+        classes=np.asarray(logits.classes, dtype=str),
+        logits=np.asarray(logits.values, dtype=np.float32),
+    )
+    write_bytes(path, buffer.getvalue())
+
+
+def load_logits(path: Path) -> Logits:
+    """Read a logits file, refusing a damaged one: wrong shapes, duplicate ids, NaN or inf."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            ids, classes, values = archive["ids"], archive["classes"], archive["logits"]
+    except (OSError, ValueError, KeyError) as error:
+        raise EnsError(f"{path}: cannot read logits: {error}") from None
+    if values.ndim != 2 or values.shape != (len(ids), len(classes)):
+        raise EnsError(
+            f"{path}: logits have shape {values.shape}, expected ({len(ids)}, {len(classes)})"
+        )
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad_rows):
+        row = bad_rows[0]
+        raise EnsError(f"{path}: row {row} (id {ids[row]}) has a NaN or infinite logit")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise EnsError(f"{path}: id {unique[counts > 1][0]} appears more than once")
+    return Logits(ids=ids.astype(str), classes=tuple(classes.tolist()), values=values)
+
+
+class ExperimentDir:
+    """Paths of one experiment's artifacts; see the module docstring for the layout."""
+
+    def __init__(self, models_dir: Path, name: str):
+        self.name = check_name(name, "experiment")
+        self.root = Path(models_dir) / name
+
+    settings_path = property(lambda self: self.root / "settings.json")
+    scores_path = property(lambda self: self.root / "scores.json")
+    oof_path = property(lambda self: self.root / "oof.npz")
+    test_path = property(lambda self: self.root / "test.npz")
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.root / f"fold{fold}"
+
+    def checkpoint_path(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "model.pt"
+
+    def fold_oof_path(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "oof.npz"
+
+    def fold_test_path(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "test.npz"
+
+    def fold_result_path(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "result.json"
+
+    def resume_path(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "resume.pt"
+
+    def exists(self) -> bool:
+        return self.settings_path.is_file()
+
+    def done_folds(self) -> list[int]:
+        return sorted(
+            int(path.parent.name[len("fold"):])
+            for path in self.root.glob("fold*/result.json")
+            if path.parent.name[len("fold"):].isdigit()
+        )
+
+    def is_complete(self) -> bool:
+        return self.oof_path.is_file() and self.test_path.is_file()
+
+
+def experiment_names(models_dir: Path) -> list[str]:
+    """Every experiment folder under models/, by name."""
+    if not Path(models_dir).is_dir():
+        return []
+    return sorted(
+        path.parent.name
+        for path in Path(models_dir).glob("*/settings.json")
+        if NAME_PATTERN.match(path.parent.name)
+    )
+
+
+def open_experiment(models_dir: Path, name: str) -> ExperimentDir:
+    """An existing experiment, or an error listing the ones there are."""
+    experiment = ExperimentDir(models_dir, name)
+    if not experiment.exists():
+        known = ", ".join(experiment_names(models_dir)) or "none yet"
+        raise EnsError(f"{experiment.root}: no experiment named {name!r}; experiments: {known}")
+    return experiment
