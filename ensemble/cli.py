@@ -16,7 +16,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ensemble import __version__
 from ensemble.config import FoldSettings, TrainSettings, Workspace, override
@@ -44,7 +44,7 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing out
 
 def default(cls, field: str) -> str:
     """Help text for a flag whose default lives in a settings dataclass (or ens.toml)."""
-    return f"[default: ens.toml, else {getattr(cls(), field)!r}]"
+    return f"(default: ens.toml, else {getattr(cls(), field)!r})"
 
 
 def handles_errors(command: Callable) -> Callable:
@@ -145,7 +145,7 @@ def train_folds(
     batch_size: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "batch_size"))] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate (one-cycle). {default(TrainSettings, 'lr')}")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
-    folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 [default: all]")] = None,
+    folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "seed"))] = None,
     force: ForceOption = False,
@@ -200,7 +200,7 @@ def leaderboard(
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
         return
-    table = Table("experiment", "model", "metric", "OOF", "folds", "train time")
+    table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "metric", "OOF", "folds", "train time")
     for row in rows:
         folds_text = " ".join(score_text(score) for score in row["fold_scores"])
         table.add_row(row["name"], row["model"], row["metric"], score_text(row["oof_score"]), folds_text, f"{row['seconds']:.0f}s")
@@ -213,7 +213,7 @@ def blend(
     name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv and NAME.json.")],
     method: Annotated[str, typer.Option(help="Blend method: mean.")] = "mean",
     experiments: Annotated[
-        Optional[str], typer.Option(help="Experiments to blend, e.g. a,b [default: all with every fold trained]")
+        Optional[str], typer.Option(help="Experiments to blend, e.g. a,b (default: all with every fold trained)")
     ] = None,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
@@ -229,7 +229,7 @@ def blend(
 
 
 def print_blend(result) -> None:
-    table = Table("member", "weight", f"OOF {result.metric}")
+    table = Table(Column("member", no_wrap=True), "weight", f"OOF {result.metric}")
     for member, weight, score in zip(result.names, result.weights, result.member_scores):
         table.add_row(member, f"{weight:.3f}", score_text(score))
     table.add_row(f"[bold]blend ({result.method})[/bold]", "", f"[bold]{score_text(result.oof_score)}[/bold]")
@@ -254,7 +254,7 @@ def demo(
     from ensemble.leaderboard import leaderboard as rows_of
 
     result = run_demo(directory, force, print_event)
-    table = Table("experiment", "model", "OOF", "folds")
+    table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "OOF", "folds")
     for row in rows_of(result.workspace.models_dir):
         table.add_row(row["name"], row["model"], score_text(row["oof_score"]), " ".join(score_text(s) for s in row["fold_scores"]))
     out.print(table)

@@ -88,7 +88,7 @@ def check_unique(path: Path, ids: pd.Series) -> None:
         line = duplicated[0]
         first = np.flatnonzero((ids == ids.iloc[line]).to_numpy())[0]
         raise EnsError(
-            f"{path}: line {line + 2}: duplicate id {ids.iloc[line]!r} (first at line {first + 2})"
+            f"{path}: line {line + 2}: duplicate id {str(ids.iloc[line])!r} (first at line {first + 2})"
         )
 
 
@@ -146,17 +146,17 @@ def check_same_ids(test_csv: Path, test_ids: pd.Series, sample_path: Path, sampl
     if not in_sample.all():
         line = np.flatnonzero(~in_sample)[0]
         raise EnsError(
-            f"{test_csv}: line {line + 2}: test id {test_ids.iloc[line]!r} is not in {sample_path}"
+            f"{test_csv}: line {line + 2}: test id {str(test_ids.iloc[line])!r} is not in {sample_path}"
         )
     in_test = sample_ids.isin(set(test_ids)).to_numpy()
     if not in_test.all():
         line = np.flatnonzero(~in_test)[0]
         raise EnsError(
-            f"{sample_path}: line {line + 2}: id {sample_ids.iloc[line]!r} is not in {test_csv}"
+            f"{sample_path}: line {line + 2}: id {str(sample_ids.iloc[line])!r} is not in {test_csv}"
         )
 
 
 def check_image_files(csv_path: Path, ids: np.ndarray, paths: list[Path]) -> None:
     for line, (image_id, path) in enumerate(zip(ids, paths), start=2):
         if not path.is_file():
-            raise EnsError(f"{path}: image not found for id {image_id!r} ({csv_path}, line {line})")
+            raise EnsError(f"{path}: image not found for id {str(image_id)!r} ({csv_path}, line {line})")

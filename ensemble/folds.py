@@ -149,6 +149,6 @@ def read_folds(workspace: Workspace, competition: Competition) -> Folds:
     for row, image_id in enumerate(competition.train_ids):
         fold = fold_by_id.get(image_id)
         if fold is None or not fold.isdigit() or int(fold) >= k:
-            raise EnsError(f"{csv_path}: no valid fold for id {image_id!r} of {competition.train_csv}")
+            raise EnsError(f"{csv_path}: no valid fold for id {str(image_id)!r} of {competition.train_csv}")
         fold_of[row] = int(fold)
     return Folds(fold_of=fold_of, k=k, sha256=sha256)

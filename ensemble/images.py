@@ -38,9 +38,9 @@ def read_image(path: Path, size: int, image_id: str = "") -> np.ndarray:
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
-        raise EnsError(f"{path}: image not found for id {image_id!r}") from None
+        raise EnsError(f"{path}: image not found for id {str(image_id)!r}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise EnsError(f"{path}: cannot read image for id {image_id!r}: {error}") from None
+        raise EnsError(f"{path}: cannot read image for id {str(image_id)!r}: {error}") from None
 
 
 def read_images(paths: Sequence[Path], ids: Sequence[str], size: int, jobs: int = 2) -> np.ndarray:

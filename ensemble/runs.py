@@ -24,6 +24,7 @@ from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import Folds, read_folds
 from ensemble.images import read_images
+from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, Progress, train_fold
@@ -145,6 +146,7 @@ def train_experiment(
     record = describe_run(workspace, competition, folds, name, settings)
     to_train, kept, wipe = plan_folds(experiment, record, requested, force)
     check_input_size(settings.model, len(competition.classes), settings.size)
+    resolve_device(settings.device)
 
     started = time.perf_counter()
     train_images = read_images(competition.train_image_paths(), competition.train_ids, settings.size)
@@ -154,9 +156,9 @@ def train_experiment(
 
     if wipe:
         shutil.rmtree(experiment.root)
-    for fold in to_train:
-        if experiment.fold_result_path(fold).exists():  # --force on a finished fold
-            shutil.rmtree(experiment.fold_dir(fold))
+    if force:  # retrain the requested folds from scratch, finished or cut off
+        for fold in to_train:
+            shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
     # The combined logits are rebuilt once every fold is done again.
     experiment.oof_path.unlink(missing_ok=True)
     experiment.test_path.unlink(missing_ok=True)

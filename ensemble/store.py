@@ -130,10 +130,10 @@ def load_logits(path: Path) -> Logits:
     bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad_rows):
         row = bad_rows[0]
-        raise EnsError(f"{path}: row {row} (id {ids[row]}) has a NaN or infinite logit")
+        raise EnsError(f"{path}: row {row} (id {str(ids[row])!r}) has a NaN or infinite logit")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise EnsError(f"{path}: id {unique[counts > 1][0]} appears more than once")
+        raise EnsError(f"{path}: id {str(unique[counts > 1][0])!r} appears more than once")
     return Logits(ids=ids.astype(str), classes=tuple(classes.tolist()), values=values)
 
 

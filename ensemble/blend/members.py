@@ -49,10 +49,10 @@ def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[st
     row_of = {image_id: row for row, image_id in enumerate(logits.ids)}
     missing = [image_id for image_id in ids if image_id not in row_of]
     if missing:
-        raise EnsError(f"{path}: no logits for id {missing[0]!r} ({len(missing)} ids missing)")
+        raise EnsError(f"{path}: no logits for id {str(missing[0])!r} ({len(missing)} ids missing)")
     if len(logits.ids) != len(ids):
         extra = sorted(set(logits.ids) - set(ids))
-        raise EnsError(f"{path}: id {extra[0]!r} is not in the competition ({len(extra)} extra ids)")
+        raise EnsError(f"{path}: id {str(extra[0])!r} is not in the competition ({len(extra)} extra ids)")
     return logits.values[[row_of[image_id] for image_id in ids]]
 
 

@@ -1,0 +1,176 @@
+"""The commands a user runs, through Typer's CliRunner on tiny real workspaces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ensemble import __version__, metrics
+from ensemble.cli import app
+from ensemble.store import load_logits
+
+runner = CliRunner()
+
+
+def ens(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def test_version_and_help():
+    result = ens("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"ens {__version__}"
+    for command in ("folds", "train-folds", "leaderboard", "blend", "demo"):
+        result = ens(command, "--help")
+        assert result.exit_code == 0, command
+        assert "Example: ens" in result.stdout, command
+
+
+def test_folds_then_train_writes_aligned_logits(competition_dir):
+    assert ens("folds", "-w", competition_dir).exit_code == 0
+    folds = pd.read_csv(competition_dir / "folds" / "folds.csv", dtype=str)
+    train = pd.read_csv(competition_dir / "data" / "train.csv", dtype=str)
+    assert folds["id"].tolist() == train["id"].tolist()  # ids keep their leading zeros
+    assert sorted(folds["fold"].unique()) == ["0", "1", "2"]
+
+    result = ens("train-folds", "-w", competition_dir, "--name", "r", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    root = competition_dir / "models" / "r"
+    oof, test = load_logits(root / "oof.npz"), load_logits(root / "test.npz")
+    assert oof.ids.tolist() == train["id"].tolist()
+    assert oof.classes == ("cat", "dog", "owl")
+    assert oof.values.shape == (36, 3) and oof.values.dtype == np.float32
+    test_ids = pd.read_csv(competition_dir / "data" / "test.csv", dtype=str)["id"].tolist()
+    assert test.ids.tolist() == test_ids and test.values.shape == (10, 3)
+
+    # Each OOF row comes from the model of its own fold, and the test logits are the fold mean.
+    fold_of = dict(zip(folds["id"], folds["fold"].astype(int)))
+    fold_tests = []
+    for fold in range(3):
+        fold_oof = load_logits(root / f"fold{fold}" / "oof.npz")
+        assert {fold_of[i] for i in fold_oof.ids} == {fold}
+        rows = [train["id"].tolist().index(i) for i in fold_oof.ids]
+        np.testing.assert_array_equal(oof.values[rows], fold_oof.values)
+        fold_tests.append(load_logits(root / f"fold{fold}" / "test.npz").values)
+        assert (root / f"fold{fold}" / "model.pt").is_file()
+        assert not (root / f"fold{fold}" / "resume.pt").exists()
+    np.testing.assert_allclose(test.values, np.mean(fold_tests, axis=0), rtol=1e-5, atol=1e-6)
+
+    # The printed and stored OOF score is the metric of the stored logits.
+    targets = np.array([oof.classes.index(label) for label in train["label"]])
+    scores = json.loads((root / "scores.json").read_text())
+    assert scores["oof_score"] == pytest.approx(metrics.accuracy(targets, metrics.softmax(oof.values)))
+    assert f"OOF accuracy {scores['oof_score']:.4f}" in result.stdout
+    settings = json.loads((root / "settings.json").read_text())
+    assert settings["train"]["epochs"] == 2 and settings["train"]["model"] == "test_resnet"
+
+
+def test_leaderboard_json_and_table(trained_copy):
+    result = ens("leaderboard", "-w", trained_copy, "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {row["name"] for row in rows} == {"a", "b"}
+    for row in rows:
+        assert row["metric"] == "accuracy" and len(row["fold_scores"]) == 3
+        assert 0 <= row["oof_score"] <= 1
+    assert rows[0]["oof_score"] >= rows[1]["oof_score"]  # best first
+    table = ens("leaderboard", "-w", trained_copy)
+    assert table.exit_code == 0 and "a" in table.stdout and "test_efficientnet" in table.stdout
+
+
+@pytest.mark.parametrize("sample", ["labels", "probabilities"])
+def test_blend_writes_submission_shaped_like_the_sample(tmp_path, sample, trained_dir):
+    from tests.conftest import make_competition
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained_dir, root)
+    make_competition(root, sample=sample)  # same data, other sample submission shape
+    result = ens("blend", "-w", root, "--name", "s1")
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(root / "submissions" / "s1.csv", dtype=str)
+    expected = pd.read_csv(root / "data" / "sample_submission.csv", dtype=str)
+    assert list(written.columns) == list(expected.columns)
+    assert written["id"].tolist() == expected["id"].tolist()
+    if sample == "labels":
+        assert set(written["label"]) <= {"cat", "dog", "owl"}
+    else:
+        np.testing.assert_allclose(written[["owl", "dog", "cat"]].astype(float).sum(axis=1), 1, atol=1e-5)
+    made = json.loads((root / "submissions" / "s1.json").read_text())
+    assert made["method"] == "mean" and [m["name"] for m in made["members"]] == ["a", "b"]
+    assert sum(m["weight"] for m in made["members"]) == pytest.approx(1)
+    assert f"{made['oof_score']:.4f}" in result.stdout
+
+
+def test_blend_score_is_the_mean_of_member_probabilities(trained_copy):
+    assert ens("blend", "-w", trained_copy, "--name", "m", "--experiments", "a,b").exit_code == 0
+    made = json.loads((trained_copy / "submissions" / "m.json").read_text())
+    train = pd.read_csv(trained_copy / "data" / "train.csv", dtype=str)
+    probs = [metrics.softmax(load_logits(trained_copy / "models" / n / "oof.npz").values) for n in "ab"]
+    targets = np.array([("cat", "dog", "owl").index(label) for label in train["label"]])
+    assert made["oof_score"] == pytest.approx(metrics.accuracy(targets, np.mean(probs, axis=0)))
+
+
+def test_resume_keeps_finished_folds(trained_copy):
+    result = ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "0")
+    assert result.exit_code == 0, result.output
+    assert "not every fold" in result.stdout
+    board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout)
+    c = next(row for row in board if row["name"] == "c")
+    assert c["oof_score"] is None and c["fold_scores"][1:] == [None, None]
+    first = (trained_copy / "models" / "c" / "fold0" / "oof.npz").read_bytes()
+
+    result = ens("train-folds", "-w", trained_copy, "--name", "c")
+    assert result.exit_code == 0, result.output
+    assert "kept finished folds [0]" in result.output
+    assert (trained_copy / "models" / "c" / "fold0" / "oof.npz").read_bytes() == first
+    assert (trained_copy / "models" / "c" / "oof.npz").is_file()
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+
+
+def snapshot(root):
+    return {path: path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["folds"], ["folds.csv", "already exists", "--force"]),
+        (["blend", "--name", "x", "--experiments", "a,nope"], ["nope", "experiments: a, b"]),
+        (["blend", "--name", "x", "--method", "median"], ["unknown blend method 'median'", "mean"]),
+        (["blend", "--name", "bad/name"], ["blend name 'bad/name'"]),
+        (["train-folds", "--name", "a"], ["folds 0,1,2 are already trained", "--force"]),
+        (["train-folds", "--name", "a", "--lr", "0.5"], ["other settings", "train.lr: 0.001 -> 0.5"]),
+        (["train-folds", "--name", "n", "--folds", "7"], ["fold 7 does not exist"]),
+        (["train-folds", "--name", "n", "--model", "no_such_net"], ["unknown timm model 'no_such_net'"]),
+        (["train-folds", "--name", "n", "--model", "test_convnext"], ["cannot take 16x16 images", "--size"]),
+        (["train-folds", "--name", "n", "--epochs", "0"], ["epochs must be at least 1"]),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(trained_copy, args, fragments):
+    before = snapshot(trained_copy)
+    one_line_error(ens(*args, "-w", trained_copy), *fragments)
+    assert snapshot(trained_copy) == before
+
+
+def test_existing_blend_needs_force(trained_copy):
+    assert ens("blend", "-w", trained_copy, "--name", "s").exit_code == 0
+    before = snapshot(trained_copy)
+    one_line_error(ens("blend", "-w", trained_copy, "--name", "s"), "s.csv", "--force")
+    assert snapshot(trained_copy) == before
+    assert ens("blend", "-w", trained_copy, "--name", "s", "--force").exit_code == 0
+
+
+def test_missing_workspace_config(tmp_path):
+    one_line_error(ens("leaderboard", "-w", tmp_path), "ens.toml", "not found")

@@ -1,0 +1,75 @@
+import pandas as pd
+import pytest
+
+from ensemble.competition import load_competition, sort_classes
+from ensemble.config import Workspace
+from ensemble.errors import EnsError
+
+
+def test_reads_ids_as_text_and_orders_classes(competition_dir):
+    competition = load_competition(Workspace.load(competition_dir))
+    assert competition.train_ids[:2].tolist() == ["0000", "0001"]
+    assert competition.classes == ("cat", "dog", "owl")
+    assert competition.targets[:4].tolist() == [0, 1, 2, 0]
+    assert len(competition.test_ids) == 10
+
+
+def test_integer_labels_sort_numerically():
+    assert sort_classes(["10", "2", "1", "2"]) == ("1", "2", "10")
+    assert sort_classes(["b", "a", "10"]) == ("10", "a", "b")
+
+
+def rewrite(path, change):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    change(frame).to_csv(path, index=False)
+
+
+def duplicate_row(frame):
+    return pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
+
+
+def drop_from_sample(frame):
+    return frame[frame["id"] != "t004"]
+
+
+def add_to_sample(frame):
+    return pd.concat([frame, pd.DataFrame({"id": ["t999"], "label": ["cat"]})], ignore_index=True)
+
+
+def empty_label(frame):
+    frame.loc[5, "label"] = ""
+    return frame
+
+
+@pytest.mark.parametrize(
+    "file, change, fragments",
+    [
+        ("train.csv", lambda f: f.rename(columns={"label": "target"}), ["train.csv", "no column 'label'", "id, target"]),
+        ("train.csv", duplicate_row, ["train.csv", "line 38", "duplicate id '0003'", "line 5"]),
+        ("train.csv", empty_label, ["train.csv", "line 7", "empty 'label'"]),
+        ("train.csv", lambda f: f.assign(label="cat"), ["single class 'cat'"]),
+        ("test.csv", duplicate_row, ["test.csv", "duplicate id 't003'"]),
+        ("sample_submission.csv", drop_from_sample, ["test.csv", "line 6", "'t004' is not in", "sample_submission.csv"]),
+        ("sample_submission.csv", add_to_sample, ["sample_submission.csv", "'t999' is not in", "test.csv"]),
+    ],
+)
+def test_bad_tables_are_refused(competition_dir, file, change, fragments):
+    rewrite(competition_dir / "data" / file, change)
+    with pytest.raises(EnsError) as error:
+        load_competition(Workspace.load(competition_dir))
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_missing_image_names_file_and_id(competition_dir):
+    (competition_dir / "data" / "train" / "0007.png").unlink()
+    with pytest.raises(EnsError, match=r"0007\.png: image not found for id '0007' .*train\.csv, line 9"):
+        load_competition(Workspace.load(competition_dir))
+    load_competition(Workspace.load(competition_dir), check_images=False)  # blending needs no images
+
+
+def test_unknown_metric_is_refused(competition_dir):
+    path = competition_dir / "ens.toml"
+    path.write_text(path.read_text().replace('metric = "accuracy"', 'metric = "f2"'))
+    with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, logloss"):
+        load_competition(Workspace.load(competition_dir))

@@ -1,0 +1,37 @@
+import pytest
+
+from ensemble.config import FoldSettings, TrainSettings, Workspace, override
+from ensemble.errors import EnsError
+
+
+def test_flags_override_toml_and_none_keeps_it(competition_dir):
+    workspace = Workspace.load(competition_dir)
+    assert workspace.folds.k == 3 and workspace.train.model == "test_resnet"
+    changed = override(workspace.train, epochs=4, model=None)
+    assert changed.epochs == 4 and changed.model == "test_resnet"
+    assert workspace.train.epochs == 1  # settings are frozen copies
+    assert FoldSettings().k == 5 and TrainSettings().device == "auto"
+
+
+@pytest.mark.parametrize(
+    "toml, fragments",
+    [
+        ("[competition]\nid_colum = 'x'\n", ["[competition]", "unknown key 'id_colum'"]),
+        ("[trian]\n", ["unknown section [trian]"]),
+        ("[train]\nepochs = 'three'\n", ["epochs must be int", "'three'"]),
+        ("[train]\nsize = 2\n", ["size must be at least 8"]),
+        ("[folds]\nk = 1\n", ["k must be at least 2"]),
+        ("[train\n", ["not valid TOML"]),
+    ],
+)
+def test_bad_config_is_refused(tmp_path, toml, fragments):
+    (tmp_path / "ens.toml").write_text(toml)
+    with pytest.raises(EnsError) as error:
+        Workspace.load(tmp_path)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_integer_accepted_for_float_setting(tmp_path):
+    (tmp_path / "ens.toml").write_text("[train]\nlr = 1\n")
+    assert Workspace.load(tmp_path).train.lr == 1.0
