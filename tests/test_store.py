@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from ensemble import store
+from ensemble.errors import EnsError
+from ensemble.store import Logits, load_logits, save_logits
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "a.json"
+    store.write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with store.atomic_path(path) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert store.read_json(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind
+
+
+def test_logits_round_trip(tmp_path):
+    logits = Logits(np.array(["007", "x y"]), ("b", "a"), np.arange(4, dtype=np.float32).reshape(2, 2))
+    save_logits(tmp_path / "l.npz", logits)
+    loaded = load_logits(tmp_path / "l.npz")
+    assert loaded.ids.tolist() == ["007", "x y"] and loaded.classes == ("b", "a")
+    np.testing.assert_array_equal(loaded.values, logits.values)
+
+
+@pytest.mark.parametrize(
+    "ids, values, message",
+    [
+        (["a", "b"], [[0.0, np.nan], [1.0, 2.0]], r"row 0 \(id 'a'\) has a NaN or infinite logit"),
+        (["a", "b"], [[0.0, 1.0], [np.inf, 2.0]], r"row 1 \(id 'b'\) has a NaN"),
+        (["a", "a"], [[0.0, 1.0], [1.0, 2.0]], "id 'a' appears more than once"),
+        (["a"], [[0.0, 1.0], [1.0, 2.0]], r"shape \(2, 2\), expected \(1, 2\)"),
+    ],
+)
+def test_damaged_logits_are_refused(tmp_path, ids, values, message):
+    save_logits(tmp_path / "l.npz", Logits(np.array(ids), ("x", "y"), np.array(values, dtype=np.float32)))
+    with pytest.raises(EnsError, match=message):
+        load_logits(tmp_path / "l.npz")
+
+
+def test_not_a_logits_file(tmp_path):
+    (tmp_path / "l.npz").write_bytes(b"nope")
+    with pytest.raises(EnsError, match="l.npz: cannot read logits"):
+        load_logits(tmp_path / "l.npz")
+
+
+@pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "sp ace"])
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(EnsError, match="must start with a letter or digit"):
+        store.check_name(name, "experiment")
