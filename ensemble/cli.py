@@ -19,8 +19,10 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from ensemble import __version__
+from ensemble.blend import METHODS
 from ensemble.config import FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
+from ensemble.folds import STRATEGIES
 
 app = typer.Typer(
     name="ens",
@@ -66,9 +68,12 @@ def parse_list(value: str | None, option: str, convert=str) -> list | None:
     if value is None or value.strip() in ("", "all"):
         return None
     try:
-        return [convert(part.strip()) for part in value.split(",") if part.strip()]
+        values = [convert(part.strip()) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise EnsError(f"{option}: cannot read {value!r}; expected a comma-separated list") from None
+        values = []
+    if not values:
+        raise EnsError(f"{option}: cannot read {value!r}; expected a comma-separated list")
+    return values
 
 
 def version_callback(value: bool) -> None:
@@ -86,18 +91,13 @@ def root(
     pass
 
 
-class Strategy(str, Enum):
-    stratified = "stratified"
-    group = "group"
-
-
 @app.command()
 @handles_errors
 def folds(
     k: Annotated[Optional[int], typer.Option("--k", help=f"Number of folds. {default(FoldSettings, 'k')}")] = None,
     strategy: Annotated[
-        Optional[Strategy],
-        typer.Option(help=f"stratified keeps class shares; group keeps each group_column value in one fold. {default(FoldSettings, 'strategy')}"),
+        Optional[str],
+        typer.Option(help=f"One of: {', '.join(STRATEGIES.names())}. {default(FoldSettings, 'strategy')}"),
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Shuffle seed. {default(FoldSettings, 'seed')}")] = None,
     force: ForceOption = False,
@@ -111,7 +111,7 @@ def folds(
     from ensemble.folds import write_folds
 
     ws = Workspace.load(workspace)
-    settings = override(ws.folds, k=k, strategy=strategy.value if strategy else None, seed=seed)
+    settings = override(ws.folds, k=k, strategy=strategy, seed=seed)
     result = write_folds(ws, load_competition(ws), settings, force)
     out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}): fold sizes {result.fold_sizes}", highlight=False)
     label, count = result.smallest_class
@@ -148,7 +148,13 @@ def train_folds(
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "seed"))] = None,
-    force: ForceOption = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Train the asked folds again from scratch; with changed settings, delete the whole experiment first.",
+        ),
+    ] = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Train one model per fold; cache OOF and test logits under models/NAME/.
@@ -211,7 +217,7 @@ def leaderboard(
 @handles_errors
 def blend(
     name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv and NAME.json.")],
-    method: Annotated[str, typer.Option(help="Blend method: mean.")] = "mean",
+    method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS.names())}.")] = "mean",
     experiments: Annotated[
         Optional[str], typer.Option(help="Experiments to blend, e.g. a,b (default: all with every fold trained)")
     ] = None,

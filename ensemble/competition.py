@@ -16,6 +16,7 @@ from ensemble import metrics
 from ensemble.config import CompetitionSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.store import sha256_file
+from ensemble.submission import Shape, detect_kind
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Competition:
     test_ids: np.ndarray
     sample_path: Path
     sample: pd.DataFrame
+    submission_shape: Shape
+    submission_kind: str
     train_images: Path
     test_images: Path
 
@@ -53,12 +56,18 @@ def image_file(folder: Path, image_id: str, suffix: str) -> Path:
 
 
 def sort_classes(labels) -> tuple[str, ...]:
-    """Sorted unique labels: numerically when every label is a number, else as text."""
-    unique = set(labels)
+    """Sorted unique labels: numerically when every label is a finite number, else as text.
+
+    Ties in value ("1", "01") are broken by the text, so the order never depends on set order.
+    """
+    unique = sorted(set(labels))
     try:
-        return tuple(sorted(unique, key=float))
+        values = [float(label) for label in unique]
     except ValueError:
-        return tuple(sorted(unique))
+        return tuple(unique)
+    if not np.isfinite(values).all():
+        return tuple(unique)
+    return tuple(label for _, label in sorted(zip(values, unique)))
 
 
 def read_table(path: Path, required: list[str]) -> pd.DataFrame:
@@ -118,6 +127,15 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
     sample = read_table(sample_path, [id_column])
     check_unique(sample_path, sample[id_column])
     check_same_ids(test_csv, test[id_column], sample_path, sample[id_column])
+    # The submission's shape is settled now, so a sample that cannot be filled stops the
+    # run before training rather than after it.
+    shape = Shape(
+        path=sample_path,
+        columns=[column for column in sample.columns if column != id_column],
+        classes=classes,
+        positive_class=settings.positive_class,
+    )
+    kind = detect_kind(sample, shape, settings.submission)
 
     competition = Competition(
         settings=settings,
@@ -131,6 +149,8 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
         test_ids=test[id_column].to_numpy(dtype=str),
         sample_path=sample_path,
         sample=sample,
+        submission_shape=shape,
+        submission_kind=kind,
         train_images=workspace.path(settings.train_images),
         test_images=workspace.path(settings.test_images),
     )

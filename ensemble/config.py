@@ -41,6 +41,8 @@ class CompetitionSettings:
     image_suffix: str = ".png"
     group_column: str = ""
     metric: str = "accuracy"
+    submission: str = "auto"
+    positive_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class FoldSettings:
 
     def __post_init__(self):
         _check(self.k >= 2, f"folds k must be at least 2, got {self.k}")
+        _check(self.seed >= 0, f"folds seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ class TrainSettings:
     def __post_init__(self):
         _check(self.size >= 8, f"train size must be at least 8 pixels, got {self.size}")
         _check(self.epochs >= 1, f"train epochs must be at least 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"train batch_size must be at least 1, got {self.batch_size}")
+        # BatchNorm cannot train on a batch of one.
+        _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
+        _check(self.seed >= 0, f"train seed must be >= 0, got {self.seed}")
         _check(self.lr > 0, f"train lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"train weight_decay must be >= 0, got {self.weight_decay}")
         _check(

@@ -14,17 +14,28 @@ from ensemble.errors import EnsError
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto, cpu, cuda or cuda:N -> a device torch can use, or an EnsError saying why not."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise EnsError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    index = name.partition(":")[2] or "0"
+    if not index.isdigit() or int(index) >= torch.cuda.device_count():
+        raise EnsError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s), cuda:0 and up")
+    return torch.device("cuda", int(index))
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on cards with bf16 units (compute capability 8.0+), fp16 on older ones, None on the CPU.
+
+    Not torch.cuda.is_bf16_supported(): it also says yes where bf16 is only emulated
+    (T4, V100), which is slow there.
+    """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 def autocast(device: torch.device):

@@ -39,6 +39,9 @@ def stratified(competition: Competition, k: int, seed: int) -> np.ndarray:
     """Each fold keeps the class proportions of the whole train set."""
     from sklearn.model_selection import StratifiedKFold
 
+    largest = int(np.bincount(competition.targets).max())
+    if largest < k:
+        raise EnsError(f"{competition.train_csv}: no class has {k} rows, so {k} stratified folds cannot be made; use a smaller --k")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return _fold_of(splitter.split(competition.train_ids, competition.targets), len(competition.train_ids))
 

@@ -7,12 +7,13 @@ releases the GIL while it decodes and resizes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ensemble.errors import EnsError
 
@@ -33,18 +34,24 @@ def read_image(path: Path, size: int, image_id: str = "") -> np.ndarray:
     """One image as uint8 (size, size, 3); an unreadable file is an EnsError naming it and its id."""
     try:
         with Image.open(path) as image:
-            image = to_rgb(image)
+            image = to_rgb(ImageOps.exif_transpose(image))
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
         raise EnsError(f"{path}: image not found for id {str(image_id)!r}") from None
+    except Image.DecompressionBombError as error:
+        raise EnsError(f"{path}: image for id {str(image_id)!r} is over Pillow's size limit: {error}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise EnsError(f"{path}: cannot read image for id {str(image_id)!r}: {error}") from None
 
 
-def read_images(paths: Sequence[Path], ids: Sequence[str], size: int, jobs: int = 2) -> np.ndarray:
-    """Every image as one uint8 array (n_images, size, size, 3), in the order given."""
+def read_images(paths: Sequence[Path], ids: Sequence[str], size: int, jobs: int | None = None) -> np.ndarray:
+    """Every image as one uint8 array (n_images, size, size, 3), in the order given.
+
+    jobs: threads; default one per CPU core, at most 8.
+    """
+    jobs = jobs or min(8, os.cpu_count() or 1)
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def fill(start: int, stop: int) -> None:

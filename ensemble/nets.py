@@ -11,14 +11,22 @@ from torch import nn
 from ensemble.errors import EnsError
 
 
-def create_net(model_name: str, n_classes: int) -> nn.Module:
+def create_net(model_name: str, n_classes: int, size: int) -> nn.Module:
+    """A timm model for `n_classes` at `size` x `size` input.
+
+    Transformers (ViT, Swin, EVA) fix their input size at construction: they are built for
+    `size`. Convolutional nets take any size and have no such argument.
+    """
     import timm
 
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name}*")[:8]
         hint = f"; close names: {', '.join(close)}" if close else "; `timm.list_models()` lists them"
         raise EnsError(f"unknown timm model {model_name!r}{hint}")
-    return timm.create_model(model_name, pretrained=False, num_classes=n_classes)
+    try:
+        return timm.create_model(model_name, pretrained=False, num_classes=n_classes, img_size=size)
+    except TypeError:
+        return timm.create_model(model_name, pretrained=False, num_classes=n_classes)
 
 
 def normalization(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,11 +42,11 @@ def check_input_size(model_name: str, n_classes: int, size: int) -> None:
 
     Deep backbones downsample 32x: below some size a layer's kernel outgrows its input.
     """
-    net = create_net(model_name, n_classes).eval()
     try:
+        net = create_net(model_name, n_classes, size).eval()
         with torch.inference_mode():
             net(torch.zeros(1, 3, size, size))
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError, ValueError) as error:
         raise EnsError(
             f"timm model {model_name!r} cannot take {size}x{size} images "
             f"({str(error).splitlines()[0]}); use a larger --size"

@@ -27,10 +27,21 @@ from ensemble.images import read_images
 from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size
 from ensemble.store import ExperimentDir, Logits
-from ensemble.train import FoldData, Progress, train_fold
+from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 
-# Recorded in settings.json but free to change when a run is resumed.
-NOT_IDENTITY = {"device", "versions"}
+# Recorded in settings.json but free to change when a run is resumed: they change neither
+# the weights nor the logits (scores are recomputed with the current metric).
+NOT_IDENTITY = {
+    "device",
+    "versions",
+    "competition.train_csv",  # its content hash is compared instead
+    "competition.test_csv",  # the test ids' hash is compared instead
+    "competition.sample_submission",
+    "competition.metric",
+    "competition.submission",
+    "competition.positive_class",
+    "competition.group_column",  # the folds file's hash is compared instead
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """'key: old -> new' for every identity setting that differs."""
     changed = []
     for key in sorted(set(old) | set(new)):
-        if key in NOT_IDENTITY:
+        if f"{prefix}{key}" in NOT_IDENTITY:
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -119,7 +130,7 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], fo
     done = set(experiment.done_folds())
     if force:
         return requested, sorted(done - set(requested)), False
-    if set(requested) <= done:
+    if set(requested) <= done and experiment.is_complete():
         raise EnsError(
             f"{experiment.root}: folds {','.join(map(str, requested))} are already trained; "
             "use --force to train them again"
@@ -145,6 +156,9 @@ def train_experiment(
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     record = describe_run(workspace, competition, folds, name, settings)
     to_train, kept, wipe = plan_folds(experiment, record, requested, force)
+    if not to_train:  # every fold is done; a run stopped before combining them
+        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+        return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     check_input_size(settings.model, len(competition.classes), settings.size)
     resolve_device(settings.device)
 
@@ -165,54 +179,70 @@ def train_experiment(
     store.write_json(experiment.settings_path, record)
 
     for fold in to_train:
-        in_valid = folds.fold_of == fold
+        valid_rows = np.flatnonzero(folds.fold_of == fold)
+        train_rows = np.flatnonzero(folds.fold_of != fold)
         if progress:
-            progress(FoldStart(fold, int((~in_valid).sum()), int(in_valid.sum()), experiment.resume_path(fold).exists()))
+            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
         fold_started = time.perf_counter()
-        data = FoldData(
-            train_images=train_images[~in_valid],
-            train_targets=competition.targets[~in_valid],
-            valid_images=train_images[in_valid],
-            valid_targets=competition.targets[in_valid],
-            test_images=test_images,
-            n_classes=len(competition.classes),
-        )
+        data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
         score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
         seconds = time.perf_counter() - fold_started
-        write_fold(experiment, fold, competition, in_valid, output, record, score, seconds)
+        write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
         if progress:
             progress(FoldEnd(fold, metric.name, score, seconds))
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
 
 
-def write_fold(experiment, fold, competition, in_valid, output, record, score, seconds) -> None:
+def write_fold(
+    experiment: ExperimentDir,
+    fold: int,
+    competition: Competition,
+    valid_rows: np.ndarray,
+    output: FoldOutput,
+    settings: TrainSettings,
+    metric: metrics.Metric,
+    score: float,
+    seconds: float,
+) -> None:
+    """The fold's logits, weights and result; result.json last, as the mark of a finished fold."""
     import torch
 
     classes = competition.classes
-    store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[in_valid], classes, output.valid_logits))
+    store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
-    checkpoint = {"state_dict": output.state_dict, "model": record["train"]["model"], "classes": list(classes), "size": record["train"]["size"]}
+    checkpoint = {"state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size}
     with store.atomic_path(experiment.checkpoint_path(fold)) as temporary:
         torch.save(checkpoint, temporary)
-    history = [dataclasses.asdict(event) for event in output.history]
-    store.write_json(experiment.fold_result_path(fold), {"fold": fold, "metric": record["competition"]["metric"], "score": score, "seconds": seconds, "history": history})
+    result = {
+        "fold": fold,
+        "metric": metric.name,
+        "score": score,
+        "seconds": seconds,
+        "history": [dataclasses.asdict(event) for event in output.history],
+    }
+    store.write_json(experiment.fold_result_path(fold), result)
     experiment.resume_path(fold).unlink(missing_ok=True)
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:
     """Write scores.json; once every fold is done, also oof.npz and test.npz. Returns (fold_scores, oof_score)."""
     results = {fold: store.read_json(experiment.fold_result_path(fold)) for fold in experiment.done_folds()}
-    fold_scores = [results[fold]["score"] if fold in results else None for fold in range(folds.k)]
+    # Fold scores are recomputed from the stored logits: the metric may have changed since.
+    fold_oofs = {fold: store.load_logits(experiment.fold_oof_path(fold)) for fold in results}
+    targets_of = dict(zip(competition.train_ids, competition.targets))
+    fold_scores = [
+        metric.score(np.array([targets_of[i] for i in fold_oofs[fold].ids]), metrics.softmax(fold_oofs[fold].values))
+        if fold in results else None
+        for fold in range(folds.k)
+    ]
     oof_score = None
     if len(results) == folds.k:
-        row_of = {image_id: row for row, image_id in enumerate(competition.train_ids)}
         oof = np.zeros((len(competition.train_ids), len(competition.classes)), dtype=np.float32)
         test = np.zeros((len(competition.test_ids), len(competition.classes)), dtype=np.float64)
-        for fold in range(folds.k):
-            fold_oof = store.load_logits(experiment.fold_oof_path(fold))
-            oof[[row_of[image_id] for image_id in fold_oof.ids]] = fold_oof.values
+        for fold, fold_oof in fold_oofs.items():
+            oof[store.positions(competition.train_ids, fold_oof.ids)] = fold_oof.values
             test += store.load_logits(experiment.fold_test_path(fold)).values
         oof_score = metric.score(competition.targets, metrics.softmax(oof))
         store.save_logits(experiment.oof_path, Logits(competition.train_ids, competition.classes, oof))

@@ -46,6 +46,16 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files only their owner can read; artifacts get the usual mode instead.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -55,6 +65,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -91,6 +102,15 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def positions(ids, wanted) -> np.ndarray:
+    """Row of each of `wanted` in `ids`: `values[positions(ids, wanted)]` is in `wanted`'s order.
+
+    Raises KeyError naming the first id of `wanted` that `ids` lacks.
+    """
+    row_of = {image_id: row for row, image_id in enumerate(ids)}
+    return np.array([row_of[image_id] for image_id in wanted], dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -1,61 +1,125 @@
 """A submission CSV in the exact shape of the sample submission: same columns, same row order.
 
-The sample's columns say what to write:
-- one column per class (any order): the class probabilities;
-- one other column whose sample values are labels: the predicted label;
-- one other column, two classes, and sample values that are probabilities (0.5, say):
-  the probability of the second class (the positive one, in sorted order).
+What goes in the non-id columns is a submission kind, read off the sample (or set with
+`submission` in ens.toml):
+- probabilities: one column per class, any order; each gets its class's probability;
+- class_probability: one column named after a class; it gets that class's probability;
+- positive_probability: one column, two classes, sample values that are probabilities
+  (0.5, say) rather than labels: the probability of the positive class, which is
+  `positive_class` from ens.toml, else the larger of two numeric labels (1 of 0/1);
+- labels: one column: the predicted label.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
 from ensemble.errors import EnsError
+from ensemble.registry import Registry
 
 
-def submission_kind(competition: Competition) -> str:
-    """'probabilities', 'labels' or 'positive_probability', read off the sample's columns."""
-    sample, classes = competition.sample, competition.classes
-    columns = [column for column in sample.columns if column != competition.settings.id_column]
-    if len(columns) == len(classes) and set(columns) == set(classes):
-        return "probabilities"
-    if len(columns) == 1:
-        values = sample[columns[0]]
-        if len(classes) == 2 and not values.isin(classes).all() and _all_probabilities(values):
-            return "positive_probability"
-        return "labels"
-    raise EnsError(
-        f"{competition.sample_path}: columns {columns[:6]} are neither one label column "
-        f"nor one column per class {list(classes)[:6]}"
-    )
+@dataclass(frozen=True)
+class Shape:
+    """What a sample submission asks for: its path, non-id columns, the classes, the positive class."""
+
+    path: Path
+    columns: list[str]
+    classes: tuple[str, ...]
+    positive_class: str
 
 
-def _all_probabilities(values: pd.Series) -> bool:
-    numbers = pd.to_numeric(values, errors="coerce")
-    return bool(numbers.notna().all() and numbers.between(0, 1).all())
+# fill(shape, probs: (n_rows, n_classes)) -> {column: values}
+Fill = Callable[[Shape, np.ndarray], dict]
+KINDS: Registry[Fill] = Registry("submission kind")
 
 
-def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.DataFrame:
-    """test_probs: float (n_test, n_classes) in test.csv order, columns in competition.classes order."""
-    sample, classes = competition.sample, competition.classes
-    id_column = competition.settings.id_column
-    row_of = {image_id: row for row, image_id in enumerate(competition.test_ids)}
-    probs = test_probs[[row_of[image_id] for image_id in sample[id_column]]]
-    frame = pd.DataFrame({id_column: sample[id_column].to_numpy()})
-    kind = submission_kind(competition)
-    columns = [column for column in sample.columns if column != id_column]
-    if kind == "probabilities":
-        for column in columns:
-            frame[column] = probs[:, classes.index(column)]
-    elif kind == "positive_probability":
-        frame[columns[0]] = probs[:, 1]
+@KINDS.register("probabilities")
+def fill_probabilities(shape: Shape, probs: np.ndarray) -> dict:
+    return {column: probs[:, shape.classes.index(column)] for column in shape.columns}
+
+
+@KINDS.register("class_probability")
+def fill_class_probability(shape: Shape, probs: np.ndarray) -> dict:
+    return {shape.columns[0]: probs[:, shape.classes.index(shape.columns[0])]}
+
+
+@KINDS.register("positive_probability")
+def fill_positive_probability(shape: Shape, probs: np.ndarray) -> dict:
+    return {shape.columns[0]: probs[:, shape.classes.index(positive_class(shape))]}
+
+
+@KINDS.register("labels")
+def fill_labels(shape: Shape, probs: np.ndarray) -> dict:
+    return {shape.columns[0]: np.asarray(shape.classes, dtype=object)[probs.argmax(axis=1)]}
+
+
+def positive_class(shape: Shape) -> str:
+    if shape.positive_class:
+        if shape.positive_class not in shape.classes:
+            raise EnsError(f"positive_class {shape.positive_class!r} is not a class; classes: {list(shape.classes)}")
+        return shape.positive_class
+    try:
+        return max(shape.classes, key=float)
+    except ValueError:
+        raise EnsError(
+            f"{shape.path}: column {shape.columns[0]!r} holds probabilities of one of {list(shape.classes)}; "
+            "say which with positive_class in ens.toml [competition]"
+        ) from None
+
+
+def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
+    """The submission kind: `asked` when it is not 'auto', else read off the sample's columns."""
+    columns, classes = shape.columns, shape.classes
+    if asked != "auto":
+        KINDS.get(asked)
+        kind = asked
+    elif len(columns) == len(classes) and set(columns) == set(classes):
+        kind = "probabilities"
+    elif len(columns) == 1 and columns[0] in classes:
+        kind = "class_probability"
+    elif len(columns) == 1 and len(classes) == 2 and _holds_probabilities(sample[columns[0]], classes):
+        kind = "positive_probability"
+    elif len(columns) == 1:
+        kind = "labels"
     else:
-        frame[columns[0]] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+        raise EnsError(
+            f"{shape.path}: columns {columns[:6]} are neither one label column "
+            f"nor one column per class {list(classes)[:6]}"
+        )
+    _check_fits(kind, shape)
+    return kind
+
+
+def _holds_probabilities(values: pd.Series, classes: tuple[str, ...]) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return bool(not values.isin(classes).all() and numbers.notna().all() and numbers.between(0, 1).all())
+
+
+def _check_fits(kind: str, shape: Shape) -> None:
+    """Refuse a kind the sample's columns cannot hold, before any training."""
+    if kind == "probabilities":
+        missing = sorted(set(shape.classes) - set(shape.columns))
+        if missing or len(shape.columns) != len(shape.classes):
+            raise EnsError(f"{shape.path}: submission = 'probabilities' needs one column per class; missing {missing[:6]}")
+    elif len(shape.columns) != 1:
+        raise EnsError(f"{shape.path}: submission = {kind!r} needs one column beside the id, got {shape.columns[:6]}")
+    elif kind == "class_probability" and shape.columns[0] not in shape.classes:
+        raise EnsError(f"{shape.path}: column {shape.columns[0]!r} is not a class name")
+    elif kind == "positive_probability":
+        positive_class(shape)
+
+
+def submission_frame(sample: pd.DataFrame, id_column: str, shape: Shape, kind: str, probs: np.ndarray) -> pd.DataFrame:
+    """The submission: sample's ids and column order. probs: float (n_rows, n_classes) in sample row order."""
+    frame = pd.DataFrame({id_column: sample[id_column].to_numpy()})
+    for column, values in KINDS.get(kind)(shape, probs).items():
+        frame[column] = values
     return frame[list(sample.columns)]
 
 

@@ -31,14 +31,22 @@ from ensemble.nets import create_net, normalization
 
 @dataclass(frozen=True)
 class FoldData:
-    """One fold's arrays. Images: uint8 (n, size, size, 3); targets: int64 (n,) class indices."""
+    """One fold's view of the data; rows index into the shared arrays, which are never copied.
 
-    train_images: np.ndarray
-    train_targets: np.ndarray
-    valid_images: np.ndarray
-    valid_targets: np.ndarray
+    images: uint8 (n_images, size, size, 3), every training image; targets: int64 (n_images,)
+    class indices; train_rows, valid_rows: int64 row indices; test_images: uint8 (n_test, ...).
+    """
+
+    images: np.ndarray
+    targets: np.ndarray
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
     test_images: np.ndarray
     n_classes: int
+
+    @property
+    def valid_targets(self) -> np.ndarray:
+        return self.targets[self.valid_rows]
 
 
 @dataclass(frozen=True)
@@ -92,15 +100,16 @@ class Batches:
         return (images * self.scale - self.shift).contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def predict(self, net: nn.Module, images: np.ndarray) -> np.ndarray:
-        """Logits float32 (n, n_classes) for uint8 images (n, h, w, 3), in eval mode."""
+    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`.
+
+        In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
+        would tie OOF probabilities that rank metrics and blending need to tell apart.
+        """
         net.eval()
         pixels = torch.from_numpy(images)
-        outputs = []
-        for start in range(0, len(pixels), self.batch_size):
-            with devices.autocast(self.device):
-                logits = net(self.to_input(pixels[start : start + self.batch_size]))
-            outputs.append(logits.float().cpu())
+        rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
+        outputs = [net(self.to_input(pixels[batch])).float().cpu() for batch in rows.split(self.batch_size)]
         return torch.cat(outputs).numpy()
 
 
@@ -122,10 +131,10 @@ def train_fold(
 ) -> FoldOutput:
     device = devices.resolve_device(settings.device)
     torch.manual_seed(seed_for(settings.seed, fold))
-    net = create_net(settings.model, data.n_classes).to(device, memory_format=devices.memory_format(device))
+    net = create_net(settings.model, data.n_classes, settings.size).to(device, memory_format=devices.memory_format(device))
     batches = Batches(net, device, settings.batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    steps_per_epoch = len(batch_indices(len(data.train_targets), settings.batch_size, torch.Generator()))
+    steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.2
     )
@@ -137,13 +146,15 @@ def train_fold(
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the run began where no scaler was needed
+            scaler.load_state_dict(state["scaler"])
         history = [EpochEnd(**event) for event in state["history"]]
         first_epoch = state["epoch"]
 
     valid_logits = None  # stays None when a resumed fold had already finished every epoch
-    train_pixels = torch.from_numpy(data.train_images)
-    train_targets = torch.from_numpy(data.train_targets)
+    pixels = torch.from_numpy(data.images)
+    all_targets = torch.from_numpy(data.targets)
+    train_rows = torch.from_numpy(data.train_rows)
     for epoch in range(first_epoch, settings.epochs):
         started = time.perf_counter()
         epoch_seed = seed_for(settings.seed, fold, epoch)
@@ -151,9 +162,10 @@ def train_fold(
         net.train()
         loss_sum = torch.zeros((), device=device)
         n_seen = 0
-        for rows in batch_indices(len(train_targets), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
-            inputs = batches.to_input(train_pixels[rows])
-            targets = train_targets[rows].to(device, non_blocking=True)
+        for batch in batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
+            rows = train_rows[batch]
+            inputs = batches.to_input(pixels[rows])
+            targets = all_targets[rows].to(device, non_blocking=True)
             with devices.autocast(device):
                 loss = F.cross_entropy(net(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -164,7 +176,7 @@ def train_fold(
             loss_sum += loss.detach().float() * len(rows)
             n_seen += len(rows)
 
-        valid_logits = batches.predict(net, data.valid_images)
+        valid_logits = batches.predict(net, data.images, data.valid_rows)
         valid_probs = softmax(valid_logits)
         event = EpochEnd(
             fold=fold,
@@ -191,7 +203,7 @@ def train_fold(
             progress(event)
 
     if valid_logits is None:
-        valid_logits = batches.predict(net, data.valid_images)
+        valid_logits = batches.predict(net, data.images, data.valid_rows)
     return FoldOutput(
         valid_logits=valid_logits,
         test_logits=batches.predict(net, data.test_images),

@@ -78,7 +78,10 @@ def test_leaderboard_json_and_table(trained_copy):
         assert 0 <= row["oof_score"] <= 1
     assert rows[0]["oof_score"] >= rows[1]["oof_score"]  # best first
     table = ens("leaderboard", "-w", trained_copy)
-    assert table.exit_code == 0 and "a" in table.stdout and "test_efficientnet" in table.stdout
+    assert table.exit_code == 0
+    for row in rows:
+        line = next(line for line in table.stdout.splitlines() if f" {row['name']} " in line)
+        assert row["model"] in line and f"{row['oof_score']:.4f}" in line
 
 
 @pytest.mark.parametrize("sample", ["labels", "probabilities"])
@@ -156,6 +159,12 @@ def snapshot(root):
         (["train-folds", "--name", "n", "--model", "no_such_net"], ["unknown timm model 'no_such_net'"]),
         (["train-folds", "--name", "n", "--model", "test_convnext"], ["cannot take 16x16 images", "--size"]),
         (["train-folds", "--name", "n", "--epochs", "0"], ["epochs must be at least 1"]),
+        (["train-folds", "--name", "n", "--batch-size", "1"], ["batch_size must be at least 2"]),
+        (["train-folds", "--name", "n", "--seed", "-1"], ["seed must be >= 0"]),
+        (["train-folds", "--name", "a", "--folds", ",", "--force"], ["--folds: cannot read ','"]),
+        (["train-folds", "--name", "n", "--device", "cuda"], ["no CUDA device"]),
+        (["folds", "--force", "--k", "13"], ["no class has 13 rows", "smaller --k"]),
+        (["folds", "--force", "--strategy", "group"], ["needs group_column"]),
     ],
 )
 def test_refusals_are_one_line_and_write_nothing(trained_copy, args, fragments):
@@ -174,3 +183,53 @@ def test_existing_blend_needs_force(trained_copy):
 
 def test_missing_workspace_config(tmp_path):
     one_line_error(ens("leaderboard", "-w", tmp_path), "ens.toml", "not found")
+
+
+def test_a_run_stopped_before_combining_folds_finishes_without_training(trained_copy):
+    (trained_copy / "models" / "a" / "oof.npz").unlink()
+    (trained_copy / "models" / "a" / "test.npz").unlink()
+    result = ens("train-folds", "-w", trained_copy, "--name", "a")
+    assert result.exit_code == 0, result.output
+    assert "fold 0" not in result.stderr  # nothing trained again
+    assert (trained_copy / "models" / "a" / "oof.npz").is_file()
+    assert ens("blend", "-w", trained_copy, "--name", "s", "--experiments", "a").exit_code == 0
+
+
+def test_changing_only_the_metric_keeps_the_experiment(trained_copy):
+    config = trained_copy / "ens.toml"
+    config.write_text(config.read_text().replace('metric = "accuracy"', 'metric = "logloss"'))
+    board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout)
+    assert {row["metric"] for row in board} == {"accuracy"}  # as trained
+    result = ens("train-folds", "-w", trained_copy, "--name", "a", "--folds", "0", "--force")
+    assert result.exit_code == 0, result.output
+    scores = json.loads((trained_copy / "models" / "a" / "scores.json").read_text())
+    assert scores["metric"] == "logloss" and all(score > 0 for score in scores["fold_scores"])
+    blended = ens("blend", "-w", trained_copy, "--name", "l")
+    assert blended.exit_code == 0 and "OOF logloss" in blended.stdout
+
+
+def test_blend_refuses_experiments_trained_on_another_train_csv(trained_copy):
+    train_csv = trained_copy / "data" / "train.csv"
+    train_csv.write_text(train_csv.read_text().replace("0001,dog", "0001,owl"))
+    one_line_error(ens("blend", "-w", trained_copy, "--name", "x"), "models/a", "trained on another train.csv")
+
+
+def test_integer_labels_jpeg_images_and_group_folds_end_to_end(tmp_path):
+    from tests.conftest import make_competition
+
+    root = make_competition(tmp_path / "c", labels=("10", "2", "1"), suffix=".jpg", n_train=30)
+    train_csv = root / "data" / "train.csv"
+    frame = pd.read_csv(train_csv, dtype=str)
+    frame["site"] = [f"s{row % 6}" for row in range(len(frame))]
+    frame.to_csv(train_csv, index=False)
+    config = root / "ens.toml"
+    config.write_text(config.read_text().replace('group_column = ""', 'group_column = "site"'))
+
+    assert ens("folds", "-w", root, "--strategy", "group").exit_code == 0
+    folds = pd.read_csv(root / "folds" / "folds.csv", dtype=str).merge(frame, on="id")
+    assert folds.groupby("site")["fold"].nunique().max() == 1
+    assert ens("train-folds", "-w", root, "-n", "j").exit_code == 0
+    assert load_logits(root / "models" / "j" / "oof.npz").classes == ("1", "2", "10")
+    assert ens("blend", "-w", root, "-n", "s").exit_code == 0
+    written = pd.read_csv(root / "submissions" / "s.csv", dtype=str)
+    assert set(written["label"]) <= {"1", "2", "10"}

@@ -55,3 +55,10 @@ def test_folds_file_is_refused_for_other_data_or_when_edited(competition_dir):
     train_csv.write_text(train_csv.read_text().replace("0001,dog", "0001,owl"))
     with pytest.raises(EnsError, match="folds.csv: made for another train.csv"):
         read_folds(workspace, load_competition(workspace))
+
+
+def test_too_many_folds_for_the_classes(competition_dir):
+    competition = load_competition(Workspace.load(competition_dir))
+    with pytest.raises(EnsError, match="no class has 13 rows"):
+        assign_folds(competition, FoldSettings(k=13))
+    assign_folds(competition, FoldSettings(k=12))  # 12 rows per class: enough

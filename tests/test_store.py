@@ -50,3 +50,9 @@ def test_not_a_logits_file(tmp_path):
 def test_unsafe_names_are_refused(name):
     with pytest.raises(EnsError, match="must start with a letter or digit"):
         store.check_name(name, "experiment")
+
+
+def test_artifacts_are_readable_by_the_group(tmp_path):
+    store.write_text(tmp_path / "x.txt", "x")
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == store.FILE_MODE
+    assert store.FILE_MODE & 0o044  # not the owner-only mode of temporary files

@@ -14,8 +14,8 @@ def fold_data(n_train=40, n_valid=12, n_test=6, size=16):
     targets = rng.integers(0, 3, n_train + n_valid)
     images = (rng.random((n_train + n_valid, size, size, 3)) * 60 + targets[:, None, None, None] * 60).astype(np.uint8)
     return FoldData(
-        train_images=images[:n_train], train_targets=targets[:n_train],
-        valid_images=images[n_train:], valid_targets=targets[n_train:],
+        images=images, targets=targets,
+        train_rows=np.arange(n_train), valid_rows=np.arange(n_train, n_train + n_valid),
         test_images=images[:n_test], n_classes=3,
     )
 

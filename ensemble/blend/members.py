@@ -46,14 +46,14 @@ def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[st
     """logits.values reordered to `ids`; refused when the ids or the classes differ."""
     if logits.classes != classes:
         raise EnsError(f"{path}: classes {list(logits.classes)[:5]} differ from the competition's {list(classes)[:5]}")
-    row_of = {image_id: row for row, image_id in enumerate(logits.ids)}
-    missing = [image_id for image_id in ids if image_id not in row_of]
-    if missing:
-        raise EnsError(f"{path}: no logits for id {str(missing[0])!r} ({len(missing)} ids missing)")
+    try:
+        rows = store.positions(logits.ids, ids)
+    except KeyError as missing:
+        raise EnsError(f"{path}: no logits for id {str(missing.args[0])!r}") from None
     if len(logits.ids) != len(ids):
         extra = sorted(set(logits.ids) - set(ids))
         raise EnsError(f"{path}: id {str(extra[0])!r} is not in the competition ({len(extra)} extra ids)")
-    return logits.values[[row_of[image_id] for image_id in ids]]
+    return logits.values[rows]
 
 
 def load_members(models_dir: Path, competition: Competition, names: list[str]) -> Members:
@@ -64,6 +64,12 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
             raise EnsError(
                 f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
                 f"run `ens train-folds --name {name}` again to finish it"
+            )
+        made_from = store.read_json(experiment.settings_path).get("train_sha256")
+        if made_from != competition.train_hash:
+            raise EnsError(
+                f"{experiment.root}: trained on another {competition.train_csv.name} "
+                f"(hash differs from {competition.train_csv}); train it again with --force"
             )
         for path, ids, into in ((experiment.oof_path, competition.train_ids, oof), (experiment.test_path, competition.test_ids, test)):
             into.append(aligned(store.load_logits(path), path, ids, competition.classes))

@@ -15,7 +15,7 @@ from ensemble.blend.members import load_members, resolve_names
 from ensemble.competition import load_competition
 from ensemble.config import Workspace
 from ensemble.errors import EnsError
-from ensemble.submission import submission_frame, submission_kind, to_csv_text
+from ensemble.submission import submission_frame, to_csv_text
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ def blend_experiments(
     blender = blender_class().fit(members.oof, competition.targets)
     oof_score = metric.score(competition.targets, blender.predict_proba(members.oof))
     member_scores = [metric.score(competition.targets, metrics.softmax(oof)) for oof in members.oof]
-    csv_text = to_csv_text(submission_frame(competition, blender.predict_proba(members.test)))
+    test_probs = blender.predict_proba(members.test)[store.positions(competition.test_ids, competition.sample[competition.settings.id_column])]
+    frame = submission_frame(competition.sample, competition.settings.id_column, competition.submission_shape, competition.submission_kind, test_probs)
+    csv_text = to_csv_text(frame)
     result = BlendResult(
         name=name,
         method=method,
@@ -80,7 +82,7 @@ def blend_experiments(
                 {"name": member, "weight": weight, "oof_score": score}
                 for member, weight, score in zip(names, result.weights, member_scores)
             ],
-            "submission": {"path": csv_path.name, "kind": submission_kind(competition), "rows": len(competition.sample)},
+            "submission": {"path": csv_path.name, "kind": competition.submission_kind, "rows": len(competition.sample)},
             "train_sha256": competition.train_hash,
         },
     )
