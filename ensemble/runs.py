@@ -115,7 +115,7 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
-def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool) -> tuple[list[int], list[int], bool]:
+def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k: int, force: bool) -> tuple[list[int], list[int], bool]:
     """(folds to train, finished folds kept, whether the old experiment is wiped first)."""
     if not experiment.exists():
         return requested, [], False
@@ -130,10 +130,12 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], fo
     done = set(experiment.done_folds())
     if force:
         return requested, sorted(done - set(requested)), False
-    if set(requested) <= done and experiment.is_complete():
+    # Every fold done but never combined (stopped in between): nothing to train, just finish.
+    finishing = done == set(range(k)) and not experiment.is_complete()
+    if set(requested) <= done and not finishing:
         raise EnsError(
-            f"{experiment.root}: folds {','.join(map(str, requested))} are already trained; "
-            "use --force to train them again"
+            f"{experiment.root}: already trained (folds {','.join(map(str, requested))}); "
+            "use --force to train again"
         )
     return [fold for fold in requested if fold not in done], sorted(done), False
 
@@ -155,7 +157,7 @@ def train_experiment(
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     record = describe_run(workspace, competition, folds, name, settings)
-    to_train, kept, wipe = plan_folds(experiment, record, requested, force)
+    to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
     if not to_train:  # every fold is done; a run stopped before combining them
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)

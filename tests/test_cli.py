@@ -125,6 +125,7 @@ def test_resume_keeps_finished_folds(trained_copy):
     c = next(row for row in board if row["name"] == "c")
     assert c["oof_score"] is None and c["fold_scores"][1:] == [None, None]
     first = (trained_copy / "models" / "c" / "fold0" / "oof.npz").read_bytes()
+    one_line_error(ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "0"), "already trained (folds 0)")
 
     result = ens("train-folds", "-w", trained_copy, "--name", "c")
     assert result.exit_code == 0, result.output
@@ -153,7 +154,7 @@ def snapshot(root):
         (["blend", "--name", "x", "--experiments", "a,nope"], ["nope", "experiments: a, b"]),
         (["blend", "--name", "x", "--method", "median"], ["unknown blend method 'median'", "mean"]),
         (["blend", "--name", "bad/name"], ["blend name 'bad/name'"]),
-        (["train-folds", "--name", "a"], ["folds 0,1,2 are already trained", "--force"]),
+        (["train-folds", "--name", "a"], ["already trained (folds 0,1,2)", "--force"]),
         (["train-folds", "--name", "a", "--lr", "0.5"], ["other settings", "train.lr: 0.001 -> 0.5"]),
         (["train-folds", "--name", "n", "--folds", "7"], ["fold 7 does not exist"]),
         (["train-folds", "--name", "n", "--model", "no_such_net"], ["unknown timm model 'no_such_net'"]),
