@@ -69,6 +69,17 @@ def make_competition(
     return root
 
 
+def add_group_column(root: Path, column: str, group_of_row) -> pd.DataFrame:
+    """Give train.csv a group column (group_of_row(row) -> group) and name it in ens.toml."""
+    train_csv = root / "data" / "train.csv"
+    frame = pd.read_csv(train_csv, dtype=str)
+    frame[column] = [group_of_row(row) for row in range(len(frame))]
+    frame.to_csv(train_csv, index=False)
+    config = root / "ens.toml"
+    config.write_text(config.read_text().replace('group_column = ""', f'group_column = "{column}"'))
+    return frame
+
+
 @pytest.fixture
 def competition_dir(tmp_path) -> Path:
     return make_competition(tmp_path / "comp")

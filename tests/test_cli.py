@@ -216,15 +216,10 @@ def test_blend_refuses_experiments_trained_on_another_train_csv(trained_copy):
 
 
 def test_integer_labels_jpeg_images_and_group_folds_end_to_end(tmp_path):
-    from tests.conftest import make_competition
+    from tests.conftest import add_group_column, make_competition
 
     root = make_competition(tmp_path / "c", labels=("10", "2", "1"), suffix=".jpg", n_train=30)
-    train_csv = root / "data" / "train.csv"
-    frame = pd.read_csv(train_csv, dtype=str)
-    frame["site"] = [f"s{row % 6}" for row in range(len(frame))]
-    frame.to_csv(train_csv, index=False)
-    config = root / "ens.toml"
-    config.write_text(config.read_text().replace('group_column = ""', 'group_column = "site"'))
+    frame = add_group_column(root, "site", lambda row: f"s{row % 6}")
 
     assert ens("folds", "-w", root, "--strategy", "group").exit_code == 0
     folds = pd.read_csv(root / "folds" / "folds.csv", dtype=str).merge(frame, on="id")

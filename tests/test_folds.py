@@ -1,11 +1,11 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from ensemble.competition import load_competition
 from ensemble.config import FoldSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES, assign_folds, read_folds, write_folds
+from tests.conftest import add_group_column
 
 
 def test_stratified_folds_cover_every_row_once_with_class_shares(competition_dir):
@@ -19,12 +19,7 @@ def test_stratified_folds_cover_every_row_once_with_class_shares(competition_dir
 
 
 def test_group_folds_keep_each_group_in_one_fold(competition_dir):
-    train_csv = competition_dir / "data" / "train.csv"
-    frame = pd.read_csv(train_csv, dtype=str)
-    frame["patient"] = [f"p{index // 3}" for index in range(len(frame))]
-    frame.to_csv(train_csv, index=False)
-    config = competition_dir / "ens.toml"
-    config.write_text(config.read_text().replace('group_column = ""', 'group_column = "patient"'))
+    add_group_column(competition_dir, "patient", lambda row: f"p{row // 3}")
     competition = load_competition(Workspace.load(competition_dir))
     fold_of = assign_folds(competition, FoldSettings(k=3, strategy="group"))
     for group in set(competition.groups):
