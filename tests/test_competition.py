@@ -73,3 +73,10 @@ def test_unknown_metric_is_refused(competition_dir):
     path.write_text(path.read_text().replace('metric = "accuracy"', 'metric = "f2"'))
     with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, logloss"):
         load_competition(Workspace.load(competition_dir))
+
+
+def test_the_sample_submission_can_serve_as_test_csv(competition_dir):
+    config = competition_dir / "ens.toml"
+    config.write_text(config.read_text().replace('test_csv = "data/test.csv"', 'test_csv = "data/sample_submission.csv"'))
+    competition = load_competition(Workspace.load(competition_dir))
+    assert competition.test_ids.tolist() == competition.sample["id"].tolist()
