@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -17,6 +16,7 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from ensemble import __version__
 from ensemble.blend import METHODS
@@ -34,8 +34,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No markup and no highlighting: messages carry paths, ids and TOML section names such as
+# "[competition]", which rich would otherwise read as style tags and drop.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 WorkspaceOption = Annotated[
     Path,
@@ -55,10 +57,10 @@ def handles_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except EnsError as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            err.print(Text("error:", style="red"), str(error))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("interrupted; run the same command again to resume", highlight=False)
+            err.print("interrupted; run the same command again to resume")
             raise typer.Exit(130) from None
 
     return run
@@ -78,7 +80,7 @@ def parse_list(value: str | None, option: str, convert=str) -> list | None:
 
 def version_callback(value: bool) -> None:
     if value:
-        out.print(f"ens {__version__}", highlight=False)
+        out.print(f"ens {__version__}")
         raise typer.Exit()
 
 
@@ -113,10 +115,10 @@ def folds(
     ws = Workspace.load(workspace)
     settings = override(ws.folds, k=k, strategy=strategy, seed=seed)
     result = write_folds(ws, load_competition(ws), settings, force)
-    out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}): fold sizes {result.fold_sizes}", highlight=False)
+    out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}): fold sizes {result.fold_sizes}")
     label, count = result.smallest_class
     if count < settings.k:
-        err.print(f"note: class {label!r} has {count} rows, fewer than {settings.k} folds; some folds lack it", highlight=False)
+        err.print(f"note: class {label!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")
 
 
 def print_event(event: object) -> None:
@@ -132,7 +134,7 @@ def print_event(event: object) -> None:
         ),
         FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
     }
-    err.print(formats[type(event)](event), highlight=False)
+    err.print(formats[type(event)](event))
 
 
 @app.command("train-folds")
@@ -173,9 +175,9 @@ def train_folds(
     )
     result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
     if result.kept:
-        err.print(f"kept finished folds {result.kept}", highlight=False)
+        err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
-    out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}", highlight=False)
+    out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
 
 
 class Format(str, Enum):
@@ -238,9 +240,9 @@ def print_blend(result) -> None:
     table = Table(Column("member", no_wrap=True), "weight", f"OOF {result.metric}")
     for member, weight, score in zip(result.names, result.weights, result.member_scores):
         table.add_row(member, f"{weight:.3f}", score_text(score))
-    table.add_row(f"[bold]blend ({result.method})[/bold]", "", f"[bold]{score_text(result.oof_score)}[/bold]")
+    table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
     out.print(table)
-    out.print(f"wrote {result.csv_path} and {result.json_path.name}", highlight=False)
+    out.print(f"wrote {result.csv_path} and {result.json_path.name}")
 
 
 @app.command()
@@ -268,9 +270,8 @@ def demo(
     out.print(
         f"held-out test accuracy of the submission: {result.test_accuracy:.4f} "
         f"on {result.test_rows} images (answers in data/test_labels.csv)",
-        highlight=False,
     )
-    out.print(f"demo finished in {result.seconds:.0f}s; workspace {result.workspace.root}", highlight=False)
+    out.print(f"demo finished in {result.seconds:.0f}s; workspace {result.workspace.root}")
 
 
 def main() -> None:

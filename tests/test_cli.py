@@ -229,3 +229,23 @@ def test_integer_labels_jpeg_images_and_group_folds_end_to_end(tmp_path):
     assert ens("blend", "-w", root, "-n", "s").exit_code == 0
     written = pd.read_csv(root / "submissions" / "s.csv", dtype=str)
     assert set(written["label"]) <= {"1", "2", "10"}
+
+
+def test_error_text_in_brackets_is_printed_as_is(tmp_path):
+    (tmp_path / "ens.toml").write_text("[trian]\n")
+    one_line_error(ens("leaderboard", "-w", tmp_path), "unknown section [trian]; expected: competition, folds, train")
+
+
+def test_corrupt_image_stops_training_before_anything_is_written(competition_dir):
+    assert ens("folds", "-w", competition_dir).exit_code == 0
+    (competition_dir / "data" / "test" / "t003.png").write_bytes(b"\\x89PNG broken")
+    one_line_error(ens("train-folds", "-w", competition_dir, "-n", "x"), "t003.png: cannot read image for id 't003'")
+    assert not (competition_dir / "models" / "x").exists()
+
+
+def test_module_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ensemble", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"ens {__version__}"
