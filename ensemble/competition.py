@@ -75,7 +75,8 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise EnsError(f"{path}: file not found")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # utf-8-sig: a byte-order mark (Excel's CSVs) must not become part of the first column name.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise EnsError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
     for column in required:

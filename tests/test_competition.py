@@ -80,3 +80,10 @@ def test_the_sample_submission_can_serve_as_test_csv(competition_dir):
     config.write_text(config.read_text().replace('test_csv = "data/test.csv"', 'test_csv = "data/sample_submission.csv"'))
     competition = load_competition(Workspace.load(competition_dir))
     assert competition.test_ids.tolist() == competition.sample["id"].tolist()
+
+
+def test_byte_order_mark_and_windows_line_endings(competition_dir):
+    train_csv = competition_dir / "data" / "train.csv"
+    train_csv.write_bytes(b"\xef\xbb\xbf" + train_csv.read_bytes().replace(b"\n", b"\r\n"))
+    competition = load_competition(Workspace.load(competition_dir))
+    assert competition.train_ids[0] == "0000" and competition.classes == ("cat", "dog", "owl")
