@@ -31,7 +31,8 @@ EXPERIMENTS = {
     "convnext": {"model": "test_convnext", "size": 32, "epochs": 12, "lr": 5e-3},
 }
 BLEND_NAME = "demo-mean"
-WRITTEN = ("data", "folds", "models", "submissions", CONFIG_FILE)
+MARKER = ".ens-demo"  # says a folder was written by the demo, so --force may clear it
+WRITTEN = ("data", "folds", "models", "submissions", CONFIG_FILE, MARKER)
 
 
 def write_digits_competition(directory: Path, force: bool = False, seed: int = 0) -> Workspace:
@@ -43,6 +44,8 @@ def write_digits_competition(directory: Path, force: bool = False, seed: int = 0
     if (directory / CONFIG_FILE).exists():
         if not force:
             raise EnsError(f"{directory / CONFIG_FILE}: already exists; use --force to write the demo again")
+        if not (directory / MARKER).exists():
+            raise EnsError(f"{directory / CONFIG_FILE}: not written by `ens demo`; refusing to replace a real workspace")
         for name in WRITTEN:
             path = directory / name
             if path.is_dir():
@@ -69,6 +72,7 @@ def write_digits_competition(directory: Path, force: bool = False, seed: int = 0
     pd.DataFrame({"id": ids[test_rows], "label": labels[test_rows]}).to_csv(data / "test_labels.csv", index=False)
     for folder in ("folds", "models", "submissions"):
         (directory / folder).mkdir(exist_ok=True)
+    store.write_text(directory / MARKER, "written by `ens demo`; `ens demo --force` may replace this folder's contents\n")
     store.write_text(directory / CONFIG_FILE, to_toml({"competition": settings}))
     return Workspace.load(directory)
 

@@ -249,3 +249,9 @@ def test_module_entry_point():
 
     result = subprocess.run([sys.executable, "-m", "ensemble", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f"ens {__version__}"
+
+
+def test_demo_force_never_clears_a_real_workspace(competition_dir):
+    before = snapshot(competition_dir)
+    one_line_error(ens("demo", competition_dir, "--force"), "not written by `ens demo`")
+    assert snapshot(competition_dir) == before

@@ -28,3 +28,18 @@ def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
 
     again = CliRunner().invoke(app, ["demo", str(root)])
     assert again.exit_code == 1 and "--force" in again.stderr
+
+
+def test_demo_competition_is_rewritten_with_force(tmp_path):
+    from ensemble.demo import write_digits_competition
+    from ensemble.errors import EnsError
+    import pytest
+
+    workspace = write_digits_competition(tmp_path / "d")
+    (tmp_path / "d" / "models" / "old").mkdir()
+    with pytest.raises(EnsError, match="--force"):
+        write_digits_competition(tmp_path / "d")
+    workspace = write_digits_competition(tmp_path / "d", force=True)
+    assert not (tmp_path / "d" / "models" / "old").exists()
+    assert len(list((workspace.root / "data" / "train").glob("*.png"))) == 1437
+    assert len(list((workspace.root / "data" / "test").glob("*.png"))) == 360
