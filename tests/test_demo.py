@@ -4,9 +4,12 @@ import json
 import re
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
+from ensemble.demo import write_digits_competition
+from ensemble.errors import EnsError
 
 
 def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
@@ -31,10 +34,6 @@ def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
 
 
 def test_demo_competition_is_rewritten_with_force(tmp_path):
-    from ensemble.demo import write_digits_competition
-    from ensemble.errors import EnsError
-    import pytest
-
     workspace = write_digits_competition(tmp_path / "d")
     (tmp_path / "d" / "models" / "old").mkdir()
     with pytest.raises(EnsError, match="--force"):
