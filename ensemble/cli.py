@@ -201,7 +201,7 @@ def leaderboard(
     """
     from ensemble.leaderboard import leaderboard as rows_of
 
-    rows = rows_of(Workspace.load(workspace).models_dir)
+    rows = rows_of(Workspace.load(workspace))
     if format is Format.json:
         print(json.dumps(rows, indent=2))
         return
@@ -263,7 +263,7 @@ def demo(
 
     result = run_demo(directory, force, print_event)
     table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "OOF", "folds")
-    for row in rows_of(result.workspace.models_dir):
+    for row in rows_of(result.workspace):
         table.add_row(row["name"], row["model"], score_text(row["oof_score"]), " ".join(score_text(s) for s in row["fold_scores"]))
     out.print(table)
     print_blend(result.blend)

@@ -1,29 +1,34 @@
-"""The experiments in a workspace, best OOF score first."""
+"""The experiments in a workspace, best OOF score first, scored with the current metric."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ensemble import metrics, store
+from ensemble.competition import load_competition
+from ensemble.config import Workspace
+from ensemble.scores import experiment_scores
 
 
-def leaderboard(models_dir: Path) -> list[dict]:
-    """One row per experiment: name, model, metric, oof_score (None until every fold is done),
-    fold_scores (None for folds not yet trained), seconds (training time of the trained folds)."""
+def leaderboard(workspace: Workspace) -> list[dict]:
+    """One row per experiment with a finished fold: name, model, metric, oof_score (None until
+    every fold is done), fold_scores (None for folds not yet trained), seconds (training time)."""
+    competition = load_competition(workspace, check_images=False)
+    metric = metrics.get(competition.settings.metric)
     rows = []
-    for name in store.experiment_names(models_dir):
-        experiment = store.ExperimentDir(models_dir, name)
+    for name in store.experiment_names(workspace.models_dir):
+        experiment = store.ExperimentDir(workspace.models_dir, name)
         if not experiment.scores_path.is_file():
             continue  # settings written, no fold finished yet
-        scores = store.read_json(experiment.scores_path)
+        recorded = store.read_json(experiment.scores_path)
+        k = len(recorded["fold_scores"])
+        fold_scores, oof_score = experiment_scores(experiment, competition, k, metric)
         rows.append(
             {
                 "name": name,
-                "model": scores["model"],
-                "metric": scores["metric"],
-                "oof_score": scores["oof_score"],
-                "fold_scores": scores["fold_scores"],
-                "seconds": sum(seconds for seconds in scores["seconds"] if seconds is not None),
+                "model": recorded["model"],
+                "metric": metric.name,
+                "oof_score": oof_score,
+                "fold_scores": fold_scores,
+                "seconds": sum(seconds for seconds in recorded["seconds"] if seconds is not None),
             }
         )
 
@@ -31,9 +36,7 @@ def leaderboard(models_dir: Path) -> list[dict]:
         score = row["oof_score"]
         if score is None:
             return (1, 0.0, row["name"])
-        sign = -1 if metrics.get(row["metric"]).greater_is_better else 1
-        return (0, sign * score, row["name"])
+        return (0, -score if metric.greater_is_better else score, row["name"])
 
     rows.sort(key=rank)
     return rows
-

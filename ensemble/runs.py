@@ -24,6 +24,7 @@ from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import Folds, read_folds
 from ensemble.images import read_images
+from ensemble.scores import experiment_scores
 from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size
 from ensemble.store import ExperimentDir, Logits
@@ -229,26 +230,21 @@ def write_fold(
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:
-    """Write scores.json; once every fold is done, also oof.npz and test.npz. Returns (fold_scores, oof_score)."""
-    results = {fold: store.read_json(experiment.fold_result_path(fold)) for fold in experiment.done_folds()}
-    # Fold scores are recomputed from the stored logits: the metric may have changed since.
-    fold_oofs = {fold: store.load_logits(experiment.fold_oof_path(fold)) for fold in results}
-    targets_of = dict(zip(competition.train_ids, competition.targets))
-    fold_scores = [
-        metric.score(np.array([targets_of[i] for i in fold_oofs[fold].ids]), metrics.softmax(fold_oofs[fold].values))
-        if fold in results else None
-        for fold in range(folds.k)
-    ]
-    oof_score = None
-    if len(results) == folds.k:
+    """Once every fold is done, write oof.npz and test.npz; always write scores.json.
+    Returns (fold_scores, oof_score)."""
+    done = experiment.done_folds()
+    if len(done) == folds.k and not experiment.is_complete():
         oof = np.zeros((len(competition.train_ids), len(competition.classes)), dtype=np.float32)
         test = np.zeros((len(competition.test_ids), len(competition.classes)), dtype=np.float64)
-        for fold, fold_oof in fold_oofs.items():
+        for fold in done:
+            fold_oof = store.load_logits(experiment.fold_oof_path(fold))
             oof[store.positions(competition.train_ids, fold_oof.ids)] = fold_oof.values
             test += store.load_logits(experiment.fold_test_path(fold)).values
-        oof_score = metric.score(competition.targets, metrics.softmax(oof))
-        store.save_logits(experiment.oof_path, Logits(competition.train_ids, competition.classes, oof))
+        # test.npz first: is_complete() looks for both, and oof.npz is the one blending trusts.
         store.save_logits(experiment.test_path, Logits(competition.test_ids, competition.classes, (test / folds.k).astype(np.float32)))
+        store.save_logits(experiment.oof_path, Logits(competition.train_ids, competition.classes, oof))
+    fold_scores, oof_score = experiment_scores(experiment, competition, folds.k, metric)
+    results = {fold: store.read_json(experiment.fold_result_path(fold)) for fold in done}
     store.write_json(
         experiment.scores_path,
         {

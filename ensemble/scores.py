@@ -1,0 +1,34 @@
+"""An experiment's scores, recomputed from its cached logits with the competition's current metric.
+
+Scores are never read back from disk: a metric changed in ens.toml, or a train.csv relabelled,
+shows at once in the leaderboard, and no score can disagree with the logits it describes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ensemble import metrics, store
+from ensemble.competition import Competition
+
+
+def fold_targets(competition: Competition, ids: np.ndarray) -> np.ndarray:
+    """Class index of each id, int (len(ids),)."""
+    return competition.targets[store.positions(competition.train_ids, ids)]
+
+
+def experiment_scores(experiment: store.ExperimentDir, competition: Competition, k: int, metric: metrics.Metric) -> tuple[list, float | None]:
+    """(fold_scores: one per fold, None where not trained; oof_score: None until combined)."""
+    done = set(experiment.done_folds())
+    fold_scores = []
+    for fold in range(k):
+        if fold not in done:
+            fold_scores.append(None)
+            continue
+        logits = store.load_logits(experiment.fold_oof_path(fold))
+        fold_scores.append(metric.score(fold_targets(competition, logits.ids), metrics.softmax(logits.values)))
+    oof_score = None
+    if experiment.is_complete():
+        oof = store.load_logits(experiment.oof_path)
+        oof_score = metric.score(fold_targets(competition, oof.ids), metrics.softmax(oof.values))
+    return fold_scores, oof_score
