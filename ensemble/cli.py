@@ -237,6 +237,8 @@ def blend(
 
 
 def print_blend(result) -> None:
+    if result.left_out:
+        err.print(f"note: left out, not every fold trained: {', '.join(result.left_out)}")
     table = Table(Column("member", no_wrap=True), "weight", f"OOF {result.metric}")
     for member, weight, score in zip(result.names, result.weights, result.member_scores):
         table.add_row(member, f"{weight:.3f}", score_text(score))

@@ -15,7 +15,7 @@ import pandas as pd
 from ensemble import metrics
 from ensemble.config import CompetitionSettings, Workspace
 from ensemble.errors import EnsError
-from ensemble.store import sha256_file
+from ensemble.store import sha256_bytes
 from ensemble.submission import Shape, detect_kind
 
 
@@ -82,7 +82,7 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     for column in required:
         if column not in frame.columns:
             raise EnsError(
-                f"{path}: no column {column!r}; columns are: {', '.join(map(str, frame.columns))}"
+                f"{path}: no column {column!r}; columns are: {', '.join(repr(str(name)) for name in frame.columns)}"
             )
         empty = np.flatnonzero(frame[column].str.strip() == "")
         if len(empty):
@@ -141,7 +141,7 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
     competition = Competition(
         settings=settings,
         train_csv=train_csv,
-        train_hash=sha256_file(train_csv),
+        train_hash=content_hash(train, required),
         train_ids=train[id_column].to_numpy(dtype=str),
         labels=train[label_column].to_numpy(dtype=str),
         groups=train[settings.group_column].to_numpy(dtype=str) if settings.group_column else None,
@@ -159,6 +159,15 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
         check_image_files(train_csv, competition.train_ids, competition.train_image_paths())
         check_image_files(test_csv, competition.test_ids, competition.test_image_paths())
     return competition
+
+
+def content_hash(frame: pd.DataFrame, columns: list[str]) -> str:
+    """sha256 of what folds and models depend on: ids, labels (and groups), in order.
+
+    Other columns, quoting and line endings may change without invalidating folds and experiments.
+    """
+    text = "\n".join("\t".join(row) for row in frame[columns].itertuples(index=False, name=None))
+    return sha256_bytes(text.encode())
 
 
 def check_same_ids(test_csv: Path, test_ids: pd.Series, sample_path: Path, sample_ids: pd.Series):

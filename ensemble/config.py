@@ -7,6 +7,7 @@ and `override` drops those, so a flag's absence never hides a value from ens.tom
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,7 @@ class Workspace:
             f"{config_path}: not found; a workspace needs an ens.toml (see README, or run `ens demo`)",
         )
         try:
-            document = tomllib.loads(config_path.read_text())
+            document = tomllib.loads(config_path.read_text(encoding="utf-8-sig"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise EnsError(f"{config_path}: not valid TOML: {error}") from None
         for section in document:
@@ -147,8 +148,8 @@ class Workspace:
         return cls(root=root, **settings)
 
     def path(self, relative: str) -> Path:
-        """A path from ens.toml, relative to the workspace unless absolute."""
-        return (self.root / relative).resolve()
+        """A path from ens.toml, relative to the workspace unless absolute; ~ and $VARS expanded."""
+        return (self.root / os.path.expandvars(os.path.expanduser(relative))).resolve()
 
     @property
     def folds_dir(self) -> Path:

@@ -33,6 +33,7 @@ from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 # Recorded in settings.json but free to change when a run is resumed: they change neither
 # the weights nor the logits (scores are recomputed with the current metric).
 NOT_IDENTITY = {
+    "name",  # a copied or renamed experiment folder resumes
     "device",
     "versions",
     "competition.train_csv",  # its content hash is compared instead
@@ -164,6 +165,9 @@ def train_experiment(
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     check_input_size(settings.model, len(competition.classes), settings.size)
     resolve_device(settings.device)
+    for fold in to_train:
+        if np.count_nonzero(folds.fold_of != fold) < 2:
+            raise EnsError(f"{workspace.folds_dir / 'folds.csv'}: fold {fold}'s model would train on fewer than 2 rows; make fewer or other folds")
 
     started = time.perf_counter()
     train_images = read_images(competition.train_image_paths(), competition.train_ids, settings.size)
@@ -176,6 +180,9 @@ def train_experiment(
     if force:  # retrain the requested folds from scratch, finished or cut off
         for fold in to_train:
             shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
+    # Temporary files of a killed run can be as large as a checkpoint.
+    for leftover in experiment.root.glob("**/.*.tmp"):
+        leftover.unlink()
     # The combined logits are rebuilt once every fold is done again.
     experiment.oof_path.unlink(missing_ok=True)
     experiment.test_path.unlink(missing_ok=True)
@@ -190,7 +197,7 @@ def train_experiment(
         data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
         score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
-        seconds = time.perf_counter() - fold_started
+        seconds = output.resumed_seconds + time.perf_counter() - fold_started
         write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
         if progress:
             progress(FoldEnd(fold, metric.name, score, seconds))

@@ -25,6 +25,7 @@ from torch import nn
 
 from ensemble import devices, store
 from ensemble.config import TrainSettings
+from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
 from ensemble.nets import create_net, normalization
 
@@ -65,12 +66,16 @@ class EpochEnd:
 
 @dataclass(frozen=True)
 class FoldOutput:
-    """valid_logits: float32 (n_valid, n_classes); test_logits: float32 (n_test, n_classes)."""
+    """valid_logits: float32 (n_valid, n_classes); test_logits: float32 (n_test, n_classes).
+
+    resumed_seconds: time spent by earlier runs on the epochs this one resumed from.
+    """
 
     valid_logits: np.ndarray
     test_logits: np.ndarray
     state_dict: dict
     history: list[EpochEnd]
+    resumed_seconds: float
 
 
 Progress = Callable[[object], None]
@@ -150,6 +155,7 @@ def train_fold(
             scaler.load_state_dict(state["scaler"])
         history = [EpochEnd(**event) for event in state["history"]]
         first_epoch = state["epoch"]
+    resumed_seconds = sum(event.seconds for event in history)
 
     valid_logits = None  # stays None when a resumed fold had already finished every epoch
     pixels = torch.from_numpy(data.images)
@@ -177,12 +183,19 @@ def train_fold(
             n_seen += len(rows)
 
         valid_logits = batches.predict(net, data.images, data.valid_rows)
+        train_loss = float(loss_sum) / max(n_seen, 1)
+        if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
+            # Stop before the state is saved: a NaN fold must never be resumed or marked done.
+            raise EnsError(
+                f"fold {fold} diverged in epoch {epoch + 1} (train loss {train_loss:.4g}); "
+                "lower --lr and train again with --force"
+            )
         valid_probs = softmax(valid_logits)
         event = EpochEnd(
             fold=fold,
             epoch=epoch + 1,
             epochs=settings.epochs,
-            train_loss=float(loss_sum) / max(n_seen, 1),
+            train_loss=train_loss,
             valid_loss=logloss(data.valid_targets, valid_probs),
             valid_score=metric.score(data.valid_targets, valid_probs),
             metric=metric.name,
@@ -209,4 +222,5 @@ def train_fold(
         test_logits=batches.predict(net, data.test_images),
         state_dict={name: tensor.cpu() for name, tensor in net.state_dict().items()},
         history=history,
+        resumed_seconds=resumed_seconds,
     )

@@ -134,6 +134,14 @@ def test_resume_keeps_finished_folds(trained_copy):
     assert (trained_copy / "models" / "c" / "oof.npz").is_file()
 
 
+def test_blend_says_which_experiments_it_left_out(trained_copy):
+    assert ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "1").exit_code == 0
+    result = ens("blend", "-w", trained_copy, "--name", "s")
+    assert result.exit_code == 0 and "left out, not every fold trained: c" in result.stderr
+    made = json.loads((trained_copy / "submissions" / "s.json").read_text())
+    assert [member["name"] for member in made["members"]] == ["a", "b"]
+
+
 def one_line_error(result, *fragments: str) -> None:
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
@@ -259,3 +267,37 @@ def test_demo_force_never_clears_a_real_workspace(competition_dir):
     before = snapshot(competition_dir)
     one_line_error(ens("demo", competition_dir, "--force"), "not written by `ens demo`")
     assert snapshot(competition_dir) == before
+
+
+def test_a_renamed_experiment_folder_resumes_and_stale_temporaries_go(trained_copy):
+    models = trained_copy / "models"
+    (models / "c").mkdir()
+    for name in ("settings.json", "scores.json"):
+        (models / "c" / name).write_bytes((models / "a" / name).read_bytes())
+    (models / "a" / "fold0").rename(models / "c" / "fold0")
+    (models / "c" / "fold1").mkdir()
+    (models / "c" / "fold1" / ".resume.pt.x1.tmp").write_bytes(b"left by a kill")
+    result = ens("train-folds", "-w", trained_copy, "--name", "c")
+    assert result.exit_code == 0, result.output
+    assert "kept finished folds [0]" in result.stderr
+    assert not list(models.glob("c/**/.*.tmp"))
+
+
+def test_a_fold_that_would_train_on_one_row_is_refused(tmp_path):
+    from ensemble import store
+    from ensemble.competition import load_competition
+    from ensemble.config import Workspace
+    from tests.conftest import make_competition
+
+    root = make_competition(tmp_path / "c", n_train=4, labels=("x", "y"))
+    folds_csv = root / "folds" / "folds.csv"
+    folds_csv.parent.mkdir()
+    folds_csv.write_text("id,fold\n0000,0\n0001,0\n0002,0\n0003,1\n")  # fold 0 trains on 0003 alone
+    meta = {
+        "k": 2,
+        "train_sha256": load_competition(Workspace.load(root)).train_hash,
+        "folds_sha256": store.sha256_file(folds_csv),
+    }
+    (root / "folds" / "folds.json").write_text(json.dumps(meta))
+    one_line_error(ens("train-folds", "-w", root, "-n", "x"), "fold 0's model would train on fewer than 2 rows")
+    assert not (root / "models" / "x").exists()

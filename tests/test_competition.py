@@ -44,7 +44,7 @@ def empty_label(frame):
 @pytest.mark.parametrize(
     "file, change, fragments",
     [
-        ("train.csv", lambda f: f.rename(columns={"label": "target"}), ["train.csv", "no column 'label'", "id, target"]),
+        ("train.csv", lambda f: f.rename(columns={"label": "target"}), ["train.csv", "no column 'label'", "'id', 'target'"]),
         ("train.csv", duplicate_row, ["train.csv", "line 38", "duplicate id '0003'", "line 5"]),
         ("train.csv", empty_label, ["train.csv", "line 7", "empty 'label'"]),
         ("train.csv", lambda f: f.assign(label="cat"), ["single class 'cat'"]),

@@ -35,3 +35,10 @@ def test_bad_config_is_refused(tmp_path, toml, fragments):
 def test_integer_accepted_for_float_setting(tmp_path):
     (tmp_path / "ens.toml").write_text("[train]\nlr = 1\n")
     assert Workspace.load(tmp_path).train.lr == 1.0
+
+
+def test_toml_with_byte_order_mark_and_home_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ens.toml").write_bytes(b"\xef\xbb\xbf[competition]\ntrain_csv = '~/data/t.csv'\n")
+    workspace = Workspace.load(tmp_path)
+    assert workspace.path(workspace.competition.train_csv) == tmp_path / "data" / "t.csv"

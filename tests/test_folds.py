@@ -57,3 +57,14 @@ def test_too_many_folds_for_the_classes(competition_dir):
     with pytest.raises(EnsError, match="no class has 13 rows"):
         assign_folds(competition, FoldSettings(k=13))
     assign_folds(competition, FoldSettings(k=12))  # 12 rows per class: enough
+
+
+def test_folds_survive_changes_to_train_csv_that_keep_ids_and_labels(competition_dir):
+    workspace = Workspace.load(competition_dir)
+    write_folds(workspace, load_competition(workspace), workspace.folds, force=False)
+    add_group_column(competition_dir, "notes", lambda row: "x")
+    config = competition_dir / "ens.toml"
+    config.write_text(config.read_text().replace('group_column = "notes"', 'group_column = ""'))
+    train_csv = competition_dir / "data" / "train.csv"
+    train_csv.write_bytes(train_csv.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_folds(Workspace.load(competition_dir), load_competition(Workspace.load(competition_dir))).k == 3

@@ -45,3 +45,18 @@ def test_read_images_keeps_order(tmp_path):
     stack = read_images(paths, ["a", "b", "c"], 4, jobs=2)
     assert stack.shape == (3, 4, 4, 3)
     assert stack[:, 0, 0, 0].tolist() == [0, 100, 250]
+
+
+@pytest.mark.parametrize(
+    "pixels, expected",
+    [
+        (np.full((4, 4), 1.0, dtype=np.float32), 255),  # 0..1 floats
+        (np.full((4, 4), 200.0, dtype=np.float32), 200),  # 0..255 floats
+        (np.full((4, 4), 200, dtype=np.int32), 200),  # 32-bit holding 8-bit values
+        (np.full((4, 4), 65535, dtype=np.int32), 255),  # 32-bit holding 16-bit values
+    ],
+)
+def test_wide_grayscale_is_scaled_by_its_range_not_clipped(tmp_path, pixels, expected):
+    image = Image.fromarray(pixels, mode="F" if pixels.dtype.kind == "f" else "I")
+    path = save(tmp_path / "w.tif", image)
+    assert read_image(path, 4).min() == expected

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ensemble.config import TrainSettings
+from ensemble.errors import EnsError
 from ensemble.metrics import get
 from ensemble.train import EpochEnd, FoldData, batch_indices, train_fold
 
@@ -69,3 +70,10 @@ def test_a_last_batch_of_one_is_dropped():
     sizes = [len(rows) for rows in batch_indices(33, 16, torch.Generator().manual_seed(0))]
     assert sizes == [16, 16]
     assert sorted(torch.cat(batch_indices(32, 16, torch.Generator())).tolist()) == list(range(32))
+
+
+def test_a_diverging_fold_stops_without_saving(tmp_path):
+    settings = TrainSettings(model="test_resnet", size=16, epochs=2, batch_size=16, lr=1e6, device="cpu")
+    with pytest.raises(EnsError, match="fold 0 diverged in epoch 1 .* lower --lr"):
+        train_fold(fold_data(), settings, 0, get("accuracy"), tmp_path / "a.pt")
+    assert not (tmp_path / "a.pt").exists()

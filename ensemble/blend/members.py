@@ -30,16 +30,17 @@ def complete_experiments(models_dir: Path) -> list[str]:
     return [name for name in store.experiment_names(models_dir) if store.ExperimentDir(models_dir, name).is_complete()]
 
 
-def resolve_names(models_dir: Path, experiments: list[str] | None) -> list[str]:
-    """The names given, or every experiment with all folds done when none are given."""
+def resolve_names(models_dir: Path, experiments: list[str] | None) -> tuple[list[str], list[str]]:
+    """(members, left out): the names given, or when none are, every experiment with all
+    folds done, and those left out for missing folds."""
     if experiments:
         if len(set(experiments)) != len(experiments):
             raise EnsError(f"--experiments: a name is given twice: {', '.join(experiments)}")
-        return experiments
+        return experiments, []
     names = complete_experiments(models_dir)
     if not names:
         raise EnsError(f"{models_dir}: no experiment with all folds trained; run `ens train-folds` first")
-    return names
+    return names, [name for name in store.experiment_names(models_dir) if name not in names]
 
 
 def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:

@@ -20,7 +20,8 @@ from ensemble.submission import submission_frame, to_csv_text
 
 @dataclass(frozen=True)
 class BlendResult:
-    """member_scores: each member's OOF score, in the order of names."""
+    """member_scores: each member's OOF score, in the order of names; left_out: experiments
+    not blended by default because some of their folds are not trained."""
 
     name: str
     method: str
@@ -31,6 +32,7 @@ class BlendResult:
     oof_score: float
     csv_path: Path
     json_path: Path
+    left_out: list[str]
 
 
 def blend_experiments(
@@ -49,7 +51,7 @@ def blend_experiments(
             raise EnsError(f"{path}: already exists; use --force to replace it")
     competition = load_competition(workspace, check_images=False)
     metric = metrics.get(competition.settings.metric)
-    names = resolve_names(workspace.models_dir, experiments)
+    names, left_out = resolve_names(workspace.models_dir, experiments)
     members = load_members(workspace.models_dir, competition, names)
 
     blender = blender_class().fit(members.oof, competition.targets)
@@ -68,6 +70,7 @@ def blend_experiments(
         oof_score=oof_score,
         csv_path=csv_path,
         json_path=json_path,
+        left_out=left_out,
     )
     store.write_text(csv_path, csv_text)
     store.write_json(
