@@ -83,7 +83,7 @@ class ExperimentResult:
     kept: list[int]
 
 
-def describe_run(workspace: Workspace, competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
+def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
     """settings.json: everything that decides an experiment's numbers, plus a few notes."""
     import timm
     import torch
@@ -158,7 +158,7 @@ def train_experiment(
     outside = [fold for fold in requested if not 0 <= fold < folds.k]
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
-    record = describe_run(workspace, competition, folds, name, settings)
+    record = describe_run(competition, folds, name, settings)
     to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
     if not to_train:  # every fold is done; a run stopped before combining them
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
