@@ -28,7 +28,8 @@ app = typer.Typer(
     name="ens",
     help=(
         "Kaggle-style image classification, from raw files to a blended submission.\n\n"
-        "ens folds -> ens train-folds -> ens blend. Start with `ens demo` to see it run."
+        "ens folds -> ens train-folds -> ens blend. Start with `ens demo` to see it run.\n\n"
+        "Example: ens folds --k 5 && ens train-folds -n r18 --model resnet18 && ens blend -n first"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -143,13 +144,13 @@ def train_folds(
     name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
     model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default(TrainSettings, 'model')}")] = None,
     size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels. {default(TrainSettings, 'size')}")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "epochs"))] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "batch_size"))] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the fold's training rows. {default(TrainSettings, 'epochs')}")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default(TrainSettings, 'batch_size')}")] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate (one-cycle). {default(TrainSettings, 'lr')}")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
-    seed: Annotated[Optional[int], typer.Option(help=default(TrainSettings, "seed"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -161,8 +162,7 @@ def train_folds(
 ) -> None:
     """Train one model per fold; cache OOF and test logits under models/NAME/.
 
-    Run the same command again after a stop to resume: finished folds are kept, a running
-    fold restarts from its last finished epoch.
+    Run the same command again after a stop to resume: finished folds are kept, a running fold restarts from its last finished epoch.
 
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
