@@ -213,6 +213,9 @@ def leaderboard(
         folds_text = " ".join(score_text(score) for score in row["fold_scores"])
         table.add_row(row["name"], row["model"], row["metric"], score_text(row["oof_score"]), folds_text, f"{row['seconds']:.0f}s")
     out.print(table)
+    for row in rows:
+        if row["note"]:
+            err.print(f"note: {row['name']}: {row['note']}")
 
 
 @app.command()

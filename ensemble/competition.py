@@ -75,8 +75,7 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise EnsError(f"{path}: file not found")
     try:
-        # utf-8-sig: a byte-order mark (Excel's CSVs) must not become part of the first column name.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise EnsError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
     for column in required:
@@ -141,7 +140,7 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
     competition = Competition(
         settings=settings,
         train_csv=train_csv,
-        train_hash=content_hash(train, required),
+        train_hash=content_hash(train, [id_column, label_column]),
         train_ids=train[id_column].to_numpy(dtype=str),
         labels=train[label_column].to_numpy(dtype=str),
         groups=train[settings.group_column].to_numpy(dtype=str) if settings.group_column else None,
@@ -162,7 +161,7 @@ def load_competition(workspace: Workspace, check_images: bool = True) -> Competi
 
 
 def content_hash(frame: pd.DataFrame, columns: list[str]) -> str:
-    """sha256 of what folds and models depend on: ids, labels (and groups), in order.
+    """sha256 of the given columns' values, in order: what folds and models depend on.
 
     Other columns, quoting and line endings may change without invalidating folds and experiments.
     """

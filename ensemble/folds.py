@@ -63,6 +63,12 @@ def group(competition: Competition, k: int, seed: int) -> np.ndarray:
     return _fold_of(splits, len(competition.train_ids))
 
 
+def groups_hash(competition: Competition) -> str | None:
+    if competition.groups is None:
+        return None
+    return store.sha256_bytes("\n".join(competition.groups).encode())
+
+
 @dataclass(frozen=True)
 class FoldsResult:
     path: Path
@@ -96,6 +102,7 @@ def write_folds(workspace: Workspace, competition: Competition, settings: FoldSe
         **dataclasses.asdict(settings),
         "train_csv": str(competition.train_csv),
         "train_sha256": competition.train_hash,
+        "groups_sha256": groups_hash(competition) if settings.strategy == "group" else None,
         "folds_sha256": store.sha256_bytes(text.encode()),
         "n_rows": len(fold_of),
     }
@@ -133,6 +140,11 @@ def read_folds(workspace: Workspace, competition: Competition) -> Folds:
         raise EnsError(
             f"{csv_path}: made for another train.csv (hash differs from {competition.train_csv}); "
             "run `ens folds --force` to make new folds"
+        )
+    if meta.get("groups_sha256") not in (None, groups_hash(competition)):
+        raise EnsError(
+            f"{csv_path}: made for other groups than {competition.settings.group_column or 'no group_column'!r} "
+            "now gives; run `ens folds --force` to make new folds"
         )
     sha256 = store.sha256_file(csv_path)
     if meta.get("folds_sha256") != sha256:

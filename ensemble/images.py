@@ -18,32 +18,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ensemble.errors import EnsError
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """32-bit or float grayscale to 0..255, by the range its values use.
+def float_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float grayscale to 0..255: 0..1 images are scaled up, others clipped.
 
-    0..1 floats are scaled up, 0..255 kept, 0..65535 keeps its top 8 bits; anything
-    wider is scaled by its own maximum. Converting with Pillow instead would clip
-    everything above 255 and turn 0..1 floats black.
+    Converting with Pillow instead would turn 0..1 floats black.
     """
-    high = float(pixels.max()) if pixels.size else 0.0
-    if pixels.dtype.kind == "f" and high <= 1.0:
-        scale = 255.0
-    elif high <= 255:
-        scale = 1.0
-    elif high <= 65535:
-        scale = 1 / 257
-    else:
-        scale = 255.0 / high
-    return np.clip(np.nan_to_num(pixels * scale), 0, 255).astype(np.uint8)
+    scale = 255.0 if pixels.size and float(np.nanmax(pixels)) <= 1.0 else 1.0
+    return np.clip(np.nan_to_num(pixels * scale), 0, 255).round().astype(np.uint8)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        # 16-bit: keep the top 8 bits of every image alike, however dark one of them is.
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().astype(np.uint8))
-    elif image.mode in ("I", "F"):
-        dtype = np.float32 if image.mode == "F" else np.float64
-        image = Image.fromarray(to_uint8(np.asarray(image, dtype=dtype)))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit data (older Pillows open it as 32-bit "I"): keep the top 8 bits, the same
+        # scale for every image however dark, instead of Pillow's clipping above 255.
+        pixels = np.asarray(image, dtype=np.float64) / 257
+        image = Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
+    elif image.mode == "F":
+        image = Image.fromarray(float_to_uint8(np.asarray(image, dtype=np.float32)))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))

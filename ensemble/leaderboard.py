@@ -5,12 +5,13 @@ from __future__ import annotations
 from ensemble import metrics, store
 from ensemble.competition import load_competition
 from ensemble.config import Workspace
-from ensemble.scores import experiment_scores
+from ensemble.scores import experiment_scores, stale_reason
 
 
 def leaderboard(workspace: Workspace) -> list[dict]:
     """One row per experiment with a finished fold: name, model, metric, oof_score (None until
-    every fold is done), fold_scores (None for folds not yet trained), seconds (training time)."""
+    every fold is done), fold_scores (None for folds not yet trained), seconds (training time),
+    note (why it has no scores, when it was trained on other data; else None)."""
     competition = load_competition(workspace, check_images=False)
     metric = metrics.get(competition.settings.metric)
     rows = []
@@ -20,7 +21,8 @@ def leaderboard(workspace: Workspace) -> list[dict]:
             continue  # settings written, no fold finished yet
         recorded = store.read_json(experiment.scores_path)
         k = len(recorded["fold_scores"])
-        fold_scores, oof_score = experiment_scores(experiment, competition, k, metric)
+        note = stale_reason(experiment, competition)
+        fold_scores, oof_score = ([None] * k, None) if note else experiment_scores(experiment, competition, k, metric)
         rows.append(
             {
                 "name": name,
@@ -29,6 +31,7 @@ def leaderboard(workspace: Workspace) -> list[dict]:
                 "oof_score": oof_score,
                 "fold_scores": fold_scores,
                 "seconds": sum(seconds for seconds in recorded["seconds"] if seconds is not None),
+                "note": note,
             }
         )
 

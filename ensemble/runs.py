@@ -160,6 +160,11 @@ def train_experiment(
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     record = describe_run(competition, folds, name, settings)
     to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
+    # Temporary files of a killed run can be as large as a checkpoint. Only the folds this
+    # run trains are cleaned: another process may be training, and writing, the others.
+    for fold in to_train:
+        for leftover in experiment.fold_dir(fold).glob(".*.tmp"):
+            leftover.unlink()
     if not to_train:  # every fold is done; a run stopped before combining them
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
@@ -180,9 +185,6 @@ def train_experiment(
     if force:  # retrain the requested folds from scratch, finished or cut off
         for fold in to_train:
             shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
-    # Temporary files of a killed run can be as large as a checkpoint.
-    for leftover in experiment.root.glob("**/.*.tmp"):
-        leftover.unlink()
     # The combined logits are rebuilt once every fold is done again.
     experiment.oof_path.unlink(missing_ok=True)
     experiment.test_path.unlink(missing_ok=True)

@@ -12,6 +12,16 @@ from ensemble import metrics, store
 from ensemble.competition import Competition
 
 
+def stale_reason(experiment: store.ExperimentDir, competition: Competition) -> str | None:
+    """Why the experiment's logits cannot be scored against this competition, or None."""
+    settings = store.read_json(experiment.settings_path)
+    if settings.get("train_sha256") != competition.train_hash:
+        return f"trained on another {competition.train_csv.name} (its ids or labels changed); train it again with --force"
+    if tuple(settings.get("classes", ())) != competition.classes:
+        return "trained on other classes; train it again with --force"
+    return None
+
+
 def fold_targets(competition: Competition, ids: np.ndarray) -> np.ndarray:
     """Class index of each id, int (len(ids),)."""
     return competition.targets[store.positions(competition.train_ids, ids)]

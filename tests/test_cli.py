@@ -221,10 +221,32 @@ def test_changing_the_metric_rescores_without_retraining(trained_copy):
     assert blended.exit_code == 0 and "OOF logloss" in blended.stdout
 
 
-def test_blend_refuses_experiments_trained_on_another_train_csv(trained_copy):
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda text: text.replace("0001,dog", "0001,owl"),  # relabelled
+        lambda text: text.replace("0000,cat\n", ""),  # a row dropped
+        lambda text: text.replace(",cat", ",zebra"),  # a class renamed
+    ],
+)
+def test_experiments_trained_on_other_data_are_not_scored_or_blended(trained_copy, edit):
     train_csv = trained_copy / "data" / "train.csv"
-    train_csv.write_text(train_csv.read_text().replace("0001,dog", "0001,owl"))
+    train_csv.write_text(edit(train_csv.read_text()))
+    result = ens("leaderboard", "-w", trained_copy, "--format", "json")
+    assert result.exit_code == 0, result.output
+    for row in json.loads(result.stdout):
+        assert row["oof_score"] is None and row["fold_scores"] == [None] * 3
+        assert "trained on another train.csv" in row["note"]
     one_line_error(ens("blend", "-w", trained_copy, "--name", "x"), "models/a", "trained on another train.csv")
+
+
+def test_naming_a_group_column_keeps_experiments(trained_copy):
+    from tests.conftest import add_group_column
+
+    add_group_column(trained_copy, "site", lambda row: f"s{row % 6}")
+    assert ens("blend", "-w", trained_copy, "--name", "x").exit_code == 0
+    board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout)
+    assert all(row["oof_score"] is not None and row["note"] is None for row in board)
 
 
 def test_integer_labels_jpeg_images_and_group_folds_end_to_end(tmp_path):

@@ -83,6 +83,7 @@ def test_the_sample_submission_can_serve_as_test_csv(competition_dir):
 
 
 def test_byte_order_mark_and_windows_line_endings(competition_dir):
+    # pandas reads both; this pins what users of Excel-made CSVs rely on.
     train_csv = competition_dir / "data" / "train.csv"
     train_csv.write_bytes(b"\xef\xbb\xbf" + train_csv.read_bytes().replace(b"\n", b"\r\n"))
     competition = load_competition(Workspace.load(competition_dir))

@@ -68,3 +68,12 @@ def test_folds_survive_changes_to_train_csv_that_keep_ids_and_labels(competition
     train_csv = competition_dir / "data" / "train.csv"
     train_csv.write_bytes(train_csv.read_bytes().replace(b"\n", b"\r\n"))
     assert read_folds(Workspace.load(competition_dir), load_competition(Workspace.load(competition_dir))).k == 3
+
+
+def test_group_folds_are_refused_when_the_groups_change(competition_dir):
+    add_group_column(competition_dir, "patient", lambda row: f"p{row // 3}")
+    workspace = Workspace.load(competition_dir)
+    write_folds(workspace, load_competition(workspace), FoldSettings(k=3, strategy="group"), force=False)
+    add_group_column(competition_dir, "patient", lambda row: f"p{row % 3}")  # same column, new groups
+    with pytest.raises(EnsError, match="made for other groups"):
+        read_folds(workspace, load_competition(workspace))

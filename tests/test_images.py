@@ -52,11 +52,12 @@ def test_read_images_keeps_order(tmp_path):
     [
         (np.full((4, 4), 1.0, dtype=np.float32), 255),  # 0..1 floats
         (np.full((4, 4), 200.0, dtype=np.float32), 200),  # 0..255 floats
-        (np.full((4, 4), 200, dtype=np.int32), 200),  # 32-bit holding 8-bit values
-        (np.full((4, 4), 65535, dtype=np.int32), 255),  # 32-bit holding 16-bit values
+        (np.full((4, 4), 25700, dtype=np.int32), 100),  # 32-bit holding 16-bit values
+        (np.full((4, 4), 65535, dtype=np.int32), 255),
+        (np.full((4, 4), 257, dtype=np.int32), 1),  # a dark image keeps the dataset's scale
     ],
 )
-def test_wide_grayscale_is_scaled_by_its_range_not_clipped(tmp_path, pixels, expected):
+def test_wide_grayscale_is_scaled_not_clipped(tmp_path, pixels, expected):
     image = Image.fromarray(pixels, mode="F" if pixels.dtype.kind == "f" else "I")
     path = save(tmp_path / "w.tif", image)
     assert read_image(path, 4).min() == expected

@@ -14,6 +14,7 @@ import numpy as np
 from ensemble import store
 from ensemble.competition import Competition
 from ensemble.errors import EnsError
+from ensemble.scores import stale_reason
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,9 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
                 f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
                 f"run `ens train-folds --name {name}` again to finish it"
             )
-        made_from = store.read_json(experiment.settings_path).get("train_sha256")
-        if made_from != competition.train_hash:
-            raise EnsError(
-                f"{experiment.root}: trained on another {competition.train_csv.name} "
-                f"(hash differs from {competition.train_csv}); train it again with --force"
-            )
+        stale = stale_reason(experiment, competition)
+        if stale:
+            raise EnsError(f"{experiment.root}: {stale}")
         for path, ids, into in ((experiment.oof_path, competition.train_ids, oof), (experiment.test_path, competition.test_ids, test)):
             into.append(aligned(store.load_logits(path), path, ids, competition.classes))
     return Members(names=list(names), oof=np.stack(oof), test=np.stack(test))
