@@ -205,6 +205,10 @@ def leaderboard(
     if format is Format.json:
         print(json.dumps(rows, indent=2))
         return
+    print_leaderboard(rows)
+
+
+def print_leaderboard(rows: list[dict]) -> None:
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
         return
@@ -267,10 +271,7 @@ def demo(
     from ensemble.leaderboard import leaderboard as rows_of
 
     result = run_demo(directory, force, print_event)
-    table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "OOF", "folds")
-    for row in rows_of(result.workspace):
-        table.add_row(row["name"], row["model"], score_text(row["oof_score"]), " ".join(score_text(s) for s in row["fold_scores"]))
-    out.print(table)
+    print_leaderboard(rows_of(result.workspace))
     print_blend(result.blend)
     out.print(
         f"held-out test accuracy of the submission: {result.test_accuracy:.4f} "
