@@ -10,11 +10,13 @@ them is refused unless --force starts the experiment again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +46,11 @@ NOT_IDENTITY = {
     "competition.positive_class",
     "competition.group_column",  # the folds file's hash is compared instead
 }
+
+# What a key missing from an older settings.json stands for: the value that reproduces what
+# ens did before the key existed (a constant, or a function of the old record), so that
+# experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
+LEGACY: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,19 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
     }
 
 
+def with_legacy_values(record: dict) -> dict:
+    """A copy of an older settings.json record with every LEGACY key it lacks filled in."""
+    record = copy.deepcopy(record)
+    for dotted, value in LEGACY.items():
+        *parents, key = dotted.split(".")
+        table = record
+        for parent in parents:
+            table = table.setdefault(parent, {})
+        if key not in table:
+            table[key] = value(record) if callable(value) else value
+    return record
+
+
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """'key: old -> new' for every identity setting that differs."""
     changed = []
@@ -121,7 +141,7 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k:
     """(folds to train, finished folds kept, whether the old experiment is wiped first)."""
     if not experiment.exists():
         return requested, [], False
-    changed = differences(store.read_json(experiment.settings_path), record)
+    changed = differences(with_legacy_values(store.read_json(experiment.settings_path)), record)
     if changed:
         if not force:
             raise EnsError(

@@ -1,0 +1,18 @@
+"""An experiment's identity: settings.json keys that older versions did not write."""
+
+from ensemble import runs
+
+
+def test_a_missing_key_stands_for_its_legacy_value(monkeypatch):
+    monkeypatch.setattr(runs, "LEGACY", {"train.colour": "none", "train.sizes": lambda record: [record["train"]["size"]]})
+    old = {"train": {"size": 32}}
+    filled = runs.with_legacy_values(old)
+    assert filled == {"train": {"size": 32, "colour": "none", "sizes": [32]}}
+    assert old == {"train": {"size": 32}}, "the record read from disk is not modified"
+    assert runs.differences(filled, {"train": {"size": 32, "colour": "none", "sizes": [32]}}) == []
+    assert runs.differences(filled, {"train": {"size": 32, "colour": "red", "sizes": [32]}}) == ["train.colour: none -> red"]
+
+
+def test_a_key_written_by_a_newer_run_is_kept(monkeypatch):
+    monkeypatch.setattr(runs, "LEGACY", {"train.colour": "none"})
+    assert runs.with_legacy_values({"train": {"colour": "red"}}) == {"train": {"colour": "red"}}
