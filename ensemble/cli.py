@@ -23,6 +23,8 @@ from ensemble.blend import METHODS
 from ensemble.config import FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES
+from ensemble.metrics import METRICS
+from ensemble.tables import score_text
 
 app = typer.Typer(
     name="ens",
@@ -185,14 +187,13 @@ class Format(str, Enum):
     json = "json"
 
 
-def score_text(score: float | None) -> str:
-    return "-" if score is None else f"{score:.4f}"
-
-
 @app.command()
 @handles_errors
 def leaderboard(
     format: Annotated[Format, typer.Option("--format", help="table, or json for scripts.")] = Format.table,
+    metric: Annotated[Optional[str], typer.Option(help="Score with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Add per-fold scores, epochs, lr, batch size and training time.")] = False,
+    correlation: Annotated[bool, typer.Option("--correlation", help="Also show the pairwise correlation of experiments' OOF predictions.")] = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """List experiments, best OOF score first, with their per-fold scores.
@@ -201,22 +202,22 @@ def leaderboard(
     """
     from ensemble.leaderboard import leaderboard as rows_of
 
-    rows = rows_of(Workspace.load(workspace))
+    rows = rows_of(Workspace.load(workspace), metric, correlation)
     if format is Format.json:
         print(json.dumps(rows, indent=2))
         return
-    print_leaderboard(rows)
+    print_leaderboard(rows, wide, correlation)
 
 
-def print_leaderboard(rows: list[dict]) -> None:
+def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = False) -> None:
+    from ensemble.tables import correlation_table, leaderboard_table
+
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
         return
-    table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "metric", "OOF", "folds", "train time")
-    for row in rows:
-        folds_text = " ".join(score_text(score) for score in row["fold_scores"])
-        table.add_row(row["name"], row["model"], row["metric"], score_text(row["oof_score"]), folds_text, f"{row['seconds']:.0f}s")
-    out.print(table)
+    out.print(leaderboard_table(rows, wide))
+    if correlation and any("correlation" in row for row in rows):
+        out.print(correlation_table(rows))
     for row in rows:
         if row["note"]:
             err.print(f"note: {row['name']}: {row['note']}")
@@ -225,33 +226,49 @@ def print_leaderboard(rows: list[dict]) -> None:
 @app.command()
 @handles_errors
 def blend(
-    name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv and NAME.json.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv, NAME.json and NAME.oof.npz.")],
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS.names())}.")] = "mean",
     experiments: Annotated[
         Optional[str], typer.Option(help="Experiments to blend, e.g. a,b (default: all with every fold trained)")
     ] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Score and fit with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
+    power: Annotated[Optional[float], typer.Option(help="power: the exponent of the probabilities (default 2).")] = None,
+    meta: Annotated[Optional[str], typer.Option(help="stack: the meta-learner, logreg (default) or lgbm.")] = None,
+    stack_test: Annotated[Optional[str], typer.Option(help="stack: per-fold (default: the meta-learner on each fold model's test logits, averaged) or mean-logits.")] = None,
+    hill_steps: Annotated[Optional[int], typer.Option(help="hill: selection steps (default 50).")] = None,
+    hill_init: Annotated[Optional[int], typer.Option(help="hill: start from the best N members (default 1).")] = None,
+    hill_bags: Annotated[Optional[int], typer.Option(help="hill: bags of half the members, weights averaged (default 1: no bagging).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="hill: seeds the bags (default 0).")] = None,
+    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="For f1_macro and qwk: tune per-class biases on OOF (scored out of fold).")] = False,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Blend cached experiments, score the blend on OOF, write a submission shaped like the sample.
+    """Blend cached experiments, score the blend on OOF (in sample and out of fold), write a submission shaped like the sample.
 
-    Example: ens blend --name first --method mean --experiments r18,effnet
+    Example: ens blend --name first --method hill --experiments r18,effnet
     """
     from ensemble.blend.run import blend_experiments
 
-    result = blend_experiments(Workspace.load(workspace), name, method, parse_list(experiments, "--experiments"), force)
+    given = dict(power=power, meta=meta, stack_test=stack_test, hill_steps=hill_steps, hill_init=hill_init, hill_bags=hill_bags, seed=seed)
+    options = {option: value for option, value in given.items() if value is not None}
+    result = blend_experiments(
+        Workspace.load(workspace), name, method, parse_list(experiments, "--experiments"), force, metric, options, tune_thresholds
+    )
     print_blend(result)
 
 
 def print_blend(result) -> None:
-    if result.left_out:
-        err.print(f"note: left out, not every fold trained: {', '.join(result.left_out)}")
-    table = Table(Column("member", no_wrap=True), "weight", f"OOF {result.metric}")
-    for member, weight, score in zip(result.names, result.weights, result.member_scores):
-        table.add_row(member, f"{weight:.3f}", score_text(score))
-    table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
-    out.print(table)
-    out.print(f"wrote {result.csv_path} and {result.json_path.name}")
+    from ensemble.tables import blend_table
+
+    for member, reason in result.left_out.items():
+        err.print(f"note: left out {member}: {reason}")
+    out.print(blend_table(result))
+    if result.optimised:
+        out.print(f"note: {result.method} fit its weights on {result.optimised}, which is smooth; {result.metric} is not")
+    out.print(
+        f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
+    )
+    out.print(f"wrote {result.csv_path} ({result.kind}), {result.json_path.name} and {result.oof_path.name}")
 
 
 @app.command()

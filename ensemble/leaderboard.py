@@ -1,6 +1,10 @@
-"""The experiments in a workspace, best OOF score first, scored with the current metric."""
+"""The experiments in a workspace, best OOF score first, scored with the current metric
+(or the one asked for), with what a blend needs to choose members: the settings that make
+experiments differ, the spread of fold scores, and how alike their OOF predictions are."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from ensemble import metrics, store
 from ensemble.competition import load_competition
@@ -8,12 +12,35 @@ from ensemble.config import Workspace
 from ensemble.scores import experiment_scores, stale_reason
 
 
-def leaderboard(workspace: Workspace) -> list[dict]:
+def describe_settings(settings: dict) -> dict:
+    """attention, sizes and TTA of an experiment's settings.json. Read with fallbacks: older
+    experiments lack these keys ('-' for none, the single training size for sizes)."""
+    train = settings.get("train", {})
+    sizes = train.get("sizes") or ([train["size"]] if "size" in train else [])
+    tta = settings.get("tta")
+    if isinstance(tta, dict):
+        tta = tta.get("views") or tta.get("name")
+    if isinstance(tta, (list, tuple)):
+        tta = "+".join(str(view) for view in tta)
+    return {
+        "attention": train.get("attention") or "-",
+        "sizes": [int(size) for size in sizes] if isinstance(sizes, (list, tuple)) else [sizes],
+        "tta": str(tta) if tta else "-",
+        "epochs": train.get("epochs"),
+        "lr": train.get("lr"),
+        "batch_size": train.get("batch_size"),
+    }
+
+
+def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bool = False) -> list[dict]:
     """One row per experiment with a finished fold: name, model, metric, oof_score (None until
-    every fold is done), fold_scores (None for folds not yet trained), seconds (training time),
-    note (why it has no scores, when it was trained on other data; else None)."""
+    every fold is done), fold_scores (None for folds not yet trained), fold_mean and fold_std
+    (of the trained folds), attention, sizes, tta, epochs, lr, batch_size, seconds (training
+    time), note (why it has no scores, when it was trained on other data; else None).
+    With correlation, each scored row also has correlation: {other experiment: Pearson
+    correlation of the two experiments' OOF probabilities}."""
     competition = load_competition(workspace, check_images=False)
-    metric = metrics.get(competition.settings.metric)
+    scorer = metrics.get(metric or competition.settings.metric)
     rows = []
     for name in store.experiment_names(workspace.models_dir):
         experiment = store.ExperimentDir(workspace.models_dir, name)
@@ -22,14 +49,18 @@ def leaderboard(workspace: Workspace) -> list[dict]:
         recorded = store.read_json(experiment.scores_path)
         k = len(recorded["fold_scores"])
         note = stale_reason(experiment, competition)
-        fold_scores, oof_score = ([None] * k, None) if note else experiment_scores(experiment, competition, k, metric)
+        fold_scores, oof_score = ([None] * k, None) if note else experiment_scores(experiment, competition, k, scorer)
+        done = [score for score in fold_scores if score is not None]
         rows.append(
             {
                 "name": name,
                 "model": recorded["model"],
-                "metric": metric.name,
+                "metric": scorer.name,
                 "oof_score": oof_score,
                 "fold_scores": fold_scores,
+                "fold_mean": float(np.mean(done)) if done else None,
+                "fold_std": float(np.std(done)) if len(done) > 1 else None,
+                **describe_settings(store.read_json(experiment.settings_path)),
                 "seconds": sum(seconds for seconds in recorded["seconds"] if seconds is not None),
                 "note": note,
             }
@@ -39,7 +70,24 @@ def leaderboard(workspace: Workspace) -> list[dict]:
         score = row["oof_score"]
         if score is None:
             return (1, 0.0, row["name"])
-        return (0, -score if metric.greater_is_better else score, row["name"])
+        return (0, -score if scorer.greater_is_better else score, row["name"])
 
     rows.sort(key=rank)
+    if correlation:
+        add_correlations(workspace, rows)
     return rows
+
+
+def add_correlations(workspace: Workspace, rows: list[dict]) -> None:
+    """Pearson correlation of the flattened OOF probabilities of every pair of scored rows
+    (both in train.csv order: oof.npz is written so). Diversity is what a blend feeds on:
+    two members correlated at 0.99 add little to each other."""
+    scored = [row for row in rows if row["oof_score"] is not None]
+    if not scored:
+        return
+    probs = np.stack(
+        [metrics.softmax(store.load_logits(store.ExperimentDir(workspace.models_dir, row["name"]).oof_path).values).ravel() for row in scored]
+    )
+    matrix = np.corrcoef(probs) if len(scored) > 1 else np.ones((1, 1))
+    for row, values in zip(scored, matrix):
+        row["correlation"] = {other["name"]: float(value) for other, value in zip(scored, values)}
