@@ -215,9 +215,9 @@ def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = 
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
         return
-    out.print(leaderboard_table(rows, wide))
+    out.print(leaderboard_table(rows, out.width, wide))
     if correlation and any("correlation" in row for row in rows):
-        out.print(correlation_table(rows))
+        out.print(correlation_table(rows, out.width))
     for row in rows:
         if row["note"]:
             err.print(f"note: {row['name']}: {row['note']}")
@@ -262,7 +262,7 @@ def print_blend(result) -> None:
 
     for member, reason in result.left_out.items():
         err.print(f"note: left out {member}: {reason}")
-    out.print(blend_table(result))
+    out.print(blend_table(result, out.width))
     if result.optimised:
         out.print(f"note: {result.method} fit its weights on {result.optimised}, which is smooth; {result.metric} is not")
     out.print(
