@@ -15,11 +15,16 @@ from ensemble.registry import Registry
 
 @dataclass(frozen=True)
 class Metric:
-    """score(targets: int (n_samples,), probs: float (n_samples, n_classes)) -> float."""
+    """score(targets: int (n_samples,), probs: float (n_samples, n_classes)) -> float.
+
+    of_labels(targets, predicted: int (n_samples,), n_classes) -> float, for the metrics that
+    only look at the argmax label (None for the others): hill climbing uses it to skip rows
+    whose label no candidate can change."""
 
     name: str
     score: Callable[[np.ndarray, np.ndarray], float]
     greater_is_better: bool
+    of_labels: Callable[[np.ndarray, np.ndarray, int], float] | None = None
 
     def better(self, a: float, b: float) -> bool:
         """True when score `a` beats score `b`."""
@@ -37,6 +42,20 @@ def register(name: str, greater_is_better: bool):
     return add
 
 
+def register_labels(name: str, greater_is_better: bool):
+    """Register a metric of the argmax label: score(targets, probs) = of_labels(targets, argmax(probs), n_classes)."""
+
+    def add(of_labels):
+        def score(targets: np.ndarray, probs: np.ndarray) -> float:
+            return of_labels(targets, np.argmax(probs, axis=1), probs.shape[1])
+
+        score.__name__ = of_labels.__name__
+        METRICS.register(name)(Metric(name, score, greater_is_better, of_labels))
+        return score
+
+    return add
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities over the last axis; float64 so that logloss sees no rounding to 0 or 1."""
     shifted = np.asarray(logits, dtype=np.float64)
@@ -45,9 +64,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-@register("accuracy", greater_is_better=True)
-def accuracy(targets: np.ndarray, probs: np.ndarray) -> float:
-    return float(np.mean(np.argmax(probs, axis=1) == targets))
+@register_labels("accuracy", greater_is_better=True)
+def accuracy(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    return float(np.mean(predicted == targets))
 
 
 @register("logloss", greater_is_better=False)
@@ -60,12 +79,10 @@ def logloss(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(np.log(picked)))
 
 
-@register("f1_macro", greater_is_better=True)
-def f1_macro(targets: np.ndarray, probs: np.ndarray) -> float:
-    """Unweighted mean over classes of F1 of the argmax label; a class that is neither
-    predicted nor present scores 0, as scikit-learn's f1_score(average="macro") does."""
-    n_classes = probs.shape[1]
-    predicted = np.argmax(probs, axis=1)
+@register_labels("f1_macro", greater_is_better=True)
+def f1_macro(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean over classes of F1 of the argmax label, over the classes that are
+    predicted or present, as scikit-learn's f1_score(average="macro") does."""
     true_positive = np.bincount(targets[predicted == targets], minlength=n_classes)
     predicted_count = np.bincount(predicted, minlength=n_classes)
     actual_count = np.bincount(targets, minlength=n_classes)
@@ -112,11 +129,9 @@ def auc(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean([binary_auc(targets == label, probs[:, label]) for label in present]))
 
 
-@register("qwk", greater_is_better=True)
-def qwk(targets: np.ndarray, probs: np.ndarray) -> float:
+@register_labels("qwk", greater_is_better=True)
+def qwk(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     """Quadratic weighted kappa of the argmax label, for ordinal classes (in class order)."""
-    n_classes = probs.shape[1]
-    predicted = np.argmax(probs, axis=1)
     observed = np.bincount(targets * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
     expected = np.outer(np.bincount(targets, minlength=n_classes), np.bincount(predicted, minlength=n_classes)) / len(targets)
     grid = np.arange(n_classes)

@@ -206,3 +206,20 @@ def test_threshold_tuning_helps_f1_in_sample_and_is_scored_out_of_fold():
     assert nested > plain
     with pytest.raises(EnsError, match="--tune-thresholds works with the metrics f1_macro, qwk, not 'accuracy'"):
         ThresholdTuned(METHODS.get("mean")(), "accuracy").fit(logits, targets)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "f1_macro", "qwk", "logloss"])
+def test_hill_shortcuts_choose_what_scoring_every_full_candidate_chooses(name):
+    """The log-loss and argmax-label shortcuts must select exactly as the general path does."""
+    import dataclasses
+
+    from ensemble.blend import hill
+
+    logits, targets = members(seed=4, n_models=5, n=400)
+    probs = hill.member_probabilities(logits)
+    metric = metrics.get(name)
+    general = dataclasses.replace(metric, name=f"{name} (general)", of_labels=None)
+    fast = hill.select(probs, targets, metric, np.arange(5), 15, 2)
+    slow = hill.select(probs, targets, general, np.arange(5), 15, 2)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1])

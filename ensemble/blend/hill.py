@@ -85,19 +85,14 @@ def select(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, membe
         counts[member] += 1
         running += probs[member]
     history_counts, history_scores = [counts.copy()], [metric.score(targets, running / counts.sum())]
-    chunk = max(1, CHUNK_BYTES // probs[0].nbytes)
-    buffer = np.empty((min(chunk, len(members)),) + probs.shape[1:], dtype=probs.dtype)
+    if metric.name == "logloss":
+        score_candidates = logloss_candidates(probs, targets, members)
+    elif metric.of_labels is not None:
+        score_candidates = label_candidates(probs, targets, metric, members)
+    else:
+        score_candidates = any_metric_candidates(probs, targets, metric, members)
     for _ in range(steps):
-        chosen = counts.sum()
-        running_cast = running.astype(probs.dtype)
-        scores = np.empty(len(members))
-        for start in range(0, len(members), chunk):
-            part = members[start : start + chunk]
-            candidates = buffer[: len(part)]
-            for slot, member in enumerate(part):  # no fancy-indexed copy of the members
-                np.add(probs[member], running_cast, out=candidates[slot])
-            candidates /= chosen + 1
-            scores[start : start + len(part)] = metrics.score_many(metric, targets, candidates)
+        scores = score_candidates(running, counts.sum())
         best_score = scores.max() if metric.greater_is_better else scores.min()
         tied = members[scores == best_score]
         # Ties go to the member chosen most often so far, then to the lowest index (argmax's first).
@@ -110,3 +105,58 @@ def select(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, membe
     best_step = int(np.argmax(history_scores) if metric.greater_is_better else np.argmin(history_scores))
     kept = history_counts[best_step]
     return kept / kept.sum(), history_scores[: best_step + 1].tolist()
+
+
+def logloss_candidates(probs: np.ndarray, targets: np.ndarray, members: np.ndarray):
+    """Log loss needs only each row's true-class probability: adding a member to the blend is
+    then an (n_members, n_samples) operation, whatever the number of classes."""
+    rows = np.arange(len(targets))
+    picked = np.stack([probs[member][rows, targets] for member in members]).astype(np.float64)
+
+    def score(running: np.ndarray, chosen: int) -> np.ndarray:
+        blend = (running[rows, targets] + picked) / (chosen + 1)
+        return -np.log(np.clip(blend, 1e-15, 1.0)).mean(axis=1)
+
+    return score
+
+
+def label_candidates(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, members: np.ndarray):
+    """For metrics of the argmax label. Where the running sum's best class leads the second
+    by more than 1, adding one member (probabilities in [0, 1]) cannot change the label; as
+    the blend grows most rows settle, and candidates are only built on the rows that remain."""
+    n_classes = probs.shape[2]
+
+    def score(running: np.ndarray, chosen: int) -> np.ndarray:
+        top_two = np.partition(running, n_classes - 2, axis=1)[:, -2:]
+        open_rows = np.flatnonzero(top_two[:, 1] - top_two[:, 0] <= 1.0)
+        base = np.argmax(running, axis=1)
+        open_running = running[open_rows]
+        scores = np.empty(len(members))
+        for slot, member in enumerate(members):
+            predicted = base.copy()
+            predicted[open_rows] = np.argmax(open_running + probs[member][open_rows], axis=1)
+            scores[slot] = metric.of_labels(targets, predicted, n_classes)
+        return scores
+
+    return score
+
+
+def any_metric_candidates(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, members: np.ndarray):
+    """Every candidate blend (running sum + one member) built in a reused buffer, chunked so
+    the buffer stays under CHUNK_BYTES, and scored in one metrics.score_many call per chunk."""
+    chunk = max(1, CHUNK_BYTES // probs[0].nbytes)
+    buffer = np.empty((min(chunk, len(members)),) + probs.shape[1:], dtype=probs.dtype)
+
+    def score(running: np.ndarray, chosen: int) -> np.ndarray:
+        running_cast = running.astype(probs.dtype)
+        scores = np.empty(len(members))
+        for start in range(0, len(members), chunk):
+            part = members[start : start + chunk]
+            candidates = buffer[: len(part)]
+            for slot, member in enumerate(part):  # no fancy-indexed copy of the members
+                np.add(probs[member], running_cast, out=candidates[slot])
+            candidates /= chosen + 1
+            scores[start : start + len(part)] = metrics.score_many(metric, targets, candidates)
+        return scores
+
+    return score
