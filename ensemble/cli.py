@@ -264,7 +264,7 @@ def print_blend(result) -> None:
         err.print(f"note: left out {member}: {reason}")
     out.print(blend_table(result, out.width))
     if result.optimised:
-        out.print(f"note: {result.method} fit its weights on {result.optimised}, which is smooth; {result.metric} is not")
+        out.print(f"note: {result.method} is fit by minimising {result.optimised}: {result.metric} is flat almost everywhere (hill optimises it directly)")
     out.print(
         f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
     )

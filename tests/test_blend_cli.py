@@ -68,7 +68,7 @@ def test_metric_option_overrides_ens_toml_and_tuning_runs_for_f1(trained_copy):
     assert result.exit_code == 0, result.output
     made = json.loads((trained_copy / "submissions" / "f.json").read_text())
     assert made["metric"] == "f1_macro" and made["optimised"] == "logloss" and len(made["tuned_biases"]) == 3
-    assert "weighted fit its weights on logloss" in result.stdout
+    assert "weighted is fit by minimising logloss" in result.stdout
     board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json", "--metric", "qwk").stdout)
     assert {row["metric"] for row in board} == {"qwk"}
 
