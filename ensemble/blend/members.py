@@ -125,9 +125,9 @@ def usable_experiment(models_dir: Path, competition: Competition, name: str) -> 
 
 def load_members(models_dir: Path, competition: Competition, names: list[str]) -> Members:
     """Every member's OOF and test logits, each written straight into one preallocated stack."""
-    shape = (len(names), 0, len(competition.classes))
-    oof = np.empty((shape[0], len(competition.train_ids), shape[2]), dtype=np.float32)
-    test = np.empty((shape[0], len(competition.test_ids), shape[2]), dtype=np.float32)
+    n_models, n_classes = len(names), len(competition.classes)
+    oof = np.empty((n_models, len(competition.train_ids), n_classes), dtype=np.float32)
+    test = np.empty((n_models, len(competition.test_ids), n_classes), dtype=np.float32)
     fold_of = None
     for index, name in enumerate(names):
         experiment = usable_experiment(models_dir, competition, name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ensemble.blend.base import Blender, weighted_probabilities
+from ensemble import metrics
 from ensemble.metrics import softmax
 
 
@@ -62,8 +63,13 @@ class WeightedBlender(Blender):
     def __init__(self, metric: str = "logloss"):
         self.metric = metric
 
+    def check_params(self) -> "WeightedBlender":
+        metrics.get(self.metric)
+        return self
+
     def fit(self, logits, targets) -> "WeightedBlender":
         """logits: float (n_models, n_samples, n_classes); targets: int (n_samples,)."""
+        self.check_params()
         logits = self._check_logits(logits, targets)
         self.weights_ = fit_weights(true_class_probabilities(logits, np.asarray(targets)))
         self.optimised_ = "logloss"
