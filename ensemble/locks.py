@@ -40,6 +40,8 @@ def _read(path: Path) -> dict | None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there, not probe it
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -243,8 +243,13 @@ def _train_experiment(
         progress(ImagesRead(len(train_images), len(test_images), settings.size, time.perf_counter() - started))
 
     with writing(experiment):
-        if settings_text(experiment) != planned:  # another process began it meanwhile
-            raise EnsError(f"{experiment.settings_path}: written by another process meanwhile; run the command again")
+        if settings_text(experiment) not in (planned, None):  # another process began it meanwhile
+            if differences(with_legacy_values(store.read_json(experiment.settings_path)), record):
+                raise EnsError(
+                    f"{experiment.settings_path}: written meanwhile by another process with other settings; "
+                    "run the command again"
+                )
+            wipe = False  # with these settings: it is training the other folds, keep them
         if wipe:
             shutil.rmtree(experiment.root)
         if force:  # retrain the requested folds from scratch, finished or cut off

@@ -189,3 +189,33 @@ def test_an_interrupted_demo_resumes_with_the_command_it_names(tmp_path, monkeyp
     assert again.exit_code == 130 and "resume" in again.stderr
     assert (root / "data" / "train.csv").stat().st_mtime_ns == written
     assert (root / "folds" / "folds.csv").is_file()
+
+
+@pytest.mark.parametrize("other_lr, refused", [(None, False), (0.5, True)])
+def test_a_run_started_meanwhile_on_the_same_experiment(trained_copy, monkeypatch, other_lr, refused):
+    """Two runs begin a new experiment at once with different --folds: the second to write
+    settings.json carries on beside the first when their settings agree, and is refused
+    (never overwriting the first's settings) when they differ."""
+    from ensemble import runs
+    from ensemble.config import Workspace, override
+
+    workspace = Workspace.load(trained_copy)
+    real_read_images = runs.read_images
+    started = []
+
+    def read_images_while_another_run_starts(*args, **kwargs):
+        if not started:  # the other run writes settings.json and trains fold 0 meanwhile
+            started.append(True)
+            monkeypatch.setattr(runs, "read_images", real_read_images)
+            runs.train_experiment(workspace, "c", override(workspace.train, lr=other_lr), [0])
+        return real_read_images(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "read_images", read_images_while_another_run_starts)
+    result = ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "1")
+    settings = json.loads((trained_copy / "models" / "c" / "settings.json").read_text())
+    assert settings["train"]["lr"] == (other_lr or workspace.train.lr)
+    if refused:
+        ends_in_error(result, "written meanwhile by another process with other settings")
+    else:
+        assert result.exit_code == 0, result.output
+        assert sorted(p.parent.name for p in (trained_copy / "models" / "c").glob("fold*/result.json")) == ["fold0", "fold1"]
