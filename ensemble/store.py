@@ -78,6 +78,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except OSError as error:
+        if error.filename is not None and Path(error.filename) not in (Path(temporary or path), path, *path.parents):
+            raise  # about another file the block read: not this write's failure
         raise EnsError(f"{path}: cannot write: {error.strerror or error}") from None
     finally:
         if temporary is not None and os.path.exists(temporary):

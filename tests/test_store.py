@@ -73,6 +73,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert store.read_json(path) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    with pytest.raises(FileNotFoundError):  # a file the block reads is not the write's failure
+        with store.atomic_path(path) as temporary:
+            (tmp_path / "missing.txt").read_text()
 
 
 SAVE_WITH_FILE_SIZE_LIMIT = """
