@@ -226,8 +226,9 @@ def check_same_ids(test_csv: Path, test_ids: pd.Series, sample_path: Path, sampl
         )
 
 
-def check_image_files(csv_path: Path, ids: np.ndarray, paths: list[Path], lines: Sequence[int]) -> None:
-    """lines: the line of csv_path each id is on."""
+def check_image_files(csv_path: Path, ids: np.ndarray, paths: list[Path], lines: Sequence[int] | None = None) -> None:
+    """lines: the line of csv_path each id is on (read_table's index); default: one row a line."""
+    lines = range(2, len(ids) + 2) if lines is None else lines
     for line, image_id, path in zip(lines, ids, paths):
         if not path.is_file():
             raise EnsError(f"{path}: image not found for id {str(image_id)!r} ({csv_path}, line {line})")
