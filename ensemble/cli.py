@@ -339,6 +339,25 @@ def demo(
     out.print(f"demo finished in {result.seconds:.0f}s; workspace {result.workspace.root}")
 
 
+@app.command()
+@handles_errors
+def report(
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="The HTML file to write (default: report.html in the workspace).", dir_okay=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a file at --out that is not an earlier report.")] = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Write one self-contained HTML page of the results: curves, fold scores, confusion matrices,
+    correlations, blends, calibration, settings. Reads cached files only.
+
+    Example: ens report --out results.html
+    """
+    from ensemble.report import write_report
+
+    result = write_report(Workspace.load(workspace), out_path, force)
+    best = f"; best experiment {result.best}" if result.best else ""
+    out.print(f"wrote {result.path} ({result.n_experiments} experiments, {result.n_blends} blends{best})")
+
+
 def main() -> None:
     app()
 
