@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-DPI = 80
+DPI = 100
 FOLD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -58,7 +58,7 @@ def training_curves(histories: dict[int, list[dict]], metric: str) -> bytes:
 
 def fold_scores(names: list[str], scores: list[list[float | None]], metric: str) -> bytes:
     """Each experiment's fold scores as dots, their mean as a bar and +-1 standard deviation as a line."""
-    height = 0.8 + 0.32 * len(names)
+    height = 1.2 + 0.3 * len(names)
     with figure(8, height) as (fig, (axis,), png):
         for row, (name, fold_values) in enumerate(zip(names, scores)):
             values = np.array([score for score in fold_values if score is not None], dtype=float)
@@ -81,7 +81,7 @@ def confusion(targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], 
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (targets, probs.argmax(axis=1)), 1)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    side = min(3 + 0.45 * n_classes, 14)
+    side = min(2.4 + 0.4 * n_classes, 14)
     with figure(side + 1, side) as (fig, (axis,), png):
         image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         if n_classes <= 15:
@@ -99,13 +99,13 @@ def confusion(targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], 
 def correlation(names: list[str], matrix: np.ndarray) -> bytes:
     """Pearson correlation between experiments' OOF probabilities; lower means more to gain by blending."""
     n = len(names)
-    side = min(3 + 0.5 * n, 14)
+    side = min(2.6 + 0.45 * n, 14)
     with figure(side + 1.2, side) as (fig, (axis,), png):
         low = float(min(matrix.min(), 0.5))
         image = axis.imshow(matrix, cmap="viridis", vmin=low, vmax=1)
         if n <= 20:
             for (row, column), value in np.ndenumerate(matrix):
-                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="black" if value > (low + 1) / 2 else "white")
+                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=9, color="black" if value > (low + 1) / 2 else "white")
         axis.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
         axis.set_yticks(range(n), names, fontsize=8)
         fig.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="correlation")

@@ -23,6 +23,7 @@ th { background: #f4f4f4; } td.number { text-align: right; font-variant-numeric:
 .wide { overflow-x: auto; } .note { color: #8a5a00; } .muted { color: #666; font-size: 13px; }
 img { max-width: 100%; display: block; margin: 4px 0 12px; }
 nav a { margin-right: 12px; }
+.figures { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; } .figures > div { max-width: 100%; }
 """
 
 SECTIONS = (
@@ -101,21 +102,22 @@ def curves_section(data: ReportData) -> str:
 
 
 def confusion_section(data: ReportData) -> str:
+    """The best experiment's matrix and each blend's, side by side."""
     targets, classes = data.competition.targets, data.competition.classes
     parts = []
     best = data.best
     if best is not None:
-        parts.append(f"<h3>Best experiment: {esc(best.name)}</h3>")
-        parts.append(img(figures.confusion(targets, best.oof_probs, classes, f"{best.name} (OOF)"), f"confusion matrix of {best.name}"))
+        drawn = img(figures.confusion(targets, best.oof_probs, classes, f"{best.name} (OOF)"), f"confusion matrix of {best.name}")
+        parts.append(f"<div><h3>Best experiment: {esc(best.name)}</h3>{drawn}</div>")
     else:
         parts.append("<p>No experiment has every fold trained yet.</p>")
     for blend in data.blends:
-        parts.append(f"<h3>Blend: {esc(blend.name)}</h3>")
         if blend.oof_probs is not None:
-            parts.append(img(figures.confusion(targets, blend.oof_probs, classes, f"{blend.name} (OOF)"), f"confusion matrix of {blend.name}"))
+            drawn = img(figures.confusion(targets, blend.oof_probs, classes, f"{blend.name} (OOF)"), f"confusion matrix of {blend.name}")
         else:
-            parts.append(f'<p class="note">{esc(blend.note)}</p>')
-    return "".join(parts)
+            drawn = f'<p class="note">{esc(blend.note)}</p>'
+        parts.append(f"<div><h3>Blend: {esc(blend.name)}</h3>{drawn}</div>")
+    return '<div class="figures">' + "".join(parts) + "</div>"
 
 
 def oof_correlation(experiments: list[ExperimentView]) -> np.ndarray:
@@ -170,15 +172,23 @@ def flatten(record: dict, prefix: str = "") -> dict:
 
 
 def settings_section(data: ReportData) -> str:
-    if not data.experiments:
-        return "<p>No experiments.</p>"
-    flats = {experiment.name: flatten({"train": experiment.settings.get("train", {}), "versions": experiment.settings.get("versions", {}),
-                                        "device": experiment.settings.get("device")}) for experiment in data.experiments}
+    """Settings every experiment shares, once; then a row per experiment of the settings that differ."""
+    flats = {
+        experiment.name: flatten({key: experiment.settings.get(key) for key in ("train", "device", "versions") if key in experiment.settings})
+        for experiment in data.experiments
+    }
     keys = list(dict.fromkeys(key for flat in flats.values() for key in flat))
-    rows = [[esc(name)] + [esc(flat.get(key, "")) for key in keys] for name, flat in flats.items()]
-    return '<p class="muted">From each experiment\'s settings.json: what made it, and the versions it was trained with.</p>' + table(
-        ["experiment"] + [key.removeprefix("train.") for key in keys], rows
-    )
+    shared = [key for key in keys if len({repr(flat.get(key)) for flat in flats.values()}) == 1]
+    differing = [key for key in keys if key not in shared]
+    body = '<p class="muted">From each experiment\'s settings.json: what made it, and the versions it was trained with.</p>'
+    if shared:
+        body += "<h3>Shared by every experiment</h3>" + table(
+            ["setting", "value"], [[esc(key.removeprefix("train.")), esc(next(iter(flats.values()))[key])] for key in shared]
+        )
+    if differing:
+        rows = [[esc(name)] + [esc(flat.get(key, "")) for key in differing] for name, flat in flats.items()]
+        body += "<h3>Different between experiments</h3>" + table(["experiment"] + [key.removeprefix("train.") for key in differing], rows)
+    return body
 
 
 def versions_section(data: ReportData) -> str:
