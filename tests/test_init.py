@@ -105,7 +105,17 @@ def class_folders(root: Path, with_test: bool = True) -> CompetitionSettings:
     )
 
 
-LAYOUTS = {"kaggle": kaggle_style, "labels-file": labels_file_nested, "leading-zeros": leading_zeros, "jpeg": jpeg, "class-folders": class_folders}
+def class_folders_with_sample(root: Path) -> CompetitionSettings:
+    """Class folders and a sample submission whose ids are the test file names (plant-seedlings style)."""
+    class_folders(root)
+    csv(root / "sample_submission.csv", file=[f"u{i}.png" for i in range(3)], species="cat")
+    return CompetitionSettings(
+        train_csv="lists/train.csv", test_csv="lists/test.csv", sample_submission="sample_submission.csv",
+        train_images="train", test_images="test", id_column="file", label_column="species", image_suffix="",
+    )
+
+
+LAYOUTS = {"class-folders-sample": class_folders_with_sample, "kaggle": kaggle_style, "labels-file": labels_file_nested, "leading-zeros": leading_zeros, "jpeg": jpeg, "class-folders": class_folders}
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -173,7 +183,7 @@ REFUSED = [
     (two_samples, "several CSVs could be the sample submission: extra/sample_submission_v2.csv, sample_submission.csv"),
     (lambda root: class_folders(root, with_test=False), "one folder per class, but no test folder of images beside it; name one with --test-images DIR"),
     (existing_config, "ens.toml: already exists; use --force"),
-    (lambda root: (root / "notes").mkdir(), "no train CSV .*, no sample submission and no folder of class folders"),
+    (lambda root: (root / "notes").mkdir(), "no train CSV .* and no folder of class folders"),
 ]
 
 
