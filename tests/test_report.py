@@ -80,6 +80,16 @@ def test_report_embeds_every_image_and_reaches_nothing_outside(reported):
     assert "http" not in page.lower() and "<script" not in page and "<link" not in page and "url(" not in page
 
 
+def test_blend_without_weights_or_probabilities_is_listed():
+    from ensemble.report.collect import BlendView
+    from ensemble.report.page import blends_section
+
+    stacker = BlendView("st", "stack", "logloss", 0.25, [{"name": "a", "weight": None, "oof_score": 0.3}], None, "no st.oof.npz", 0.2)
+    html_text = blends_section(type("Data", (), {"blends": [stacker]})())
+    assert "<b>0.2500</b> (fit and scored on the same rows: 0.2000)" in html_text
+    assert '<td>a</td><td class="number">-</td><td class="number">0.3000</td>' in html_text
+
+
 def test_empty_workspace_report_says_so(competition_dir):
     result = runner.invoke(app, ["report", "-w", str(competition_dir), "--out", str(competition_dir / "r.html")])
     assert result.exit_code == 0, result.output

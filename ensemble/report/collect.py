@@ -39,7 +39,8 @@ class ExperimentView:
 
 @dataclass(frozen=True)
 class BlendView:
-    """One blend from submissions/NAME.json. members: dicts with name, weight, oof_score.
+    """One blend from submissions/NAME.json. members: dicts with name, weight (None for a
+    stacker), oof_score. oof_score_in_sample: where the blend records it beside the out-of-fold one.
     oof_probs: float (n_train, n_classes) in train.csv order, from NAME.oof.npz, or None."""
 
     name: str
@@ -49,6 +50,7 @@ class BlendView:
     members: list[dict]
     oof_probs: np.ndarray | None
     note: str | None = None
+    oof_score_in_sample: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def read_blend(json_path: Path, competition: Competition) -> BlendView:
         members=list(record.get("members", [])),
         oof_probs=oof_probs,
         note=note,
+        oof_score_in_sample=record.get("oof_score_in_sample"),
     )
 
 

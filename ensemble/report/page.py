@@ -144,8 +144,10 @@ def blends_section(data: ReportData) -> str:
     parts = []
     for blend in data.blends:
         parts.append(f"<h3>{esc(blend.name)} <span class=\"muted\">({esc(blend.method)})</span></h3>")
-        parts.append(f"<p>OOF {esc(blend.metric)}: <b>{score(blend.oof_score)}</b></p>")
-        rows = [[esc(member.get("name")), f"{member.get('weight', 0):.3f}", score(member.get("oof_score"))] for member in blend.members]
+        in_sample = f" (fit and scored on the same rows: {score(blend.oof_score_in_sample)})" if blend.oof_score_in_sample is not None else ""
+        parts.append(f"<p>OOF {esc(blend.metric)}: <b>{score(blend.oof_score)}</b>{in_sample}</p>")
+        # A stacker has no weights: its members are inputs of a learned model.
+        rows = [[esc(member.get("name")), "-" if member.get("weight") is None else f"{member['weight']:.3f}", score(member.get("oof_score"))] for member in blend.members]
         parts.append(table(["member", "weight", f"OOF {blend.metric}"], rows, numeric={1, 2}))
     return "".join(parts)
 
