@@ -89,7 +89,8 @@ def confusion(targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], 
                 axis.text(column, row, str(count), ha="center", va="center", fontsize=8, color="white" if shares[row, column] > 0.6 else "black")
         if n_classes <= 40:
             labels = [label[:14] for label in classes]
-            axis.set_xticks(range(n_classes), labels, rotation=45 if n_classes > 4 else 0, ha="right" if n_classes > 4 else "center", fontsize=8)
+            slanted = n_classes > 4 and max(len(label) for label in labels) > 3
+            axis.set_xticks(range(n_classes), labels, rotation=45 if slanted else 0, ha="right" if slanted else "center", fontsize=8)
             axis.set_yticks(range(n_classes), labels, fontsize=8)
         axis.set(xlabel="predicted", ylabel="true", title=title)
         fig.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
@@ -97,15 +98,25 @@ def confusion(targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], 
 
 
 def correlation(names: list[str], matrix: np.ndarray) -> bytes:
-    """Pearson correlation between experiments' OOF probabilities; lower means more to gain by blending."""
+    """Pearson correlation between experiments' OOF probabilities; lower means more to gain by blending.
+
+    The diagonal (always 1) is left blank so the colors spread over the pairs alone.
+    """
     n = len(names)
+    pairs = matrix[~np.eye(n, dtype=bool)]
+    # Colors span the pairs' range, widened to whole tenths so that a tiny spread is not blown up.
+    low, high = np.floor(pairs.min() * 10) / 10, np.ceil(pairs.max() * 10) / 10
+    if high - low < 0.1:
+        high = low + 0.1
     side = min(2.6 + 0.45 * n, 14)
     with figure(side + 1.2, side) as (fig, (axis,), png):
-        low = float(min(matrix.min(), 0.5))
-        image = axis.imshow(matrix, cmap="viridis", vmin=low, vmax=1)
+        shown = np.where(np.eye(n, dtype=bool), np.nan, matrix)
+        image = axis.imshow(shown, cmap="viridis", vmin=low, vmax=high)
         if n <= 20:
             for (row, column), value in np.ndenumerate(matrix):
-                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=9, color="black" if value > (low + 1) / 2 else "white")
+                if row != column:
+                    light = (value - low) / (high - low) > 0.6
+                    axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=9 if n <= 10 else 7, color="black" if light else "white")
         axis.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
         axis.set_yticks(range(n), names, fontsize=8)
         fig.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="correlation")
