@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_image
+from tests.conftest import write_image
 from ensemble.cli import app
 from ensemble.config import CompetitionSettings, Workspace
 from ensemble.errors import EnsError
@@ -124,7 +124,7 @@ def test_init_infers_the_expected_settings(tmp_path, layout):
     result = init_workspace(tmp_path)
     workspace = Workspace.load(tmp_path)  # the written file loads as it is
     assert workspace.competition == expected
-    assert workspace.folds.k == result.findings[-1].value
+    assert workspace.folds.k == next(finding.value for finding in result.findings if finding.key == "k")
     assert result.config_path == tmp_path / "ens.toml"
     text = result.config_path.read_text()
     assert "# Written by `ens init`" in text and "# model = " in text  # commented, train defaults shown
@@ -147,10 +147,12 @@ def test_class_folders_write_lists_with_relative_paths(tmp_path):
 def test_flags_override_guesses_and_workspace_may_be_elsewhere(tmp_path):
     source = tmp_path / "comp"
     leading_zeros(source)
-    given = Given(label_column="patient", train_images=str(source / "data" / "images"), metric="logloss")
+    given = Given(label_column="patient", train_images=str(source / "data" / "images"), metric="logloss", group_column="image_id")
     init_workspace(source, given, workspace=tmp_path / "ws")
-    competition = Workspace.load(tmp_path / "ws").competition
-    assert competition.label_column == "patient" and competition.metric == "logloss"
+    workspace = Workspace.load(tmp_path / "ws")
+    competition = workspace.competition
+    assert competition.label_column == "patient" and competition.metric == "logloss" and competition.group_column == "image_id"
+    assert workspace.folds.strategy == "group" and workspace.folds.k == 2  # the largest class (a patient) has 2 rows
     assert competition.train_csv == str(source / "data" / "train.csv")  # outside the workspace: absolute
     assert not (source / "ens.toml").exists()
 

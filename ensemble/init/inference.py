@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble import store
+from ensemble import metrics, store
 from ensemble.competition import Competition, load_competition
 from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace
 from ensemble.errors import EnsError
@@ -85,7 +85,7 @@ class Checked:
     """Settings that loaded as a competition, and what loading it told."""
 
     settings: CompetitionSettings
-    k: int
+    folds: FoldSettings
     kind: str
     n_train: int
     n_test: int
@@ -103,8 +103,8 @@ def check(inference: Inference, settings: CompetitionSettings, given: Given) -> 
     check_some_images(competition)
     kind = competition.submission_kind
     if given.metric is None:
-        settings = dataclasses.replace(settings, metric="accuracy" if kind == "labels" else "logloss")
-    k = fold_count(competition)
+        settings = dataclasses.replace(settings, metric=guess_metric(kind))
+    folds = fold_settings(competition)
     take = inference.take
     if given.submission:
         take("submission", Choice(kind, True, "given with --submission"))
@@ -114,8 +114,11 @@ def check(inference: Inference, settings: CompetitionSettings, given: Given) -> 
         take("metric", Choice(settings.metric, True, "given with --metric"))
     else:
         take("metric", Choice(settings.metric, False, f"{settings.metric} suits a {kind} submission; set the leaderboard's metric"))
-    take("k", Choice(k, True, "the default" if k == FoldSettings().k else f"the largest class has {k} rows"))
-    return Checked(settings, k, kind, len(competition.train_ids), len(competition.test_ids), competition.classes, submission_notes(competition))
+    limit = f"{len(set(competition.groups))} groups" if competition.groups is not None else "its largest class's rows"
+    take("k", Choice(folds.k, True, "the default" if folds.k == FoldSettings().k else f"as many folds as the train CSV has {limit}"))
+    if folds.strategy != FoldSettings().strategy:
+        take("strategy", Choice(folds.strategy, True, "--group-column is given"))
+    return Checked(settings, folds, kind, len(competition.train_ids), len(competition.test_ids), competition.classes, submission_notes(competition))
 
 
 def write_config(inference: Inference, checked: Checked, config_path: Path, layout: str, written: list[Path]) -> InitResult:
@@ -123,7 +126,7 @@ def write_config(inference: Inference, checked: Checked, config_path: Path, layo
     why = {finding.key: ("" if finding.sure else "guess: ") + finding.why for finding in findings}
     if checked.settings.submission == "auto":
         why["submission"] = f"auto reads {checked.kind} off the sample"
-    store.write_text(config_path, config_text(str(inference.source), checked.settings, FoldSettings(k=checked.k), why))
+    store.write_text(config_path, config_text(str(inference.source), checked.settings, checked.folds, why))
     return InitResult(
         config_path, layout, findings, written + [config_path], checked.n_train, checked.n_test, checked.classes, checked.kind, checked.notes
     )
@@ -138,18 +141,31 @@ def check_some_images(competition: Competition) -> None:
             read_image(paths[row], 8, ids[row])
 
 
-def fold_count(competition: Competition) -> int:
-    """The default k, fewer when the largest class is smaller; checked by making the folds as `ens folds` will."""
+# The metric a submission kind most often goes with; a guess the user is told to check.
+METRIC_FOR_KIND = {"labels": "accuracy", "positive_probability": "auc", "class_probability": "auc"}
+
+
+def guess_metric(kind: str) -> str:
+    metric = METRIC_FOR_KIND.get(kind, "logloss")
+    return metric if metric in metrics.METRICS else "logloss"
+
+
+def fold_settings(competition: Competition) -> FoldSettings:
+    """The default k, fewer when the largest class (or the number of groups) is smaller; group
+    folds when a group column is set. Checked by making the folds as `ens folds` will."""
     from ensemble.folds import assign_folds
 
-    largest = int(np.bincount(competition.targets).max())
-    k = min(FoldSettings().k, largest)
+    k = min(FoldSettings().k, int(np.bincount(competition.targets).max()))
+    strategy = FoldSettings().strategy
+    if competition.groups is not None:
+        k, strategy = min(k, len(set(competition.groups))), "group"
     if k < 2:
-        raise EnsError(f"{competition.train_csv}: every class has a single row; ens needs at least 2 rows of a class to make folds")
-    fold_of = assign_folds(competition, FoldSettings(k=k))
+        raise EnsError(f"{competition.train_csv}: too few rows per class (or groups) to make 2 folds")
+    settings = FoldSettings(k=k, strategy=strategy)
+    fold_of = assign_folds(competition, settings)
     if (len(fold_of) - np.bincount(fold_of, minlength=k)).min() < 2:
         raise EnsError(f"{competition.train_csv}: {len(fold_of)} rows are too few to train on {k} folds")
-    return k
+    return settings
 
 
 def submission_notes(competition: Competition) -> list[str]:
