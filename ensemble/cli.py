@@ -94,26 +94,22 @@ def root(
     pass
 
 
-def init_option(help_text: str):
-    return typer.Option(help=help_text, show_default=False)
-
-
 @app.command()
 @handles_errors
 def init(
     directory: Annotated[Path, typer.Argument(help="The competition folder, as downloaded and unzipped.")] = Path("."),
-    train_csv: Annotated[Optional[str], init_option("The CSV of training ids and labels.")] = None,
-    test_csv: Annotated[Optional[str], init_option("The CSV of test ids (default: the sample's ids).")] = None,
-    sample_submission: Annotated[Optional[str], init_option("The sample submission CSV.")] = None,
-    train_images: Annotated[Optional[str], init_option("The folder of training images, or of one folder per class.")] = None,
-    test_images: Annotated[Optional[str], init_option("The folder of test images.")] = None,
-    id_column: Annotated[Optional[str], init_option("The id column.")] = None,
-    label_column: Annotated[Optional[str], init_option("The label column of the train CSV.")] = None,
-    image_suffix: Annotated[Optional[str], init_option("Image file = <folder>/<id><suffix>, e.g. .jpg.")] = None,
-    group_column: Annotated[Optional[str], init_option("A column of the train CSV for --strategy group.")] = None,
-    metric: Annotated[Optional[str], init_option("accuracy, logloss... (default: a guess from the submission kind)")] = None,
-    submission: Annotated[Optional[str], init_option("Submission kind (default: auto, read off the sample).")] = None,
-    positive_class: Annotated[Optional[str], init_option("The class a single probability column is about.")] = None,
+    train_csv: Annotated[Optional[str], typer.Option(help="The CSV of training ids and labels.")] = None,
+    test_csv: Annotated[Optional[str], typer.Option(help="The CSV of test ids (default: the sample's ids).")] = None,
+    sample_submission: Annotated[Optional[str], typer.Option(help="The sample submission CSV.")] = None,
+    train_images: Annotated[Optional[str], typer.Option(help="The folder of training images, or of one folder per class.")] = None,
+    test_images: Annotated[Optional[str], typer.Option(help="The folder of test images.")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="The id column.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="The label column of the train CSV.")] = None,
+    image_suffix: Annotated[Optional[str], typer.Option(help="Image file = <folder>/<id><suffix>, e.g. .jpg.")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="A column of the train CSV for --strategy group.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="accuracy, logloss... (default: a guess from the submission kind)")] = None,
+    submission: Annotated[Optional[str], typer.Option(help="Submission kind (default: auto, read off the sample).")] = None,
+    positive_class: Annotated[Optional[str], typer.Option(help="The class a single probability column is about.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing ens.toml (and lists/).")] = False,
     workspace: Annotated[
         Optional[Path], typer.Option("--workspace", "-w", help="Where to write ens.toml (default: DIRECTORY).", file_okay=False)
@@ -121,9 +117,7 @@ def init(
 ) -> None:
     """Write a commented ens.toml inferred from a competition folder; flags settle what it cannot.
 
-    Finds the train/test CSVs, the sample submission, the image folders and suffix, the id and
-    label columns; or, with one folder per class (train/cat/001.jpg) beside a test folder, writes
-    lists/train.csv, test.csv and sample_submission.csv. Prints each choice and how sure it is.
+    Finds the train/test CSVs, the sample submission, the image folders and suffix, the id and label columns; or, with one folder per class (train/cat/001.jpg) beside a test folder, writes lists/train.csv, test.csv and sample_submission.csv. Prints each choice and how sure it is.
 
     Example: ens init ./dogs-vs-cats && ens folds -w ./dogs-vs-cats
     """
@@ -346,8 +340,9 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="Replace a file at --out that is not an earlier report.")] = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Write one self-contained HTML page of the results: curves, fold scores, confusion matrices,
-    correlations, blends, calibration, settings. Reads cached files only.
+    """Write one self-contained HTML page of the results: curves, fold scores, confusion matrices, correlations, blends, calibration, settings.
+
+    Reads cached files only; an earlier report is replaced.
 
     Example: ens report --out results.html
     """
