@@ -23,7 +23,7 @@ def ens(*args: str):
 def test_version_and_help():
     result = ens("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"ens {__version__}"
-    for command in ("folds", "train-folds", "leaderboard", "blend", "demo"):
+    for command in ("folds", "train-folds", "leaderboard", "blend", "demo", "init", "report"):
         result = ens(command, "--help")
         assert result.exit_code == 0, command
         assert "Example: ens" in result.stdout, command
