@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from ensemble import metrics, store
-from ensemble.competition import load_competition
+from ensemble.competition import Competition, load_competition
 from ensemble.config import Workspace
+from ensemble.errors import EnsError
 from ensemble.scores import experiment_scores, stale_reason
 
 
@@ -32,6 +33,31 @@ def describe_settings(settings: dict) -> dict:
     }
 
 
+def experiment_row(experiment: store.ExperimentDir, competition: Competition, metric: metrics.Metric) -> dict:
+    recorded = store.read_json(experiment.scores_path)
+    try:
+        k, model = len(recorded["fold_scores"]), str(recorded["model"])
+        seconds = sum(float(seconds) for seconds in recorded["seconds"] if seconds is not None)
+        settings = describe_settings(store.read_json(experiment.settings_path))
+    except (KeyError, TypeError, ValueError) as error:
+        raise EnsError(f"{experiment.scores_path}: not a scores file ({type(error).__name__}: {error})") from None
+    note = stale_reason(experiment, competition)
+    fold_scores, oof_score = ([None] * k, None) if note else experiment_scores(experiment, competition, k, metric)
+    done = [score for score in fold_scores if score is not None]
+    return {
+        "name": experiment.name,
+        "model": model,
+        "metric": metric.name,
+        "oof_score": oof_score,
+        "fold_scores": fold_scores,
+        "fold_mean": float(np.mean(done)) if done else None,
+        "fold_std": float(np.std(done)) if len(done) > 1 else None,
+        **settings,
+        "seconds": seconds,
+        "note": note,
+    }
+
+
 def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bool = False) -> list[dict]:
     """One row per experiment with a finished fold: name, model, metric, oof_score (None until
     every fold is done), fold_scores (None for folds not yet trained), fold_mean and fold_std
@@ -39,32 +65,21 @@ def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bo
     time), note (why it has no scores, when it was trained on other data; else None).
     With correlation, each scored row also has correlation: {other experiment: Pearson
     correlation of the two experiments' OOF probabilities}."""
-    competition = load_competition(workspace, check_images=False)
+    # Scoring OOF logits needs train.csv alone: no test.csv, no sample submission.
+    competition = load_competition(workspace, check_images=False, with_test=False)
     scorer = metrics.get(metric or competition.settings.metric)
     rows = []
     for name in store.experiment_names(workspace.models_dir):
         experiment = store.ExperimentDir(workspace.models_dir, name)
         if not experiment.scores_path.is_file():
             continue  # settings written, no fold finished yet
-        recorded = store.read_json(experiment.scores_path)
-        k = len(recorded["fold_scores"])
-        note = stale_reason(experiment, competition)
-        fold_scores, oof_score = ([None] * k, None) if note else experiment_scores(experiment, competition, k, scorer)
-        done = [score for score in fold_scores if score is not None]
-        rows.append(
-            {
-                "name": name,
-                "model": recorded["model"],
-                "metric": scorer.name,
-                "oof_score": oof_score,
-                "fold_scores": fold_scores,
-                "fold_mean": float(np.mean(done)) if done else None,
-                "fold_std": float(np.std(done)) if len(done) > 1 else None,
-                **describe_settings(store.read_json(experiment.settings_path)),
-                "seconds": sum(seconds for seconds in recorded["seconds"] if seconds is not None),
-                "note": note,
-            }
-        )
+        try:
+            rows.append(experiment_row(experiment, competition, scorer))
+        except EnsError as error:  # one damaged experiment costs its own row, not the board
+            rows.append(
+                {"name": name, "model": "?", "metric": scorer.name, "oof_score": None, "fold_scores": [],
+                 "seconds": 0.0, "note": f"cannot be scored: {error}"}
+            )
 
     def rank(row: dict) -> tuple:
         score = row["oof_score"]

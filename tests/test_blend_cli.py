@@ -37,7 +37,7 @@ def test_every_method_writes_csv_json_and_oof_with_both_scores(trained_copy, met
     assert made["oof_score_out_of_fold"] == pytest.approx(metrics.accuracy(targets, oof["probs"]))
     assert made["oof_score_in_sample"] == pytest.approx(metrics.accuracy(targets, oof["in_sample_probs"]))
     assert f"in sample {made['oof_score_in_sample']:.4f}, out of fold {made['oof_score_out_of_fold']:.4f}" in result.stdout
-    assert "(labels)" in result.stdout and made["submission"]["kind"] == "labels"
+    assert "(submission kind: labels)" in result.stdout and made["submission"]["kind"] == "labels"
     weights = [member["weight"] for member in made["members"]]
     assert weights == [None, None] if method == "stack" else sum(weights) == pytest.approx(1)
     assert set(made["inputs_sha256"]) == {"a", "b"} and made["metric"] == "accuracy"
@@ -165,7 +165,7 @@ def test_a_full_disk_writes_no_file_of_the_submission(trained_copy, monkeypatch)
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", disk_full_at_the_second_file)
-    one_line_error(ens("blend", "-w", trained_copy, "-n", "s"), "submissions/s.csv: cannot write: No space left on device")
+    one_line_error(ens("blend", "-w", trained_copy, "-n", "s"), "submissions/s.oof.npz: cannot write: No space left on device")
     assert list((trained_copy / "submissions").iterdir()) == []  # no file, no temporary
 
 

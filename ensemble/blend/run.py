@@ -134,8 +134,8 @@ def blend_experiments(
     )
     store.write_group(
         {
-            oof_path: buffer.getvalue(),
             csv_path: to_csv_text(frame).encode(),
+            oof_path: buffer.getvalue(),
             json_path: (json.dumps(document, indent=2) + "\n").encode(),  # last: it marks the submission written
         }
     )
