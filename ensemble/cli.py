@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from ensemble import __version__
+from ensemble.attention import ATTENTION
 from ensemble.blend import METHODS
 from ensemble.config import FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
@@ -123,11 +124,12 @@ def folds(
 
 
 def print_event(event: object) -> None:
-    from ensemble.runs import FoldEnd, FoldStart, ImagesRead
+    from ensemble.runs import FoldEnd, FoldStart, ImagesRead, WeightsChecked
     from ensemble.train import EpochEnd
 
     formats = {
         ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
+        WeightsChecked: lambda e: f"pretrained: {e.summary}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
             f"  fold {e.fold} epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f}  "
@@ -151,6 +153,13 @@ def train_folds(
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
+    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default(TrainSettings, 'attention')}")] = None,
+    attention_in_blocks: Annotated[Optional[bool], typer.Option("--attention-in-blocks/--attention-on-features", help="Put the --attention block inside every residual block (ResNet family) instead of on the final feature map.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
+    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
+    freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help="Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: 1 with --pretrained, 0 without)")] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option(help="Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: 1.0)")] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -171,7 +180,9 @@ def train_folds(
     ws = Workspace.load(workspace)
     settings = override(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, device=device, seed=seed,
+        weight_decay=weight_decay, device=device, seed=seed, attention=attention, attention_in_blocks=attention_in_blocks,
+        pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
+        train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
     )
     result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
     if result.kept:

@@ -67,8 +67,34 @@ class TrainSettings:
     weight_decay: float = 0.01
     seed: int = 42
     device: str = "auto"
+    # Models (README "Attention and pretrained weights"). An AUTO field takes "auto" or a value of
+    # its type; resolved() settles it before training, and settings.json records the result.
+    attention: str = "none"
+    attention_in_blocks: bool = False
+    pretrained: str = ""  # "": random weights; "timm": timm's pretrained tag; else a weights file
+    train_blocks: int = -1  # -1: every backbone stage trains; 0: a linear probe
+    freeze_bn: Any = dataclasses.field(default="auto", metadata={"auto": bool})
+    unfreeze_after: Any = dataclasses.field(default="auto", metadata={"auto": int})
+    backbone_lr_scale: Any = dataclasses.field(default="auto", metadata={"auto": float})
 
     def __post_init__(self):
+        from ensemble.attention import ATTENTION
+
+        ATTENTION.get(self.attention)
+        _check(
+            self.attention != "none" or not self.attention_in_blocks,
+            "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none"),
+        )
+        _check(self.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {self.train_blocks}")
+        for field in dataclasses.fields(self):
+            if "auto" in field.metadata:
+                value = getattr(self, field.name)
+                _check(
+                    value == "auto" or type(value) is field.metadata["auto"] or (field.metadata["auto"] is float and type(value) is int),
+                    f"train {field.name} must be auto or {field.metadata['auto'].__name__}, got {value!r}",
+                )
+        _check(self.unfreeze_after == "auto" or self.unfreeze_after >= 0, f"train unfreeze_after must be >= 0, got {self.unfreeze_after}")
+        _check(self.backbone_lr_scale == "auto" or self.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
         _check(self.size >= 8, f"train size must be at least 8 pixels, got {self.size}")
         _check(self.epochs >= 1, f"train epochs must be at least 1, got {self.epochs}")
         # BatchNorm cannot train on a batch of one.
@@ -80,6 +106,24 @@ class TrainSettings:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
+
+    def resolved(self) -> "TrainSettings":
+        """A copy with every "auto" settled: from scratch nothing changes; with pretrained
+        weights the defaults measured in benchmarks/bench_models.py (README table)."""
+        pretrained = bool(self.pretrained)
+        defaults = {
+            "freeze_bn": False,
+            "unfreeze_after": min(PRETRAINED_WARMUP_EPOCHS, self.epochs - 1) if pretrained else 0,
+            "backbone_lr_scale": PRETRAINED_BACKBONE_LR_SCALE if pretrained else 1.0,
+        }
+        given = {name: getattr(self, name) for name in defaults if getattr(self, name) != "auto"}
+        return dataclasses.replace(self, **{**defaults, **given})
+
+
+# Defaults for a run from pretrained weights, chosen by measurement (README, "Attention and
+# pretrained weights"): epochs of head-only warm-up, and the backbone's share of the lr.
+PRETRAINED_WARMUP_EPOCHS = 1
+PRETRAINED_BACKBONE_LR_SCALE = 1.0
 
 
 S = TypeVar("S")
@@ -97,11 +141,11 @@ def from_table(cls: type[S], table: dict[str, Any], where: str) -> S:
     values = {}
     for key, value in table.items():
         _check(key in fields, f"{where}: unknown key {key!r}; expected one of: {', '.join(fields)}")
-        expected = type(fields[key].default)
+        expected = fields[key].metadata.get("auto", type(fields[key].default))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         _check(
-            type(value) is expected,
+            type(value) is expected or (value == "auto" and "auto" in fields[key].metadata),
             f"{where}: {key} must be {expected.__name__}, got {value!r}",
         )
         values[key] = value

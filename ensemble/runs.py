@@ -28,7 +28,8 @@ from ensemble.folds import Folds, read_folds
 from ensemble.images import read_images
 from ensemble.scores import experiment_scores
 from ensemble.devices import resolve_device
-from ensemble.nets import check_input_size
+from ensemble.nets import check_input_size, check_weights
+from ensemble.weights import weights_identity
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 
@@ -45,12 +46,23 @@ NOT_IDENTITY = {
     "competition.submission",
     "competition.positive_class",
     "competition.group_column",  # the folds file's hash is compared instead
+    "train.pretrained",  # the weights file's path: train.weights (its content hash) is compared instead
 }
 
 # What a key missing from an older settings.json stands for: the value that reproduces what
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
-LEGACY: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {
+    # Before issue 11: no attention, random weights, nothing frozen, one learning rate.
+    "train.attention": "none",
+    "train.attention_in_blocks": False,
+    "train.pretrained": "",
+    "train.weights": "random",
+    "train.train_blocks": -1,
+    "train.freeze_bn": False,
+    "train.unfreeze_after": 0,
+    "train.backbone_lr_scale": 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,13 @@ class ImagesRead:
     n_test: int
     size: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class WeightsChecked:
+    """Pretrained weights fit the network; summary says how they were matched."""
+
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,7 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
     import torch
 
     train = dataclasses.asdict(settings)
+    train["weights"] = weights_identity(settings.pretrained, settings.model)
     return {
         "name": name,
         "train": {key: value for key, value in train.items() if key != "device"},
@@ -108,6 +128,14 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
         "folds_sha256": folds.sha256,
         "versions": {"ens": __version__, "torch": torch.__version__, "timm": timm.__version__},
     }
+
+
+def resolve_settings(workspace: Workspace, settings: TrainSettings) -> TrainSettings:
+    """Every "auto" settled, and a weights file's path made absolute (ens.toml paths are relative to the workspace)."""
+    settings = settings.resolved()
+    if settings.pretrained and settings.pretrained != "timm":
+        settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
+    return settings
 
 
 def with_legacy_values(record: dict) -> dict:
@@ -178,6 +206,7 @@ def train_experiment(
     outside = [fold for fold in requested if not 0 <= fold < folds.k]
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
+    settings = resolve_settings(workspace, settings)
     record = describe_run(competition, folds, name, settings)
     to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
     # Temporary files of a killed run can be as large as a checkpoint. Only the folds this
@@ -188,7 +217,11 @@ def train_experiment(
     if not to_train:  # every fold is done; a run stopped before combining them
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
-    check_input_size(settings.model, len(competition.classes), settings.size)
+    check_input_size(settings.model, len(competition.classes), settings.size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:  # a file that does not fit is refused before anything is written
+        mapping = check_weights(settings, len(competition.classes))
+        if progress:
+            progress(WeightsChecked(mapping.summary()))
     resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:
@@ -244,7 +277,10 @@ def write_fold(
     classes = competition.classes
     store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
-    checkpoint = {"state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size}
+    checkpoint = {
+        "state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size,
+        "attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks,
+    }
     with store.atomic_path(experiment.checkpoint_path(fold)) as temporary:
         torch.save(checkpoint, temporary)
     result = {

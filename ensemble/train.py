@@ -27,7 +27,7 @@ from ensemble import devices, store
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
-from ensemble.nets import create_net, normalization
+from ensemble.nets import create_net, load_weights, normalization, optimizer_groups, set_stage, train_mode
 
 
 @dataclass(frozen=True)
@@ -134,15 +134,21 @@ def train_fold(
     resume_path: Path,
     progress: Progress | None = None,
 ) -> FoldOutput:
+    settings = settings.resolved()
     device = devices.resolve_device(settings.device)
     torch.manual_seed(seed_for(settings.seed, fold))
-    net = create_net(settings.model, data.n_classes, settings.size).to(device, memory_format=devices.memory_format(device))
+    net = create_net(settings.model, data.n_classes, settings.size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:
+        load_weights(net, settings.model, settings.size, settings.pretrained)
+    net = net.to(device, memory_format=devices.memory_format(device))
     batches = Batches(net, device, settings.batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    groups, max_lrs = optimizer_groups(net, settings.lr, settings.backbone_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.2
+        optimizer, max_lr=max_lrs, total_steps=settings.epochs * steps_per_epoch, pct_start=0.2
     )
+    freezing = settings.train_blocks >= 0 or settings.freeze_bn or settings.unfreeze_after > 0
     scaler = devices.grad_scaler(device)
     history: list[EpochEnd] = []
     first_epoch = 0
@@ -165,7 +171,9 @@ def train_fold(
         started = time.perf_counter()
         epoch_seed = seed_for(settings.seed, fold, epoch)
         torch.manual_seed(epoch_seed)
-        net.train()
+        if freezing:  # the first unfreeze_after epochs train only the new head and attention
+            set_stage(net, settings.train_blocks, epoch < settings.unfreeze_after, settings.freeze_bn)
+        train_mode(net)
         loss_sum = torch.zeros((), device=device)
         n_seen = 0
         for batch in batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
