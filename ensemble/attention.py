@@ -37,10 +37,25 @@ def doubled_sigmoid_gate():
     return DoubledSigmoid
 
 
-def _mark_added(module):
-    """Tag a block as ens's own, so nets.py keeps it trainable and weights.py lets it be missing."""
-    module.ens_added = True
-    return module
+def start_as_identity(block):
+    """Set the tensors a block names in `ens_identity_start` (name -> value), in place; returns the block.
+
+    Called when a block is built, and again by nets.py after a timm model has re-initialised
+    every convolution in its blocks (timm's ResNet does), which would undo it.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, value in block.ens_identity_start.items():
+            block.get_parameter(name).fill_(value)
+    return block
+
+
+def _added(block, identity_start: dict[str, float]):
+    """Tag a block as ens's own (nets.py keeps it trainable, weights.py lets it be missing) and start it as the identity."""
+    block.ens_added = True
+    block.ens_identity_start = identity_start
+    return start_as_identity(block)
 
 
 @ATTENTION.register("none")
@@ -57,20 +72,15 @@ def squeeze_excite(channels: int, rd_ratio: float = 1 / 16, act_layer=None, gate
     from timm.layers import SEModule
 
     block = SEModule(channels, rd_ratio=rd_ratio, act_layer=act_layer or nn.ReLU, gate_layer=gate_layer or doubled_sigmoid_gate())
-    nn.init.zeros_(block.fc2.weight)
-    nn.init.zeros_(block.fc2.bias)
-    return _mark_added(block)
+    return _added(block, {"fc2.weight": 0.0, "fc2.bias": 0.0})
 
 
 @ATTENTION.register("eca")
 def efficient_channel(channels: int, rd_ratio: float = 1 / 16, act_layer=None, gate_layer=None):
     """rd_ratio and act_layer do not apply (ECA has no bottleneck); accepted for the common signature."""
-    from torch import nn
     from timm.layers import EcaModule
 
-    block = EcaModule(channels, gate_layer=gate_layer or doubled_sigmoid_gate())
-    nn.init.zeros_(block.conv.weight)
-    return _mark_added(block)
+    return _added(EcaModule(channels, gate_layer=gate_layer or doubled_sigmoid_gate()), {"conv.weight": 0.0})
 
 
 @ATTENTION.register("cbam")
@@ -79,17 +89,17 @@ def cbam(channels: int, rd_ratio: float = 1 / 16, act_layer=None, gate_layer=Non
     from timm.layers.cbam import CbamModule
 
     block = CbamModule(channels, rd_ratio=rd_ratio, act_layer=act_layer or nn.ReLU, gate_layer=gate_layer or doubled_sigmoid_gate())
-    nn.init.zeros_(block.channel.fc2.weight)
     # The spatial map goes through conv + BatchNorm; a zero BatchNorm output makes its gate 1.
-    nn.init.zeros_(block.spatial.conv.bn.weight)
-    nn.init.zeros_(block.spatial.conv.bn.bias)
-    return _mark_added(block)
+    return _added(block, {"channel.fc2.weight": 0.0, "spatial.conv.bn.weight": 0.0, "spatial.conv.bn.bias": 0.0})
 
 
 @ATTENTION.register("residual")
 def residual(channels: int, rd_ratio: float = 1 / 4, act_layer=None, gate_layer=None):
     from torch import nn
 
-    from ensemble.attention_layers import ResidualAttention
+    from ensemble.attention_layers import MASK_START, ResidualAttention
 
-    return _mark_added(ResidualAttention(channels, rd_ratio=rd_ratio, act_layer=act_layer or nn.ReLU, gate_layer=gate_layer or nn.Sigmoid))
+    block = ResidualAttention(channels, rd_ratio=rd_ratio, act_layer=act_layer or nn.ReLU, gate_layer=gate_layer or nn.Sigmoid)
+    # Each residual unit's last BatchNorm at zero: the units start as the identity; the mask near 0.
+    units = {f"{unit}.branch.7.weight": 0.0 for unit in ("trunk", "mask_down", "mask_up")}
+    return _added(block, {**units, "mask_out.5.weight": 0.0, "mask_out.5.bias": MASK_START})

@@ -30,7 +30,7 @@ class DoubledSigmoid(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """x + bottleneck(x); the last BatchNorm starts at zero, so the unit starts as the identity."""
+    """x + bottleneck(x); attention.py starts its last BatchNorm at zero, so the unit starts as the identity."""
 
     def __init__(self, channels: int, mid_channels: int, act_layer: type[nn.Module]):
         super().__init__()
@@ -44,7 +44,6 @@ class ResidualUnit(nn.Module):
             nn.Conv2d(mid_channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels),
         )
-        nn.init.zeros_(self.branch[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch(x)
@@ -76,8 +75,6 @@ class ResidualAttention(nn.Module):
             act_layer(),
             nn.Conv2d(mid_channels, channels, 1),
         )
-        nn.init.zeros_(self.mask_out[-1].weight)
-        nn.init.constant_(self.mask_out[-1].bias, MASK_START)
         self.gate = gate_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ensemble import weights
-from ensemble.attention import ATTENTION
+from ensemble.attention import ATTENTION, start_as_identity
 from ensemble.errors import EnsError
 
 # timm modules whose blocks take `block_args=dict(attn_layer=...)`, and how to name them to a user.
@@ -90,7 +90,10 @@ def create_net(model_name: str, n_classes: int, size: int, attention: str = "non
             f"families that do: {', '.join(IN_BLOCK_FAMILIES.values())}; or drop --attention-in-blocks "
             "to put the block on the final feature map"
         )
-    return _create_timm(model_name, size, num_classes=n_classes, block_args={"attn_layer": _in_block_layer(attention)})
+    net = _create_timm(model_name, size, num_classes=n_classes, block_args={"attn_layer": _in_block_layer(attention)})
+    for _, block in added_modules(net):  # timm re-initialises every convolution in its blocks
+        start_as_identity(block)
+    return net
 
 
 def backbone_of(net: nn.Module) -> nn.Module:
