@@ -130,7 +130,8 @@ def print_event(event: object) -> None:
         ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
-            f"  fold {e.fold} epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f}  "
+            f"  fold {e.fold} epoch {e.epoch}/{e.epochs}" + (f" stage {e.stage}/{e.stages} {e.size}px" if e.stages > 1 else "")
+            + f"  train loss {e.train_loss:.4f}  "
             f"valid loss {e.valid_loss:.4f}  {e.metric} {e.valid_score:.4f}  {e.seconds:.1f}s"
         ),
         FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
@@ -143,8 +144,9 @@ def print_event(event: object) -> None:
 def train_folds(
     name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
     model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default(TrainSettings, 'model')}")] = None,
-    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels. {default(TrainSettings, 'size')}")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the fold's training rows. {default(TrainSettings, 'epochs')}")] = None,
+    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule. {default(TrainSettings, 'size')}")] = None,
+    sizes: Annotated[Optional[str], typer.Option(help="Progressive resizing: growing stage sizes, e.g. 24,32; the last is the inference size. (default: ens.toml, else one stage at --size)")] = None,
+    epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default(TrainSettings, 'epochs')}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default(TrainSettings, 'batch_size')}")] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate (one-cycle). {default(TrainSettings, 'lr')}")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
@@ -172,6 +174,7 @@ def train_folds(
     settings = override(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
+        sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
     )
     result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
     if result.kept:

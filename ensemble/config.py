@@ -61,7 +61,11 @@ class FoldSettings:
 class TrainSettings:
     model: str = "resnet10t"
     size: int = 32
-    epochs: int = 3
+    # One count, or one per stage of `sizes` ("2,3"); normalised to an int when all are equal.
+    epochs: int | str = dataclasses.field(default=3, metadata={"toml": (int, str, list)})
+    # Progressive resizing: "24,32" trains stages at growing sizes, the last being `size`, the
+    # inference size. Empty: one stage at `size`.
+    sizes: str = dataclasses.field(default="", metadata={"toml": (str, list)})
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -69,8 +73,7 @@ class TrainSettings:
     device: str = "auto"
 
     def __post_init__(self):
-        _check(self.size >= 8, f"train size must be at least 8 pixels, got {self.size}")
-        _check(self.epochs >= 1, f"train epochs must be at least 1, got {self.epochs}")
+        normalise_stages(self)
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(self.seed >= 0, f"train seed must be >= 0, got {self.seed}")
@@ -80,6 +83,36 @@ class TrainSettings:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
+
+
+def _int_list(value: Any, name: str) -> list[int]:
+    parts = value if isinstance(value, list) else str(value).split(",")
+    try:
+        numbers = [int(str(part).strip()) for part in parts if str(part).strip()]
+    except ValueError:
+        numbers = []
+    _check(bool(numbers), f"train {name}: cannot read {value!r}; expected a number or a comma list such as 24,32")
+    return numbers
+
+
+def normalise_stages(settings: "TrainSettings") -> None:
+    """One spelling per schedule, so equal schedules are the same experiment.
+
+    sizes "32" -> size 32, sizes ""; sizes "24,32" -> size 32 (the last); epochs "3,3" -> 3.
+    """
+    sizes = _int_list(settings.sizes, "sizes") if settings.sizes not in ("", []) else [settings.size]
+    epochs = _int_list(settings.epochs, "epochs")
+    for size in sizes:
+        _check(size >= 8, f"train size must be at least 8 pixels, got {size}")
+    _check(sizes == sorted(sizes), f"train sizes must grow (the last is the inference size), got {sizes}")
+    _check(all(count >= 1 for count in epochs), f"train epochs must be at least 1, got {epochs}")
+    _check(
+        len(epochs) in (1, len(sizes)),
+        f"train epochs: {len(epochs)} counts for {len(sizes)} sizes; give one count, or one per size",
+    )
+    object.__setattr__(settings, "size", sizes[-1])
+    object.__setattr__(settings, "sizes", ",".join(map(str, sizes)) if len(sizes) > 1 else "")
+    object.__setattr__(settings, "epochs", epochs[0] if len(set(epochs)) == 1 else ",".join(map(str, epochs)))
 
 
 S = TypeVar("S")
@@ -100,9 +133,10 @@ def from_table(cls: type[S], table: dict[str, Any], where: str) -> S:
         expected = type(fields[key].default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        accepted = fields[key].metadata.get("toml", (expected,))
         _check(
-            type(value) is expected,
-            f"{where}: {key} must be {expected.__name__}, got {value!r}",
+            type(value) in accepted,
+            f"{where}: {key} must be {' or '.join(kind.__name__ for kind in accepted)}, got {value!r}",
         )
         values[key] = value
     return cls(**values)

@@ -29,6 +29,7 @@ from ensemble.images import read_images
 from ensemble.scores import experiment_scores
 from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size
+from ensemble.stages import check_stage_sizes, legacy_stages, plan_stages, stage_record
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 
@@ -50,7 +51,10 @@ NOT_IDENTITY = {
 # What a key missing from an older settings.json stands for: the value that reproduces what
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
-LEGACY: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {
+    "train.sizes": "",  # one stage at train.size
+    "train.stages": legacy_stages,
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
     train = dataclasses.asdict(settings)
     return {
         "name": name,
-        "train": {key: value for key, value in train.items() if key != "device"},
+        "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
         "device": settings.device,
         "competition": dataclasses.asdict(competition.settings),
         "classes": list(competition.classes),
@@ -189,6 +193,7 @@ def train_experiment(
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     check_input_size(settings.model, len(competition.classes), settings.size)
+    check_stage_sizes(settings, len(competition.classes))
     resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:

@@ -28,6 +28,7 @@ from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
 from ensemble.nets import create_net, normalization
+from ensemble.stages import TRAINABLE, parameter_groups, plan_stages, stage_of_epoch, total_epochs
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class EpochEnd:
     valid_score: float
     metric: str
     seconds: float
+    stage: int = 1  # 1-based; events saved before stages existed had one
+    stages: int = 1
+    size: int = 0  # the stage's image size; 0 in events saved before stages existed
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,30 @@ class Batches:
         self.memory_format = devices.memory_format(device)
         self.pin = device.type == "cuda"
 
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """images: uint8 (n, h, w, 3) on the CPU -> float (n, 3, h, w) on the device."""
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """images: uint8 (n, h, w, 3) on the CPU -> uint8 (n, 3, h, w) on the device."""
         if self.pin:
             images = images.pin_memory()
-        images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        return (images * self.scale - self.shift).contiguous(memory_format=self.memory_format)
+        return images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+
+    def normalise(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """uint8 (n, 3, h, w) on the device -> float input (n, 3, size, size).
+
+        Images are decoded once at the largest stage size; smaller stages shrink each batch
+        here, antialiased so that a 2x smaller image is an average, not a subsample.
+        """
+        inputs = images.float() * self.scale - self.shift
+        if size is not None and size != inputs.shape[-1]:
+            inputs = F.interpolate(inputs, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return inputs.contiguous(memory_format=self.memory_format)
+
+    def to_input(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """images: uint8 (n, h, w, 3) on the CPU -> float (n, 3, size, size) on the device."""
+        return self.normalise(self.to_device(images), size)
 
     @torch.inference_mode()
-    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`.
+    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
+        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`, at `size`.
 
         In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
         would tie OOF probabilities that rank metrics and blending need to tell apart.
@@ -114,7 +132,7 @@ class Batches:
         net.eval()
         pixels = torch.from_numpy(images)
         rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
-        outputs = [net(self.to_input(pixels[batch])).float().cpu() for batch in rows.split(self.batch_size)]
+        outputs = [net(self.to_input(pixels[batch], size)).float().cpu() for batch in rows.split(self.batch_size)]
         return torch.cat(outputs).numpy()
 
 
@@ -135,13 +153,16 @@ def train_fold(
     progress: Progress | None = None,
 ) -> FoldOutput:
     device = devices.resolve_device(settings.device)
+    plan = plan_stages(settings)
+    epochs = total_epochs(plan)
     torch.manual_seed(seed_for(settings.seed, fold))
-    net = create_net(settings.model, data.n_classes, settings.size).to(device, memory_format=devices.memory_format(device))
+    net = create_net(settings.model, data.n_classes, plan[-1].size).to(device, memory_format=devices.memory_format(device))
     batches = Batches(net, device, settings.batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(net, settings), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
+    # One schedule over every step of every stage; each stage scales it by its lr_scale.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.2
+        optimizer, max_lr=settings.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
     scaler = devices.grad_scaler(device)
     history: list[EpochEnd] = []
@@ -161,8 +182,11 @@ def train_fold(
     pixels = torch.from_numpy(data.images)
     all_targets = torch.from_numpy(data.targets)
     train_rows = torch.from_numpy(data.train_rows)
-    for epoch in range(first_epoch, settings.epochs):
+    for epoch in range(first_epoch, epochs):
         started = time.perf_counter()
+        stage_index = stage_of_epoch(plan, epoch)  # a resumed run restarts inside its stage
+        stage = plan[stage_index]
+        TRAINABLE.get(stage.trainable)(net)
         epoch_seed = seed_for(settings.seed, fold, epoch)
         torch.manual_seed(epoch_seed)
         net.train()
@@ -170,8 +194,10 @@ def train_fold(
         n_seen = 0
         for batch in batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
             rows = train_rows[batch]
-            inputs = batches.to_input(pixels[rows])
+            inputs = batches.to_input(pixels[rows], stage.size)
             targets = all_targets[rows].to(device, non_blocking=True)
+            for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = lr * stage.lr_scale
             with devices.autocast(device):
                 loss = F.cross_entropy(net(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -182,7 +208,7 @@ def train_fold(
             loss_sum += loss.detach().float() * len(rows)
             n_seen += len(rows)
 
-        valid_logits = batches.predict(net, data.images, data.valid_rows)
+        valid_logits = batches.predict(net, data.images, data.valid_rows, stage.size)
         train_loss = float(loss_sum) / max(n_seen, 1)
         if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
             # Stop before the state is saved: a NaN fold must never be resumed or marked done.
@@ -194,12 +220,15 @@ def train_fold(
         event = EpochEnd(
             fold=fold,
             epoch=epoch + 1,
-            epochs=settings.epochs,
+            epochs=epochs,
             train_loss=train_loss,
             valid_loss=logloss(data.valid_targets, valid_probs),
             valid_score=metric.score(data.valid_targets, valid_probs),
             metric=metric.name,
             seconds=time.perf_counter() - started,
+            stage=stage_index + 1,
+            stages=len(plan),
+            size=stage.size,
         )
         history.append(event)
         state = {
@@ -216,10 +245,10 @@ def train_fold(
             progress(event)
 
     if valid_logits is None:
-        valid_logits = batches.predict(net, data.images, data.valid_rows)
+        valid_logits = batches.predict(net, data.images, data.valid_rows, plan[-1].size)
     return FoldOutput(
         valid_logits=valid_logits,
-        test_logits=batches.predict(net, data.test_images),
+        test_logits=batches.predict(net, data.test_images, size=plan[-1].size),
         state_dict={name: tensor.cpu() for name, tensor in net.state_dict().items()},
         history=history,
         resumed_seconds=resumed_seconds,

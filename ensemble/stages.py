@@ -1,0 +1,119 @@
+"""A fold's training as a list of stages, and the one learning-rate schedule over all of them.
+
+A stage is a run of epochs at one image size, training some of the parameters, at a scale of
+the learning rate. Progressive resizing (Howard's fast.ai DAWNBench recipe: small images
+first, the inference size last) is a plan of stages at growing sizes; head warm-up and
+unfreezing are stages that train part of the net. The model and optimiser carry across
+stages, and one schedule (warm-up, then one-cycle or cosine decay) runs over every step of
+every stage, each stage multiplying it by its `lr_scale`.
+
+`plan_stages` is the one place that turns settings into stages; `parameter_groups` the one
+place that builds the optimiser's groups; TRAINABLE the one place that knows what a stage's
+`trainable` name freezes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ensemble.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported by the training path only
+    from torch import nn
+
+    from ensemble.config import TrainSettings
+
+
+@dataclass(frozen=True)
+class Stage:
+    """epochs at `size` x `size` pixels, training the parameters `trainable` names, at lr x lr_scale."""
+
+    size: int
+    epochs: int
+    trainable: str = "all"
+    lr_scale: float = 1.0
+
+
+def plan_stages(settings: TrainSettings) -> tuple[Stage, ...]:
+    """The fold's stages, in order; the last one's size is the inference size."""
+    sizes = [int(size) for size in settings.sizes.split(",")] if settings.sizes else [settings.size]
+    epochs = [int(count) for count in str(settings.epochs).split(",")]
+    if len(epochs) == 1:
+        epochs = epochs * len(sizes)
+    return tuple(Stage(size=size, epochs=count) for size, count in zip(sizes, epochs))
+
+
+def stage_record(plan: tuple[Stage, ...]) -> list[dict]:
+    """The plan as settings.json keeps it (train.stages)."""
+    return [dataclasses.asdict(stage) for stage in plan]
+
+
+def legacy_stages(record: dict) -> list[dict]:
+    """train.stages for a settings.json written before stages existed: one stage at its size."""
+    return stage_record((Stage(size=record["train"]["size"], epochs=record["train"]["epochs"]),))
+
+
+def total_epochs(plan: tuple[Stage, ...]) -> int:
+    return sum(stage.epochs for stage in plan)
+
+
+def stage_of_epoch(plan: tuple[Stage, ...], epoch: int) -> int:
+    """Index of the stage that trains `epoch` (0-based over the whole plan)."""
+    for index, stage in enumerate(plan):
+        if epoch < stage.epochs:
+            return index
+        epoch -= stage.epochs
+    raise IndexError(f"epoch {epoch} is past the plan's last stage")
+
+
+def decode_size(plan: tuple[Stage, ...]) -> int:
+    """Images are decoded once at the largest size; smaller stages resize batches on the device."""
+    return max(stage.size for stage in plan)
+
+
+# What a stage trains: a function (net, trainable) that sets requires_grad. The models issue
+# adds "head" (classifier only) here.
+TRAINABLE: Registry[Callable[[nn.Module], None]] = Registry("trainable part")
+
+
+@TRAINABLE.register("all")
+def train_all(net: nn.Module) -> None:
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+
+
+def parameter_groups(net: nn.Module, settings: TrainSettings) -> list[dict]:
+    """The optimiser's parameter groups, built once for the whole plan.
+
+    Every parameter is in the optimiser from the start, so its state carries across stages;
+    a stage that freezes some leaves their gradients None, and the optimiser skips them.
+    """
+    return [{"params": list(net.parameters()), "weight_decay": settings.weight_decay}]
+
+
+def check_stage_sizes(settings: TrainSettings, n_classes: int) -> None:
+    """Refuse, before anything is written, a stage size the net (built for the last) cannot take.
+
+    Convolutional nets take any size; transformers fix theirs at construction.
+    """
+    import torch
+
+    from ensemble.errors import EnsError
+    from ensemble.nets import create_net
+
+    plan = plan_stages(settings)
+    smaller = sorted({stage.size for stage in plan} - {plan[-1].size})
+    if not smaller:
+        return
+    net = create_net(settings.model, n_classes, plan[-1].size).eval()
+    for size in smaller:
+        try:
+            with torch.inference_mode():
+                net(torch.zeros(1, 3, size, size))
+        except (RuntimeError, AssertionError, ValueError) as error:
+            raise EnsError(
+                f"timm model {settings.model!r} built for {plan[-1].size}px cannot take the {size}px stage of "
+                f"--sizes {settings.sizes} ({str(error).splitlines()[0]}); use one --size, or a convolutional model"
+            ) from None
