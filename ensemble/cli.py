@@ -23,6 +23,9 @@ from ensemble.blend import METHODS
 from ensemble.config import FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES
+from ensemble.augment import TRANSFORMS
+from ensemble.recipe import CLASS_WEIGHTS
+from ensemble.stages import OPTIMIZERS, SCHEDULES
 
 app = typer.Typer(
     name="ens",
@@ -153,6 +156,16 @@ def train_folds(
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
+    augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
+    ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
+    mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
+    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default(TrainSettings, 'cutmix')}")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default(TrainSettings, 'label_smoothing')}")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default(TrainSettings, 'class_weights')}")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default(TrainSettings, 'optimizer')}")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default(TrainSettings, 'schedule')}")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default(TrainSettings, 'warmup')}")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default(TrainSettings, 'clip_grad')}")] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -175,6 +188,8 @@ def train_folds(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
+        augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+        class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
     )
     result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
     if result.kept:

@@ -71,9 +71,21 @@ class TrainSettings:
     weight_decay: float = 0.01
     seed: int = 42
     device: str = "auto"
+    # The training recipe (ensemble/augment.py, recipe.py, stages.py); README's table measures each.
+    augment: str = "none"  # comma list of train-time transforms, or none
+    ema: float = 0.0  # decay of the weights' moving average, evaluated and saved; 0 = off
+    mixup: float = 0.0  # Beta(A, A) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(A, A) of cutmix; 0 = off
+    label_smoothing: float = 0.0
+    class_weights: str = "none"  # none or balanced
+    optimizer: str = "adamw"  # adamw or sgd
+    schedule: str = "onecycle"  # onecycle or cosine, over every step of every stage
+    warmup: float = 0.2  # fraction of all steps spent warming the learning rate up
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
 
     def __post_init__(self):
         normalise_stages(self)
+        check_recipe(self)
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(self.seed >= 0, f"train seed must be >= 0, got {self.seed}")
@@ -113,6 +125,22 @@ def normalise_stages(settings: "TrainSettings") -> None:
     object.__setattr__(settings, "size", sizes[-1])
     object.__setattr__(settings, "sizes", ",".join(map(str, sizes)) if len(sizes) > 1 else "")
     object.__setattr__(settings, "epochs", epochs[0] if len(set(epochs)) == 1 else ",".join(map(str, epochs)))
+
+
+def check_recipe(settings: "TrainSettings") -> None:
+    """Names through their registries (one error line listing the valid ones), numbers by range."""
+    from ensemble import augment, recipe, stages
+
+    augment.parse(settings.augment)
+    object.__setattr__(settings, "augment", augment.canonical(settings.augment))
+    recipe.CLASS_WEIGHTS.get(settings.class_weights)
+    stages.OPTIMIZERS.get(settings.optimizer)
+    stages.SCHEDULES.get(settings.schedule)
+    _check(0 <= settings.ema < 1, f"train ema must be in 0..1 (0 = off), e.g. 0.999; got {settings.ema}")
+    _check(settings.mixup >= 0 and settings.cutmix >= 0, f"train mixup and cutmix must be >= 0 (0 = off); got {settings.mixup}, {settings.cutmix}")
+    _check(0 <= settings.label_smoothing < 1, f"train label_smoothing must be in 0..1, e.g. 0.1; got {settings.label_smoothing}")
+    _check(0 <= settings.warmup < 1, f"train warmup must be a fraction of the steps in 0..1, e.g. 0.2; got {settings.warmup}")
+    _check(settings.clip_grad >= 0, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
 
 
 S = TypeVar("S")

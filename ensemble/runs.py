@@ -54,6 +54,16 @@ NOT_IDENTITY = {
 LEGACY: dict[str, Any] = {
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
+    "train.augment": "none",
+    "train.ema": 0.0,
+    "train.mixup": 0.0,
+    "train.cutmix": 0.0,
+    "train.label_smoothing": 0.0,
+    "train.class_weights": "none",
+    "train.optimizer": "adamw",
+    "train.schedule": "onecycle",
+    "train.warmup": 0.2,
+    "train.clip_grad": 0.0,
 }
 
 

@@ -117,3 +117,54 @@ def check_stage_sizes(settings: TrainSettings, n_classes: int) -> None:
                 f"timm model {settings.model!r} built for {plan[-1].size}px cannot take the {size}px stage of "
                 f"--sizes {settings.sizes} ({str(error).splitlines()[0]}); use one --size, or a convolutional model"
             ) from None
+
+
+# --- the optimiser and the one learning-rate schedule over every step of the plan -------------
+
+OPTIMIZERS: Registry[Callable] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(groups: list[dict], settings: TrainSettings):
+    import torch
+
+    return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(groups: list[dict], settings: TrainSettings):
+    """Nesterov momentum 0.9, the usual ImageNet recipe; wants a higher --lr than AdamW (0.05-0.1)."""
+    import torch
+
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay)
+
+
+# (optimizer, settings, total_steps) -> a scheduler whose lr is a closed form of the step, so a
+# stage's lr_scale can multiply it without compounding.
+SCHEDULES: Registry[Callable] = Registry("schedule")
+
+
+@SCHEDULES.register("onecycle")
+def onecycle(optimizer, settings: TrainSettings, total_steps: int):
+    """Smith's one-cycle: cosine up to lr over the warm-up fraction, then down to lr/1e5 (momentum cycles)."""
+    import torch
+
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps, pct_start=settings.warmup)
+
+
+@SCHEDULES.register("cosine")
+def cosine(optimizer, settings: TrainSettings, total_steps: int):
+    """Linear warm-up from 0 over the warm-up fraction, then cosine decay to 0 (Loshchilov & Hutter, SGDR)."""
+    import math
+
+    import torch
+
+    warmup_steps = max(1, round(settings.warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

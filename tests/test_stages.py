@@ -7,7 +7,7 @@ from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
 from ensemble.stages import Stage, plan_stages, stage_of_epoch, stage_record
-from ensemble.train import train_fold
+from ensemble.train import EpochEnd, train_fold
 from tests.test_train import fold_data, kill_then_resume
 
 PROGRESSIVE = TrainSettings(model="test_resnet", sizes="16,24", epochs="1,2", batch_size=16, device="cpu")
@@ -59,6 +59,7 @@ def test_each_stage_trains_at_its_size_and_predicts_at_the_last(tmp_path, monkey
     seen = record_input_sides(monkeypatch)
     events = []
     output = train_fold(fold_data(size=24), PROGRESSIVE, 0, get("accuracy"), tmp_path / "a.pt", events.append)
+    events = [event for event in events if isinstance(event, EpochEnd)]
     trained = [side for training, side in seen if training]
     # 40 rows in batches of 16: 3 steps an epoch; epoch 1 at 16px, epochs 2-3 at 24px.
     assert trained == [16] * 3 + [24] * 6
