@@ -139,7 +139,8 @@ def print_event(event: object) -> None:
         ),
         FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
     }
-    err.print(formats[type(event)](event))
+    if type(event) in formats:  # step events: only the live view (ensemble/view.py) shows them
+        err.print(formats[type(event)](event))
 
 
 @app.command("train-folds")
@@ -182,6 +183,7 @@ def train_folds(
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
     from ensemble.runs import train_experiment
+    from ensemble.view import TrainView
 
     ws = Workspace.load(workspace)
     settings = override(
@@ -191,7 +193,8 @@ def train_folds(
         augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
         class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
     )
-    result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
+    with TrainView(err, print_event) as view:
+        result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, view)
     if result.kept:
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
@@ -288,7 +291,10 @@ def demo(
     from ensemble.demo import run_demo
     from ensemble.leaderboard import leaderboard as rows_of
 
-    result = run_demo(directory, force, print_event)
+    from ensemble.view import TrainView
+
+    with TrainView(err, print_event) as view:
+        result = run_demo(directory, force, view)
     print_leaderboard(rows_of(result.workspace))
     print_blend(result.blend)
     out.print(

@@ -81,6 +81,8 @@ class FoldStart:
     n_train: int
     n_valid: int
     resuming: bool
+    position: int = 1  # 1-based among the folds this run trains
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,11 @@ def train_experiment(
     experiment.test_path.unlink(missing_ok=True)
     store.write_json(experiment.settings_path, record)
 
-    for fold in to_train:
+    for position, fold in enumerate(to_train, 1):
         valid_rows = np.flatnonzero(folds.fold_of == fold)
         train_rows = np.flatnonzero(folds.fold_of != fold)
         if progress:
-            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
+            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), position, len(to_train)))
         fold_started = time.perf_counter()
         data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
