@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Column
 
 if TYPE_CHECKING:
     from ensemble.train import StepEnd
@@ -31,9 +32,11 @@ class TrainView:
         """print_event: prints an event's line (through `console`, so it lands above the bar)."""
         self.print_event = print_event
         self.live = console.is_terminal
+        # The numbers wrap under the bar rather than be cut off on an 80-column terminal.
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-            console=console, transient=True,
+            TextColumn("{task.description}"), BarColumn(bar_width=16),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=False, ratio=1)),
+            console=console, transient=True, expand=True,
         )
         self.task = None
         self.task_fold = None
