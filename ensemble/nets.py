@@ -119,15 +119,6 @@ def check_weights(settings, n_classes: int) -> weights.Mapping:
     return load_weights(net, settings.model, settings.size, settings.pretrained)
 
 
-def optimizer_groups(net: nn.Module, lr: float, backbone_lr_scale: float) -> tuple[list, list[float]]:
-    """(optimizer parameter groups, peak lr of each): one group at `lr`, or with a backbone
-    scale other than 1, the new parts at `lr` and the backbone at `lr * backbone_lr_scale`."""
-    if backbone_lr_scale == 1:  # one group, as before: older runs' optimizer state still loads
-        return [{"params": list(net.parameters())}], [lr]
-    new, backbone = parameter_groups(net)
-    return [{"params": new}, {"params": backbone}], [lr, lr * backbone_lr_scale]
-
-
 def parameter_groups(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(new parameters: attention blocks and the head group; backbone parameters), each in net order."""
     new = _new_parameter_ids(net)
@@ -180,6 +171,15 @@ def set_stage(net: nn.Module, train_blocks: int, head_only: bool, freeze_bn: boo
             module.ens_frozen = frozen
             for param in module.parameters(recurse=False):
                 param.requires_grad_(param.requires_grad and not frozen)
+
+
+def unfreeze(net: nn.Module) -> None:
+    """Every parameter trains and every BatchNorm follows the net's mode again."""
+    for param in net.parameters():
+        param.requires_grad_(True)
+    for module in net.modules():
+        if getattr(module, "ens_frozen", False):
+            module.ens_frozen = False
 
 
 def train_mode(net: nn.Module) -> None:

@@ -30,6 +30,7 @@ from ensemble.scores import experiment_scores
 from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size, check_weights
 from ensemble.weights import weights_identity
+from ensemble.stages import check_stage_sizes, legacy_stages, plan_stages, stage_record
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 
@@ -53,6 +54,18 @@ NOT_IDENTITY = {
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
 LEGACY: dict[str, Any] = {
+    "train.sizes": "",  # one stage at train.size
+    "train.stages": legacy_stages,
+    "train.augment": "none",
+    "train.ema": 0.0,
+    "train.mixup": 0.0,
+    "train.cutmix": 0.0,
+    "train.label_smoothing": 0.0,
+    "train.class_weights": "none",
+    "train.optimizer": "adamw",
+    "train.schedule": "onecycle",
+    "train.warmup": 0.2,
+    "train.clip_grad": 0.0,
     # Before issue 11: no attention, random weights, nothing frozen, one learning rate.
     "train.attention": "none",
     "train.attention_in_blocks": False,
@@ -86,6 +99,8 @@ class FoldStart:
     n_train: int
     n_valid: int
     resuming: bool
+    position: int = 1  # 1-based among the folds this run trains
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,7 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
     train["weights"] = weights_identity(settings.pretrained, settings.model)
     return {
         "name": name,
-        "train": {key: value for key, value in train.items() if key != "device"},
+        "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
         "device": settings.device,
         "competition": dataclasses.asdict(competition.settings),
         "classes": list(competition.classes),
@@ -222,6 +237,7 @@ def train_experiment(
         mapping = check_weights(settings, len(competition.classes))
         if progress:
             progress(WeightsChecked(mapping.summary()))
+    check_stage_sizes(settings, len(competition.classes))
     resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:
@@ -243,11 +259,11 @@ def train_experiment(
     experiment.test_path.unlink(missing_ok=True)
     store.write_json(experiment.settings_path, record)
 
-    for fold in to_train:
+    for position, fold in enumerate(to_train, 1):
         valid_rows = np.flatnonzero(folds.fold_of == fold)
         train_rows = np.flatnonzero(folds.fold_of != fold)
         if progress:
-            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
+            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), position, len(to_train)))
         fold_started = time.perf_counter()
         data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)

@@ -18,7 +18,10 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
     [
         ("[competition]\nid_colum = 'x'\n", ["[competition]", "unknown key 'id_colum'"]),
         ("[trian]\n", ["unknown section [trian]"]),
-        ("[train]\nepochs = 'three'\n", ["epochs must be int", "'three'"]),
+        ("[train]\nepochs = 'three'\n", ["epochs: cannot read", "'three'"]),
+        ("[train]\nepochs = 2.5\n", ["epochs must be int or str or list", "2.5"]),
+        ("[train]\nsizes = '32,24'\n", ["sizes must grow"]),
+        ("[train]\nsizes = [24, 32]\nepochs = '1,2,3'\n", ["3 counts for 2 sizes"]),
         ("[train]\nsize = 2\n", ["size must be at least 8"]),
         ("[folds]\nk = 1\n", ["k must be at least 2"]),
         ("[train\n", ["not valid TOML"]),

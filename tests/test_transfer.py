@@ -7,9 +7,10 @@ import shutil
 import pytest
 import torch
 from test_cli import ens, one_line_error
-from test_train import Killed, fold_data
+from test_train import Killed, fold_data, kill_then_resume
 
-from ensemble.config import TrainSettings
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings
+from ensemble.stages import plan_stages
 from ensemble.metrics import get
 from ensemble.train import EpochEnd, train_fold
 
@@ -92,15 +93,25 @@ def test_resume_is_bit_identical_with_attention_and_a_frozen_backbone(tmp_path, 
         weights_file, epochs=2, attention="cbam", attention_in_blocks=True,
         train_blocks=2, unfreeze_after=1, backbone_lr_scale=0.5, freeze_bn=False,
     )
-    data = fold_data()
-    straight = train_fold(data, settings, 0, get("accuracy"), tmp_path / "a.pt")
-    with pytest.raises(Killed):
-        train_fold(data, settings, 0, get("accuracy"), tmp_path / "b.pt", kill_after_first_epoch)
-    resumed = train_fold(data, settings, 0, get("accuracy"), tmp_path / "b.pt")
-    assert [event.epoch for event in resumed.history] == [1, 2]
-    for name, tensor in straight.state_dict.items():
-        assert torch.equal(tensor, resumed.state_dict[name]), name
-    assert (straight.valid_logits == resumed.valid_logits).all()
+    assert [stage.trainable for stage in plan_stages(settings)] == ["head", "blocks"]
+    _, resumed, events = kill_then_resume(fold_data(), settings, tmp_path, kill_after_epoch=1)
+    assert [(event.epoch, event.stage) for event in events] == [(2, 2)]
+
+
+def test_the_warm_up_is_a_stage_of_the_plan_and_auto_is_resolved():
+    def plan(**fields):
+        return [(stage.size, stage.epochs, stage.trainable) for stage in plan_stages(TrainSettings(**fields))]
+
+    assert plan(epochs=3) == [(32, 3, "all")]  # from scratch: as before
+    assert plan(epochs=3, pretrained="w.pt") == [(32, 1, "head"), (32, 2, "all")]
+    assert plan(epochs=1, pretrained="w.pt") == [(32, 1, "all")]  # no room for a warm-up
+    assert plan(sizes="16,24", epochs="1,2", pretrained="w.pt", train_blocks=1) == [(16, 1, "head"), (24, 2, "blocks")]
+    assert plan(sizes="16,24", epochs=2, unfreeze_after=3, freeze_bn=True) == [(16, 2, "head"), (24, 1, "head"), (24, 1, "blocks")]
+    resolved = TrainSettings(pretrained="w.pt").resolved()
+    assert (resolved.unfreeze_after, resolved.freeze_bn, resolved.backbone_lr_scale) == (
+        PRETRAINED_WARMUP_EPOCHS, False, PRETRAINED_BACKBONE_LR_SCALE,
+    )
+    assert resolved.resolved() == resolved
 
 
 @pytest.mark.parametrize(
