@@ -193,15 +193,15 @@ class Erase(Transform):
         top = uniform(n, 0, 1, generator) * (height - box_h)
         left = uniform(n, 0, 1, generator) * (width - box_w)
         apply = chosen(n, self.probability, generator)
-        noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
-        rows = torch.arange(height).view(1, -1, 1)
-        cols = torch.arange(width).view(1, 1, -1)
-        inside = (
-            (rows >= top.view(-1, 1, 1)) & (rows < (top + box_h).view(-1, 1, 1))
-            & (cols >= left.view(-1, 1, 1)) & (cols < (left + box_w).view(-1, 1, 1))
-            & apply.view(-1, 1, 1)
-        )
-        return torch.where(inside.unsqueeze(1).to(images.device), noise.to(images.device), images)
+        # Parameters come from the CPU generator; the pixels of noise from a device generator
+        # seeded by it, so a GPU batch never crosses the bus.
+        noise_generator = torch.Generator(images.device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        noise = torch.randint(0, 256, images.shape, generator=noise_generator, device=images.device, dtype=torch.uint8)
+        box = [value.to(images.device).view(-1, 1, 1) for value in (top, top + box_h, left, left + box_w, apply)]
+        rows = torch.arange(height, device=images.device).view(1, -1, 1)
+        cols = torch.arange(width, device=images.device).view(1, 1, -1)
+        inside = (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3]) & box[4]
+        return torch.where(inside.unsqueeze(1), noise, images)
 
 
 # name -> (parameter text or None -> Transform); the factory checks its parameter.

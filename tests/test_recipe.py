@@ -111,3 +111,19 @@ def test_recipe_learns_an_easy_task(tmp_path):
     events = []
     train_fold(fold_data(n_train=96, n_valid=30), settings, 0, get("accuracy"), tmp_path / "a.pt", events.append)
     assert [event for event in events if isinstance(event, EpochEnd)][-1].valid_score > 0.6  # chance is 1/3
+
+
+def test_a_settings_json_from_before_the_recipe_names_the_recipe_that_reproduces_it():
+    import dataclasses
+
+    from ensemble import runs
+
+    # The train table main wrote, before stages and the recipe existed.
+    old = {"model": "resnet10t", "size": 32, "epochs": 3, "batch_size": 64, "lr": 0.001, "weight_decay": 0.01, "seed": 42}
+    filled = runs.with_legacy_values({"train": old})["train"]
+    legacy = TrainSettings(**{key: value for key, value in filled.items() if key != "stages"})
+    assert filled == {key: value for key, value in dataclasses.asdict(legacy).items() if key != "device"} | {
+        "stages": [{"size": 32, "epochs": 3, "trainable": "all", "lr_scale": 1.0}]
+    }
+    assert (legacy.augment, legacy.ema, legacy.mixup, legacy.cutmix, legacy.label_smoothing) == ("none", 0, 0, 0, 0)
+    assert (legacy.schedule, legacy.optimizer, legacy.warmup, legacy.clip_grad, legacy.class_weights) == ("onecycle", "adamw", 0.2, 0, "none")
