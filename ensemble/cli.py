@@ -21,7 +21,7 @@ from rich.text import Text
 from ensemble import __version__
 from ensemble.attention import ATTENTION
 from ensemble.blend import METHODS
-from ensemble.config import FoldSettings, TrainSettings, Workspace, override
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES
 from ensemble.augment import TRANSFORMS
@@ -164,8 +164,8 @@ def train_folds(
     pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
     train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
     freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
-    unfreeze_after: Annotated[Optional[int], typer.Option(help="Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: 1 with --pretrained, 0 without)")] = None,
-    backbone_lr_scale: Annotated[Optional[float], typer.Option(help="Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: 1.0)")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
     mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,

@@ -121,6 +121,7 @@ def test_the_warm_up_is_a_stage_of_the_plan_and_auto_is_resolved():
         (["--attention-in-blocks"], ["--attention-in-blocks needs an attention block"]),
         (["--model", "test_efficientnet", "--attention", "se", "--attention-in-blocks"], ["families that do: ResNet"]),
         (["--pretrained", "no_such_file.pt"], ["no_such_file.pt: file not found"]),
+        (["--model", "test_vit", "--size", "32", "--attention", "se"], ["--attention needs (batch, channels, h, w) features"]),
         (["--train-blocks", "-2"], ["train_blocks must be -1 (all), 0 (linear probe) or more"]),
     ],
 )
