@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=360, help="training rows of each dataset")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--recipes", default="", help="only the rows whose name contains this text")
+    parser.add_argument("--recipes", default="", help="only the rows whose name contains this text (or one of a|b)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--only", choices=("digits", "shapes"), help="one dataset")
@@ -157,7 +157,8 @@ def main() -> None:
             runs = experiments(args.epochs, args.size)
             if args.quick:
                 runs = dict(list(runs.items())[1:3] + list(runs.items())[-1:])
-            runs = {name: settings for name, settings in runs.items() if args.recipes in name}
+            wanted = args.recipes.split("|")
+            runs = {name: settings for name, settings in runs.items() if any(text in name for text in wanted)}
             print(f"{dataset}: {args.rows} rows, 3 folds, {args.size}px", flush=True)
             tables[dataset] = measure(workspace, runs)
     names = list(next(iter(tables.values())))
