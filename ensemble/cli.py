@@ -7,6 +7,7 @@ Results go to standard output; progress and errors to standard error, so
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 from enum import Enum
@@ -55,6 +56,9 @@ def default(cls, field: str) -> str:
     return f"(default: ens.toml, else {getattr(cls(), field)!r})"
 
 
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
 def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -62,6 +66,14 @@ def handles_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except EnsError as error:
             err.print(Text("error:", style="red"), str(error))
+            raise typer.Exit(1) from None
+        except OSError as error:
+            # Writes through the store name their file already; this catches the others
+            # (a folder made, an image of the demo written) when the disk fills up.
+            if error.errno not in WRITE_ERRORS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            err.print(Text("error:", style="red"), f"{where}cannot write: {error.strerror}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; run the same command again to resume")
@@ -71,7 +83,7 @@ def handles_errors(command: Callable) -> Callable:
 
 
 def parse_list(value: str | None, option: str, convert=str) -> list | None:
-    if value is None or value.strip() in ("", "all"):
+    if value is None or value.strip() == "":
         return None
     try:
         values = [convert(part.strip()) for part in value.split(",") if part.strip()]
@@ -95,6 +107,59 @@ def root(
     ] = None,
 ) -> None:
     pass
+
+
+@app.command()
+@handles_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="The competition folder, as downloaded and unzipped.")] = Path("."),
+    train_csv: Annotated[Optional[str], typer.Option(help="The CSV of training ids and labels.")] = None,
+    test_csv: Annotated[Optional[str], typer.Option(help="The CSV of test ids (default: the sample's ids).")] = None,
+    sample_submission: Annotated[Optional[str], typer.Option(help="The sample submission CSV.")] = None,
+    train_images: Annotated[Optional[str], typer.Option(help="The folder of training images, or of one folder per class.")] = None,
+    test_images: Annotated[Optional[str], typer.Option(help="The folder of test images.")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="The id column.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="The label column of the train CSV.")] = None,
+    image_suffix: Annotated[Optional[str], typer.Option(help="Image file = <folder>/<id><suffix>, e.g. .jpg.")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="A column of the train CSV for --strategy group.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="accuracy, logloss... (default: a guess from the submission kind)")] = None,
+    submission: Annotated[Optional[str], typer.Option(help="Submission kind (default: auto, read off the sample).")] = None,
+    positive_class: Annotated[Optional[str], typer.Option(help="The class a single probability column is about.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing ens.toml (and lists/).")] = False,
+    workspace: Annotated[
+        Optional[Path], typer.Option("--workspace", "-w", help="Where to write ens.toml (default: DIRECTORY).", file_okay=False)
+    ] = None,
+) -> None:
+    """Write a commented ens.toml inferred from a competition folder; flags settle what it cannot.
+
+    Finds the train/test CSVs, the sample submission, the image folders and suffix, the id and label columns; or, with one folder per class (train/cat/001.jpg) beside a test folder, writes lists/train.csv, test.csv and sample_submission.csv. Prints each choice and how sure it is.
+
+    Example: ens init ./dogs-vs-cats && ens folds -w ./dogs-vs-cats
+    """
+    from ensemble.init import Given, init_workspace
+
+    given = Given(
+        train_csv=train_csv, test_csv=test_csv, sample_submission=sample_submission, train_images=train_images,
+        test_images=test_images, id_column=id_column, label_column=label_column, image_suffix=image_suffix,
+        group_column=group_column, metric=metric, submission=submission, positive_class=positive_class,
+    )
+    print_init(init_workspace(directory, given, workspace, force))
+
+
+def print_init(result) -> None:
+    width = max(len(str(finding.value)) for finding in result.findings) + 2
+    for finding in result.findings:
+        value = repr(finding.value) if isinstance(finding.value, str) else str(finding.value)
+        out.print(f"{finding.key:<18} {value:<{width}} {'sure' if finding.sure else 'guess':<5}  {finding.why}")
+    out.print(
+        f"{result.layout} layout: {result.n_train} train and {result.n_test} test images, "
+        f"{len(result.classes)} classes ({', '.join(result.classes[:8])}{', ...' if len(result.classes) > 8 else ''}), "
+        f"{result.submission_kind} submission"
+    )
+    for note in result.notes:
+        err.print(f"note: {note}")
+    out.print(f"wrote {', '.join(str(path) for path in result.written)}")
+    out.print(f"next: ens folds -w {result.config_path.parent} && ens train-folds -w {result.config_path.parent} -n first")
 
 
 @app.command()
@@ -194,7 +259,7 @@ def train_folds(
         class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
     )
     with TrainView(err, print_event) as view:
-        result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, view)
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view)
     if result.kept:
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
@@ -272,7 +337,7 @@ def print_blend(result) -> None:
         table.add_row(member, f"{weight:.3f}", score_text(score))
     table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
     out.print(table)
-    out.print(f"wrote {result.csv_path} and {result.json_path.name}")
+    out.print(f"wrote {result.csv_path} and {result.json_path.name} (submission kind: {result.kind})")
 
 
 @app.command()
@@ -293,8 +358,12 @@ def demo(
 
     from ensemble.view import TrainView
 
-    with TrainView(err, print_event) as view:
-        result = run_demo(directory, force, view)
+    try:
+        with TrainView(err, print_event) as view:
+            result = run_demo(directory, force, view)
+    except KeyboardInterrupt:  # the same command with --force would start over, not resume
+        err.print(f"interrupted; run `ens demo {directory}` again to resume")
+        raise typer.Exit(130) from None
     print_leaderboard(rows_of(result.workspace))
     print_blend(result.blend)
     out.print(
@@ -302,6 +371,26 @@ def demo(
         f"on {result.test_rows} images (answers in data/test_labels.csv)",
     )
     out.print(f"demo finished in {result.seconds:.0f}s; workspace {result.workspace.root}")
+
+
+@app.command()
+@handles_errors
+def report(
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="The HTML file to write (default: report.html in the workspace).", dir_okay=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a file at --out that is not an earlier report.")] = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Write one self-contained HTML page of the results: curves, fold scores, confusion matrices, correlations, blends, calibration, settings.
+
+    Reads cached files only; an earlier report is replaced.
+
+    Example: ens report --out results.html
+    """
+    from ensemble.report import write_report
+
+    result = write_report(Workspace.load(workspace), out_path, force)
+    best = f"; best experiment {result.best}" if result.best else ""
+    out.print(f"wrote {result.path} ({result.n_experiments} experiments, {result.n_blends} blends{best})")
 
 
 def main() -> None:

@@ -319,8 +319,7 @@ def train_fold(
             "ema": ema.state_dict() if ema else None,
             "history": [dataclasses.asdict(item) for item in history],
         }
-        with store.atomic_path(resume_path) as temporary:
-            torch.save(state, temporary)
+        store.save_torch(resume_path, state)
         if progress:
             progress(event)
 

@@ -1,0 +1,49 @@
+"""`ens init`: a commented ens.toml inferred from a competition folder as hosts ship it.
+
+Two layouts are understood:
+- CSVs: a train CSV (train.csv, train_labels.csv, labels.csv), maybe a test CSV, a sample
+  submission, and folders of images named by id (train/, test/, train_images/...), in the
+  folder or one level below it;
+- class folders: `train/<class>/<image>` beside a test folder of images. init writes
+  lists/train.csv, lists/test.csv and (without a sample submission) a labels-kind
+  lists/sample_submission.csv into the workspace, with ids that are the images' relative
+  paths, so the rest of ens is unchanged.
+
+Every guess is checked the way `ens folds` and `ens train-folds` will check it (the competition
+is loaded with competition.load_competition, the folds are made with folds.assign_folds, a few
+images are decoded) before ens.toml is written, so a workspace init accepts trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ensemble import metrics
+from ensemble.config import CONFIG_FILE
+from ensemble.errors import EnsError
+from ensemble.init import files
+from ensemble.init.class_layout import from_class_folders
+from ensemble.init.csv_layout import from_csvs, given_or_picked
+from ensemble.init.inference import Given, InitResult, Inference, check, write_config
+
+__all__ = ["Given", "InitResult", "init_workspace"]
+
+
+def init_workspace(source: str | Path, given: Given = Given(), workspace: str | Path | None = None, force: bool = False) -> InitResult:
+    """Infer ens.toml for the competition in `source` and write it into `workspace` (default: `source`)."""
+    source = files.given_folder(str(source), "competition folder")
+    root = Path(workspace).resolve() if workspace else source
+    config_path = root / CONFIG_FILE
+    if config_path.exists() and not force:
+        raise EnsError(f"{config_path}: already exists; use --force to replace it")
+    if given.metric is not None:
+        metrics.get(given.metric)
+    inference = Inference(source, root)
+    csvs = files.find_csvs(source)
+    if given.train_csv is None and not csvs.train:
+        sample = given_or_picked(inference, given.sample_submission, "--sample-submission", csvs.sample, "sample submission")
+        return from_class_folders(inference, given, sample, config_path, force)
+    checked = check(inference, from_csvs(inference, csvs, given), given)
+    return write_config(inference, checked, config_path, "csv", [])
+
+

@@ -1,0 +1,130 @@
+"""`ens report` on a tiny trained workspace: every section, the right names and numbers, images embedded."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ensemble import metrics
+from ensemble.blend.run import blend_experiments
+from ensemble.cli import app
+from ensemble.competition import load_competition
+from ensemble.config import Workspace
+from ensemble.errors import EnsError
+from ensemble.leaderboard import leaderboard
+from ensemble.report import write_report
+from ensemble.report.figures import reliability_bins
+from ensemble.report.page import SECTIONS
+from ensemble.store import load_logits
+
+runner = CliRunner()
+IMAGE_SOURCE = re.compile(r'src="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def reported(trained_dir, tmp_path_factory):
+    """The trained workspace with a blend that saved its OOF probabilities ('m') and one that did not ('n')."""
+    root = shutil.copytree(trained_dir, tmp_path_factory.mktemp("report") / "ws")
+    workspace = Workspace.load(root)
+    blend_experiments(workspace, "m")
+    blend_experiments(workspace, "n", experiments=["b"])
+    competition = load_competition(workspace, check_images=False)
+    probs = np.mean([metrics.softmax(load_logits(root / "models" / name / "oof.npz").values) for name in ("a", "b")], axis=0)
+    np.savez(root / "submissions" / "m.oof.npz", ids=competition.train_ids, classes=np.array(competition.classes), probs=probs)
+    result = runner.invoke(app, ["report", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    return workspace, (root / "report.html").read_text(), probs
+
+
+def test_report_has_every_section_with_the_right_names_and_numbers(reported):
+    workspace, page, blend_probs = reported
+    for anchor, title in SECTIONS:
+        assert f'<section id="{anchor}"><h2>{title}</h2>' in page
+    rows = leaderboard(workspace)
+    best = rows[0]["name"]
+    for row in rows:
+        assert f"<td>{row['name']}</td><td>{row['model']}</td><td class=\"number\">{row['oof_score']:.4f}</td>" in page
+        mean, std = np.mean(row["fold_scores"]), np.std(row["fold_scores"])
+        assert f"{mean:.4f} &plusmn; {std:.4f}" in page
+        assert " ".join(f"{score:.4f}" for score in row["fold_scores"]) in page
+        assert f"<h3>{row['name']} <span" in page  # its training curves
+    assert f"<h3>Best experiment: {best}</h3><img" in page
+    assert "<h3>Blend: m</h3><img" in page  # drawn from m.oof.npz
+    assert "<h3>Blend: n</h3><p class=\"note\">no n.oof.npz" in page
+    competition = load_competition(workspace, check_images=False)
+    blend_score = metrics.get("accuracy").score(competition.targets, blend_probs)
+    assert f"OOF accuracy: <b>{blend_score:.4f}</b>" in page
+    assert '<td>a</td><td class="number">0.500</td>' in page and '<td>b</td><td class="number">1.000</td>' in page
+    best_probs = metrics.softmax(load_logits(workspace.models_dir / best / "oof.npz").values)
+    *_, ece = reliability_bins(competition.targets, best_probs)
+    assert f"{best}: expected calibration error {ece:.4f}" in page
+    assert "<th>model</th>" in page and "<td>test_efficientnet</td>" in page  # settings that differ
+    assert re.search(r"<td>matplotlib</td><td>\d", page)
+
+
+def test_report_embeds_every_image_and_reaches_nothing_outside(reported):
+    _, page, _ = reported
+    sources = IMAGE_SOURCE.findall(page)
+    # fold scores, 2 training curves, confusion of the best and of blend m, correlation, reliability
+    assert len(sources) == 7
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert "http" not in page.lower() and "<script" not in page and "<link" not in page and "url(" not in page
+
+
+def test_blend_without_weights_or_probabilities_is_listed():
+    from ensemble.report.collect import BlendView
+    from ensemble.report.page import blends_section
+
+    stacker = BlendView("st", "stack", "logloss", 0.25, [{"name": "a", "weight": None, "oof_score": 0.3}], None, "no st.oof.npz", 0.2)
+    html_text = blends_section(type("Data", (), {"blends": [stacker]})())
+    assert "<b>0.2500</b> (fit and scored on the same rows: 0.2000)" in html_text
+    assert '<td>a</td><td class="number">-</td><td class="number">0.3000</td>' in html_text
+
+
+def test_empty_workspace_report_says_so(competition_dir):
+    result = runner.invoke(app, ["report", "-w", str(competition_dir), "--out", str(competition_dir / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert "0 experiments" in result.stdout
+    page = (competition_dir / "r.html").read_text()
+    assert "No experiments yet." in page and "<img" not in page
+
+
+def test_report_replaces_an_earlier_report_but_no_other_file(competition_dir):
+    workspace = Workspace.load(competition_dir)
+    write_report(workspace)
+    write_report(workspace)  # an earlier report is replaced freely
+    mine = competition_dir / "notes.html"
+    mine.write_text("<p>my notes</p>")
+    with pytest.raises(EnsError, match="notes.html: exists and is not an ens report; use --force"):
+        write_report(workspace, mine)
+    assert mine.read_text() == "<p>my notes</p>"
+    write_report(workspace, mine, force=True)
+    assert "No experiments yet." in mine.read_text()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(reported, tmp_path):
+    workspace, _, _ = reported
+    screenshot = tmp_path / "report.png"
+    command = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+        f"--screenshot={screenshot}", "--window-size=1200,2000", (workspace.root / "report.html").as_uri(),
+    ]
+    subprocess.run(command, capture_output=True, timeout=120, check=False)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
+    assert pixels.shape == (2000, 1200)
+    # Not a blank page: text, tables and figures give many dark pixels spread down the page.
+    dark_rows = np.flatnonzero((pixels < 128).sum(axis=1) > 0)
+    assert len(dark_rows) > 400 and dark_rows.max() > 1500
