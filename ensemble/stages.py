@@ -68,11 +68,6 @@ def stage_of_epoch(plan: tuple[Stage, ...], epoch: int) -> int:
     raise IndexError(f"epoch {epoch} is past the plan's last stage")
 
 
-def decode_size(plan: tuple[Stage, ...]) -> int:
-    """Images are decoded once at the largest size; smaller stages resize batches on the device."""
-    return max(stage.size for stage in plan)
-
-
 # What a stage trains: a function (net, trainable) that sets requires_grad. The models issue
 # adds "head" (classifier only) here.
 TRAINABLE: Registry[Callable[[nn.Module], None]] = Registry("trainable part")
