@@ -87,11 +87,6 @@ def stage_of_epoch(plan: tuple[Stage, ...], epoch: int) -> int:
     raise IndexError(f"epoch {epoch} is past the plan's last stage")
 
 
-def decode_size(plan: tuple[Stage, ...]) -> int:
-    """Images are decoded once at the largest size; smaller stages resize batches on the device."""
-    return max(stage.size for stage in plan)
-
-
 # What a stage trains: a function (net, settings) that sets requires_grad (and which BatchNorm
 # layers stay frozen, nets.set_stage).
 TRAINABLE: Registry[Callable[[nn.Module, TrainSettings], None]] = Registry("trainable part")

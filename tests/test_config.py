@@ -20,7 +20,7 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
         ("[trian]\n", ["unknown section [trian]"]),
         ("[train]\nepochs = 'three'\n", ["ens.toml [train]", "epochs: cannot read", "'three'"]),
         ("[train]\nepochs = 2.5\n", ["epochs must be int or str or list", "2.5"]),
-        ("[train]\nsizes = '32,24'\n", ["sizes must grow"]),
+        ("[train]\nsizes = '32,24'\n", ["ens.toml [train]: train sizes must grow"]),
         ("[train]\nsizes = [24, 32]\nepochs = '1,2,3'\n", ["3 counts for 2 sizes"]),
         ("[train]\nsize = 2\n", ["ens.toml [train]: train size must be at least 8"]),
         ("[folds]\nk = 1\n", ["ens.toml [folds]: folds k must be at least 2"]),
