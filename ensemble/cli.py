@@ -16,14 +16,16 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Column, Table
 from rich.text import Text
 
 from ensemble import __version__
+from ensemble.attention import ATTENTION
 from ensemble.blend import METHODS
-from ensemble.config import FoldSettings, TrainSettings, Workspace, override
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES
+from ensemble.metrics import METRICS
+from ensemble.tables import score_text
 from ensemble.augment import TRANSFORMS
 from ensemble.recipe import CLASS_WEIGHTS
 from ensemble.stages import OPTIMIZERS, SCHEDULES
@@ -191,11 +193,12 @@ def folds(
 
 
 def print_event(event: object) -> None:
-    from ensemble.runs import FoldEnd, FoldStart, ImagesRead
+    from ensemble.runs import FoldEnd, FoldStart, ImagesRead, WeightsChecked
     from ensemble.train import EpochEnd
 
     formats = {
         ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
+        WeightsChecked: lambda e: f"pretrained: {e.summary}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
             f"  fold {e.fold} epoch {e.epoch}/{e.epochs}" + (f" stage {e.stage}/{e.stages} {e.size}px" if e.stages > 1 else "")
@@ -222,6 +225,13 @@ def train_folds(
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
+    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default(TrainSettings, 'attention')}")] = None,
+    attention_in_blocks: Annotated[Optional[bool], typer.Option("--attention-in-blocks/--attention-on-features", help="Put the --attention block inside every residual block (ResNet family) instead of on the final feature map.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
+    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
+    freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
     mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
@@ -257,6 +267,9 @@ def train_folds(
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
         augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
         class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
+        attention=attention, attention_in_blocks=attention_in_blocks,
+        pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
+        train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
     )
     with TrainView(err, print_event) as view:
         result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view)
@@ -271,14 +284,13 @@ class Format(str, Enum):
     json = "json"
 
 
-def score_text(score: float | None) -> str:
-    return "-" if score is None else f"{score:.4f}"
-
-
 @app.command()
 @handles_errors
 def leaderboard(
     format: Annotated[Format, typer.Option("--format", help="table, or json for scripts.")] = Format.table,
+    metric: Annotated[Optional[str], typer.Option(help="Score with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Add per-fold scores, epochs, lr, batch size and training time.")] = False,
+    correlation: Annotated[bool, typer.Option("--correlation", help="Also show the pairwise correlation of experiments' OOF predictions.")] = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """List experiments, best OOF score first, with their per-fold scores.
@@ -287,22 +299,22 @@ def leaderboard(
     """
     from ensemble.leaderboard import leaderboard as rows_of
 
-    rows = rows_of(Workspace.load(workspace))
+    rows = rows_of(Workspace.load(workspace), metric, correlation)
     if format is Format.json:
         print(json.dumps(rows, indent=2))
         return
-    print_leaderboard(rows)
+    print_leaderboard(rows, wide, correlation)
 
 
-def print_leaderboard(rows: list[dict]) -> None:
+def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = False) -> None:
+    from ensemble.tables import correlation_table, leaderboard_table
+
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
         return
-    table = Table(Column("experiment", no_wrap=True), Column("model", no_wrap=True), "metric", "OOF", "folds", "train time")
-    for row in rows:
-        folds_text = " ".join(score_text(score) for score in row["fold_scores"])
-        table.add_row(row["name"], row["model"], row["metric"], score_text(row["oof_score"]), folds_text, f"{row['seconds']:.0f}s")
-    out.print(table)
+    out.print(leaderboard_table(rows, out.width, wide))
+    if correlation and any("correlation" in row for row in rows):
+        out.print(correlation_table(rows, out.width))
     for row in rows:
         if row["note"]:
             err.print(f"note: {row['name']}: {row['note']}")
@@ -311,33 +323,49 @@ def print_leaderboard(rows: list[dict]) -> None:
 @app.command()
 @handles_errors
 def blend(
-    name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv and NAME.json.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv, NAME.json and NAME.oof.npz.")],
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS.names())}.")] = "mean",
     experiments: Annotated[
         Optional[str], typer.Option(help="Experiments to blend, e.g. a,b (default: all with every fold trained)")
     ] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Score and fit with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
+    power: Annotated[Optional[float], typer.Option(help="power: the exponent of the probabilities (default 2).")] = None,
+    meta: Annotated[Optional[str], typer.Option(help="stack: the meta-learner, logreg (default) or lgbm.")] = None,
+    stack_test: Annotated[Optional[str], typer.Option(help="stack: per-fold (default: the meta-learner on each fold model's test logits, averaged) or mean-logits.")] = None,
+    hill_steps: Annotated[Optional[int], typer.Option(help="hill: selection steps (default 50).")] = None,
+    hill_init: Annotated[Optional[int], typer.Option(help="hill: start from the best N members (default 1).")] = None,
+    hill_bags: Annotated[Optional[int], typer.Option(help="hill: bags of half the members, weights averaged (default 1: no bagging).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="hill: seeds the bags (default 0).")] = None,
+    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="For f1_macro and qwk: tune per-class biases on OOF (scored out of fold).")] = False,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Blend cached experiments, score the blend on OOF, write a submission shaped like the sample.
+    """Blend cached experiments, score the blend on OOF (in sample and out of fold), write a submission shaped like the sample.
 
-    Example: ens blend --name first --method mean --experiments r18,effnet
+    Example: ens blend --name first --method hill --experiments r18,effnet
     """
     from ensemble.blend.run import blend_experiments
 
-    result = blend_experiments(Workspace.load(workspace), name, method, parse_list(experiments, "--experiments"), force)
+    given = dict(power=power, meta=meta, stack_test=stack_test, hill_steps=hill_steps, hill_init=hill_init, hill_bags=hill_bags, seed=seed)
+    options = {option: value for option, value in given.items() if value is not None}
+    result = blend_experiments(
+        Workspace.load(workspace), name, method, parse_list(experiments, "--experiments"), force, metric, options, tune_thresholds
+    )
     print_blend(result)
 
 
 def print_blend(result) -> None:
-    if result.left_out:
-        err.print(f"note: left out, not every fold trained: {', '.join(result.left_out)}")
-    table = Table(Column("member", no_wrap=True), "weight", f"OOF {result.metric}")
-    for member, weight, score in zip(result.names, result.weights, result.member_scores):
-        table.add_row(member, f"{weight:.3f}", score_text(score))
-    table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
-    out.print(table)
-    out.print(f"wrote {result.csv_path} and {result.json_path.name} (submission kind: {result.kind})")
+    from ensemble.tables import blend_table
+
+    for member, reason in result.left_out.items():
+        err.print(f"note: left out {member}: {reason}")
+    out.print(blend_table(result, out.width))
+    if result.optimised:
+        out.print(f"note: {result.method} is fit by minimising {result.optimised}: {result.metric} is flat almost everywhere (hill optimises it directly)")
+    out.print(
+        f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
+    )
+    out.print(f"wrote {result.csv_path}, {result.json_path.name} and {result.oof_path.name} (submission kind: {result.kind})")
 
 
 @app.command()

@@ -89,9 +89,20 @@ class TrainSettings:
     warmup: float = 0.2  # fraction of all steps spent warming the learning rate up
     clip_grad: float = 0.0  # max gradient norm; 0 = off
 
+    # Models (README "Attention and pretrained weights"). An AUTO field takes "auto" or a value of
+    # its type; resolved() settles it before training, and settings.json records the result.
+    attention: str = "none"
+    attention_in_blocks: bool = False
+    pretrained: str = ""  # "": random weights; "timm": timm's pretrained tag; else a weights file
+    train_blocks: int = -1  # -1: every backbone stage trains; 0: a linear probe
+    freeze_bn: bool | str = dataclasses.field(default="auto", metadata={"auto": bool, "toml": (str, bool)})
+    unfreeze_after: int | str = dataclasses.field(default="auto", metadata={"auto": int, "toml": (str, int)})
+    backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
+
     def __post_init__(self):
         normalise_stages(self)
         check_recipe(self)
+        check_models(self)
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(0 <= self.seed <= SEED_MAX, f"train seed must be between 0 and {SEED_MAX}, got {self.seed}")
@@ -101,6 +112,26 @@ class TrainSettings:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
+
+    def resolved(self) -> "TrainSettings":
+        """A copy with every "auto" settled: from scratch nothing changes; with pretrained
+        weights the defaults measured in benchmarks/bench_models.py (README table)."""
+        from ensemble.stages import size_stages, total_epochs
+
+        pretrained = bool(self.pretrained)
+        defaults = {
+            "freeze_bn": False,
+            "unfreeze_after": min(PRETRAINED_WARMUP_EPOCHS, total_epochs(size_stages(self)) - 1) if pretrained else 0,
+            "backbone_lr_scale": PRETRAINED_BACKBONE_LR_SCALE if pretrained else 1.0,
+        }
+        given = {name: getattr(self, name) for name in defaults if getattr(self, name) != "auto"}
+        return dataclasses.replace(self, **{**defaults, **given})
+
+
+# Defaults for a run from pretrained weights, chosen by measurement (README, "Attention and
+# pretrained weights"): epochs of head-only warm-up, and the backbone's share of the lr.
+PRETRAINED_WARMUP_EPOCHS = 1
+PRETRAINED_BACKBONE_LR_SCALE = 1.0
 
 
 def _int_list(value: Any, name: str) -> list[int]:
@@ -147,6 +178,27 @@ def check_recipe(settings: "TrainSettings") -> None:
     _check(0 <= settings.label_smoothing < 1, f"train label_smoothing must be in 0..1, e.g. 0.1; got {settings.label_smoothing}")
     _check(0 <= settings.warmup < 1, f"train warmup must be a fraction of the steps in 0..1, e.g. 0.2; got {settings.warmup}")
     _check(settings.clip_grad >= 0, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
+
+def check_models(settings: "TrainSettings") -> None:
+    """The models settings (attention, pretrained weights, freezing): names through the attention registry."""
+    from ensemble.attention import ATTENTION
+
+    ATTENTION.get(settings.attention)
+    _check(
+        settings.attention != "none" or not settings.attention_in_blocks,
+        "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none"),
+    )
+    _check(settings.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {settings.train_blocks}")
+    for field in dataclasses.fields(settings):
+        if "auto" in field.metadata:
+            value, kind = getattr(settings, field.name), field.metadata["auto"]
+            _check(
+                value == "auto" or type(value) is kind or (kind is float and type(value) is int),
+                f"train {field.name} must be auto or {kind.__name__}, got {value!r}",
+            )
+    _check(settings.unfreeze_after == "auto" or settings.unfreeze_after >= 0, f"train unfreeze_after must be >= 0, got {settings.unfreeze_after}")
+    _check(settings.backbone_lr_scale == "auto" or settings.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {settings.backbone_lr_scale}")
+
 
 
 S = TypeVar("S")

@@ -37,7 +37,26 @@ class Stage:
 
 
 def plan_stages(settings: TrainSettings) -> tuple[Stage, ...]:
-    """The fold's stages, in order; the last one's size is the inference size."""
+    """The fold's stages, in order; the last one's size is the inference size.
+
+    With a head warm-up (unfreeze_after E), the first E epochs train only the new head and
+    attention ("head"), the rest what --train-blocks/--freeze-bn leave trainable ("blocks").
+    """
+    settings = settings.resolved()
+    trainable = "blocks" if settings.train_blocks >= 0 or settings.freeze_bn else "all"
+    stages, head_epochs = [], settings.unfreeze_after
+    for stage in size_stages(settings):
+        head = min(head_epochs, stage.epochs)
+        head_epochs -= head
+        if head:
+            stages.append(dataclasses.replace(stage, epochs=head, trainable="head"))
+        if stage.epochs > head:
+            stages.append(dataclasses.replace(stage, epochs=stage.epochs - head, trainable=trainable))
+    return tuple(stages)
+
+
+def size_stages(settings: TrainSettings) -> tuple[Stage, ...]:
+    """One stage per image size, each training everything."""
     sizes = [int(size) for size in settings.sizes.split(",")] if settings.sizes else [settings.size]
     epochs = [int(count) for count in str(settings.epochs).split(",")]
     if len(epochs) == 1:
@@ -68,15 +87,33 @@ def stage_of_epoch(plan: tuple[Stage, ...], epoch: int) -> int:
     raise IndexError(f"epoch {epoch} is past the plan's last stage")
 
 
-# What a stage trains: a function (net, trainable) that sets requires_grad. The models issue
-# adds "head" (classifier only) here.
-TRAINABLE: Registry[Callable[[nn.Module], None]] = Registry("trainable part")
+# What a stage trains: a function (net, settings) that sets requires_grad (and which BatchNorm
+# layers stay frozen, nets.set_stage).
+TRAINABLE: Registry[Callable[[nn.Module, TrainSettings], None]] = Registry("trainable part")
 
 
 @TRAINABLE.register("all")
-def train_all(net: nn.Module) -> None:
-    for parameter in net.parameters():
-        parameter.requires_grad_(True)
+def train_all(net: nn.Module, settings: TrainSettings) -> None:
+    """Every parameter, and every BatchNorm in train mode."""
+    from ensemble.nets import unfreeze
+
+    unfreeze(net)
+
+
+@TRAINABLE.register("head")
+def train_head(net: nn.Module, settings: TrainSettings) -> None:
+    """Only the new parts: the head (classifier) and ens's attention blocks; the backbone is frozen."""
+    from ensemble.nets import set_stage
+
+    set_stage(net, settings.train_blocks, head_only=True, freeze_bn=settings.freeze_bn)
+
+
+@TRAINABLE.register("blocks")
+def train_chosen_blocks(net: nn.Module, settings: TrainSettings) -> None:
+    """The last --train-blocks backbone stages and the new parts; BatchNorm frozen with --freeze-bn."""
+    from ensemble.nets import set_stage
+
+    set_stage(net, settings.train_blocks, head_only=False, freeze_bn=settings.freeze_bn)
 
 
 def parameter_groups(net: nn.Module, settings: TrainSettings) -> list[dict]:
@@ -84,8 +121,19 @@ def parameter_groups(net: nn.Module, settings: TrainSettings) -> list[dict]:
 
     Every parameter is in the optimiser from the start, so its state carries across stages;
     a stage that freezes some leaves their gradients None, and the optimiser skips them.
+    With a backbone lr scale other than 1 (discriminative learning rates), the backbone is a
+    group of its own whose `lr_scale` multiplies the schedule's lr.
     """
-    return [{"params": list(net.parameters()), "weight_decay": settings.weight_decay}]
+    scale = settings.resolved().backbone_lr_scale
+    if scale == 1:  # one group, as before: older runs' optimiser state still loads
+        return [{"params": list(net.parameters()), "weight_decay": settings.weight_decay}]
+    from ensemble.nets import parameter_groups as new_and_backbone
+
+    new, backbone = new_and_backbone(net)
+    return [
+        {"params": new, "weight_decay": settings.weight_decay},
+        {"params": backbone, "weight_decay": settings.weight_decay, "lr_scale": float(scale)},
+    ]
 
 
 def check_stage_sizes(settings: TrainSettings, n_classes: int) -> None:

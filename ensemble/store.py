@@ -133,6 +133,31 @@ def write_json(path: Path, document: Any) -> None:
     write_text(path, json.dumps(document, indent=2) + "\n")
 
 
+def write_group(files: dict[Path, bytes]) -> None:
+    """Write several files that belong together: every temporary first, then the renames,
+    in the order given. Put the file that marks the group complete last: a reader that finds
+    the others without it treats the group as not written. A failure while writing (a full
+    disk) renames nothing and is one EnsError naming the path."""
+    temporaries: dict[Path, str] = {}
+    path = None
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporaries[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(handle)
+            Path(temporaries[path]).write_bytes(data)
+            os.chmod(temporaries[path], FILE_MODE)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    except OSError as error:
+        raise EnsError(f"{path}: cannot write: {error.strerror or error}") from None
+    finally:
+        for temporary in temporaries.values():
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())

@@ -28,7 +28,7 @@ from ensemble import devices, store
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
-from ensemble.nets import create_net, normalization
+from ensemble.nets import create_net, load_weights, normalization, train_mode
 from ensemble.augment import Augment
 from ensemble.recipe import CLASS_WEIGHTS, WeightsEma, loss_function, mix_batch
 from ensemble.stages import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups, plan_stages, stage_of_epoch, total_epochs
@@ -198,11 +198,15 @@ def train_fold(
     resume_path: Path,
     progress: Progress | None = None,
 ) -> FoldOutput:
+    settings = settings.resolved()
     device = devices.resolve_device(settings.device)
     plan = plan_stages(settings)
     epochs = total_epochs(plan)
     torch.manual_seed(seed_for(settings.seed, fold))
-    net = create_net(settings.model, data.n_classes, plan[-1].size).to(device, memory_format=devices.memory_format(device))
+    net = create_net(settings.model, data.n_classes, plan[-1].size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:
+        load_weights(net, settings.model, plan[-1].size, settings.pretrained)
+    net = net.to(device, memory_format=devices.memory_format(device))
     batches = Batches(net, device, settings.batch_size)
     optimizer = OPTIMIZERS.get(settings.optimizer)(parameter_groups(net, settings), settings)
     steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
@@ -241,13 +245,13 @@ def train_fold(
         started = time.perf_counter()
         stage_index = stage_of_epoch(plan, epoch)  # a resumed run restarts inside its stage
         stage = plan[stage_index]
-        TRAINABLE.get(stage.trainable)(net)
+        TRAINABLE.get(stage.trainable)(net, settings)
         epoch_seed = seed_for(settings.seed, fold, epoch)
         seed_everything(epoch_seed)
         # Own streams for augmentation and mixing, so turning one on leaves the others' draws alone.
         augment_generator = torch.Generator().manual_seed(seed_for(settings.seed, fold, epoch, AUGMENT_STREAM))
         mix_rng = np.random.default_rng(seed_for(settings.seed, fold, epoch, MIX_STREAM))
-        net.train()
+        train_mode(net)  # frozen BatchNorm layers stay in eval mode
         loss_sum = torch.zeros((), device=device)
         n_seen = 0
         epoch_batches = batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed))
@@ -261,7 +265,7 @@ def train_fold(
             if mixing:
                 inputs, targets = mix_batch(inputs, targets, data.n_classes, settings.mixup, settings.cutmix, mix_rng)
             for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
-                group["lr"] = lr * stage.lr_scale
+                group["lr"] = lr * stage.lr_scale * group.get("lr_scale", 1.0)
             with devices.autocast(device):
                 loss = loss_of(net(inputs), targets)
             optimizer.zero_grad(set_to_none=True)

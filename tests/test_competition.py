@@ -100,7 +100,7 @@ def test_missing_image_names_file_and_id(competition_dir):
 def test_unknown_metric_is_refused(competition_dir):
     path = competition_dir / "ens.toml"
     path.write_text(path.read_text().replace('metric = "accuracy"', 'metric = "f2"'))
-    with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, logloss"):
+    with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, auc, f1_macro, logloss, qwk"):
         load_competition(Workspace.load(competition_dir))
 
 

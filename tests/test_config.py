@@ -18,7 +18,7 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
     [
         ("[competition]\nid_colum = 'x'\n", ["[competition]", "unknown key 'id_colum'"]),
         ("[trian]\n", ["unknown section [trian]"]),
-        ("[train]\nepochs = 'three'\n", ["epochs: cannot read", "'three'"]),
+        ("[train]\nepochs = 'three'\n", ["ens.toml [train]", "epochs: cannot read", "'three'"]),
         ("[train]\nepochs = 2.5\n", ["epochs must be int or str or list", "2.5"]),
         ("[train]\nsizes = '32,24'\n", ["ens.toml [train]: train sizes must grow"]),
         ("[train]\nsizes = [24, 32]\nepochs = '1,2,3'\n", ["3 counts for 2 sizes"]),

@@ -25,3 +25,44 @@ def test_known_values():
 def test_softmax_is_stable_and_sums_to_one():
     probs = softmax(np.array([[1000.0, 0.0], [-1000.0, -1000.0]]))
     np.testing.assert_allclose(probs, [[1.0, 0.0], [0.5, 0.5]])
+
+
+def random_case(seed: int, n_classes: int, n: int = 300):
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, n_classes, n)
+    logits = rng.normal(size=(n, n_classes))
+    logits[np.arange(n), targets] += rng.random(n) * 2  # better than chance, not perfect
+    if seed % 2:  # ties: coarse probabilities
+        logits = np.round(logits)
+    return targets, softmax(logits)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_every_metric_matches_scikit_learn(seed, n_classes):
+    from sklearn import metrics as sk
+
+    targets, probs = random_case(seed, n_classes)
+    labels = np.arange(n_classes)
+    predicted = probs.argmax(axis=1)
+    expected = {
+        "accuracy": sk.accuracy_score(targets, predicted),
+        "logloss": sk.log_loss(targets, probs, labels=labels),
+        "f1_macro": sk.f1_score(targets, predicted, average="macro"),
+        "auc": sk.roc_auc_score(targets, probs[:, 1]) if n_classes == 2 else sk.roc_auc_score(targets, probs, multi_class="ovr"),
+        "qwk": sk.cohen_kappa_score(targets, predicted, weights="quadratic", labels=labels),
+    }
+    assert set(expected) == set(METRICS.names())  # a new metric needs its reference here
+    for name, value in expected.items():
+        assert METRICS.get(name).score(targets, probs) == pytest.approx(value, abs=1e-9), name
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_scoring_many_blends_at_once_matches_one_at_a_time(name):
+    from ensemble.metrics import score_many
+
+    metric = METRICS.get(name)
+    targets, _ = random_case(0, 4)
+    candidates = np.stack([random_case(seed, 4)[1] for seed in range(3)])
+    expected = [metric.score(targets, candidate) for candidate in candidates]
+    np.testing.assert_allclose(score_many(metric, targets, candidates), expected, rtol=1e-9)

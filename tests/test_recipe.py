@@ -121,9 +121,9 @@ def test_a_settings_json_from_before_the_recipe_names_the_recipe_that_reproduces
     # The train table main wrote, before stages and the recipe existed.
     old = {"model": "resnet10t", "size": 32, "epochs": 3, "batch_size": 64, "lr": 0.001, "weight_decay": 0.01, "seed": 42}
     filled = runs.with_legacy_values({"train": old})["train"]
-    legacy = TrainSettings(**{key: value for key, value in filled.items() if key != "stages"})
+    legacy = TrainSettings(**{key: value for key, value in filled.items() if key not in ("stages", "weights")})
     assert filled == {key: value for key, value in dataclasses.asdict(legacy).items() if key != "device"} | {
-        "stages": [{"size": 32, "epochs": 3, "trainable": "all", "lr_scale": 1.0}]
+        "stages": [{"size": 32, "epochs": 3, "trainable": "all", "lr_scale": 1.0}], "weights": "random",
     }
     assert (legacy.augment, legacy.ema, legacy.mixup, legacy.cutmix, legacy.label_smoothing) == ("none", 0, 0, 0, 0)
     assert (legacy.schedule, legacy.optimizer, legacy.warmup, legacy.clip_grad, legacy.class_weights) == ("onecycle", "adamw", 0.2, 0, "none")

@@ -6,7 +6,9 @@ returns self; fitted state ends in `_`; `predict_proba` refuses an unfitted blen
 are never modified. get_params/set_params make blenders work with sklearn.base.clone, for
 the nested cross-validation that later methods need.
 
-Input shape everywhere: logits float (n_models, n_samples, n_classes).
+Input shape everywhere: logits float (n_models, n_samples, n_classes). A fitted blender
+has `weights_` (float (n_models,), non-negative, summing to one) when it is a weighted mean
+of member probabilities, and `weights_ = None` when it is not (a stacker's meta-learner).
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ import inspect
 import numpy as np
 
 from ensemble.errors import EnsError
+from ensemble.metrics import softmax
 
 
 class Blender:
+    # A stacker's meta-learner was fit on OOF rows that each came from one fold model; run.py
+    # applies such a blender to every fold model's test logits and averages (see stack.py).
+    applies_per_fold_model = False
+
+    def check_params(self) -> "Blender":
+        """Raise EnsError for a parameter value the method cannot use; fit calls it first."""
+        return self
+
     def get_params(self, deep: bool = True) -> dict:
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         names = [
@@ -41,7 +52,8 @@ class Blender:
         return f"{type(self).__name__}({params})"
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "weights_"):
+        # scikit-learn's rule: fit is what sets public attributes ending in "_".
+        if not any(name.endswith("_") and not name.startswith("_") for name in vars(self)):
             raise EnsError(f"{type(self).__name__} is not fitted yet; call fit first")
 
     @staticmethod
@@ -54,3 +66,28 @@ class Blender:
         if targets is not None and len(targets) != logits.shape[1]:
             raise EnsError(f"{len(targets)} targets for {logits.shape[1]} samples")
         return logits
+
+
+def clone(blender: Blender) -> Blender:
+    """An unfitted copy with the same parameters (nested blenders are cloned too)."""
+    params = {name: clone(value) if isinstance(value, Blender) else value for name, value in blender.get_params().items()}
+    return type(blender)(**params)
+
+
+def member_probabilities(logits: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Softmax of each member, one member at a time so that no float64 copy of the whole
+    stack is ever made: float (n_models, n_samples, n_classes) in `dtype`."""
+    probs = np.empty(logits.shape, dtype=dtype)
+    for member, member_logits in enumerate(logits):
+        probs[member] = softmax(member_logits)
+    return probs
+
+
+def weighted_probabilities(weights: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """sum_m weights[m] * softmax(logits[m]), float64 (n_samples, n_classes); members of
+    weight zero are skipped, and only one member's probabilities exist at a time."""
+    blend = np.zeros(logits.shape[1:], dtype=np.float64)
+    for weight, member_logits in zip(weights, logits):
+        if weight > 0:
+            blend += weight * softmax(member_logits)
+    return blend

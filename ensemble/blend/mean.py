@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.blend.base import Blender
-from ensemble.metrics import softmax
+from ensemble.blend.base import Blender, weighted_probabilities
 
 
 class MeanBlender(Blender):
-    """Equal weights, nothing learned: its OOF score carries no leakage from fitting."""
+    """Equal weights, nothing learned: its OOF score carries no leakage from fitting.
+    Rank and power blends are means too, of transformed probabilities: they subclass it."""
 
     def fit(self, logits, targets) -> "MeanBlender":
         """logits: float (n_models, n_samples, n_classes); targets: int (n_samples,)."""
+        self.check_params()
         logits = self._check_logits(logits, targets)
         self.weights_ = np.full(logits.shape[0], 1.0 / logits.shape[0])
         return self
@@ -21,4 +22,4 @@ class MeanBlender(Blender):
         """Probabilities float64 (n_samples, n_classes)."""
         self._check_fitted()
         logits = self._check_logits(logits)
-        return np.tensordot(self.weights_, softmax(logits), axes=1)
+        return weighted_probabilities(self.weights_, logits)

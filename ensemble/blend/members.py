@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -20,32 +21,85 @@ from ensemble.scores import stale_reason
 @dataclass(frozen=True)
 class Members:
     """oof: float32 (n_models, n_train, n_classes) in train.csv order;
-    test: float32 (n_models, n_test, n_classes) in test.csv order."""
+    test: float32 (n_models, n_test, n_classes) in test.csv order;
+    fold_of: int (n_train,), the fold whose models produced each OOF row (the same for every member)."""
 
     names: list[str]
     oof: np.ndarray
     test: np.ndarray
+    fold_of: np.ndarray
 
 
 def complete_experiments(models_dir: Path) -> list[str]:
     return [name for name in store.experiment_names(models_dir) if store.ExperimentDir(models_dir, name).is_complete()]
 
 
-def resolve_names(models_dir: Path, experiments: list[str] | None) -> tuple[list[str], list[str]]:
-    """(members, left out): the names given, or when none are, every experiment with all
-    folds done, and those left out for missing folds."""
+def fold_assignment(experiment: store.ExperimentDir, competition: Competition) -> np.ndarray:
+    """int (n_train,): the fold of each train row, read from the experiment's own per-fold
+    OOF files (folds.csv may have been made again since it was trained)."""
+    fold_of = np.full(len(competition.train_ids), -1, dtype=np.int64)
+    for fold in experiment.done_folds():
+        path = experiment.fold_oof_path(fold)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                ids = archive["ids"].astype(str)
+        except (OSError, ValueError, KeyError) as error:
+            raise EnsError(f"{path}: cannot read logits: {error}") from None
+        try:
+            fold_of[store.positions(competition.train_ids, ids)] = fold
+        except KeyError as missing:
+            raise EnsError(f"{path}: id {str(missing.args[0])!r} is not in {competition.train_csv.name}") from None
+    if (fold_of < 0).any():
+        missing = competition.train_ids[np.argmax(fold_of < 0)]
+        raise EnsError(f"{experiment.root}: id {str(missing)!r} is in no fold<k>/oof.npz; train it again with --force")
+    return fold_of
+
+
+def fold_disagreement(name: str, fold_of: np.ndarray, reference: str, reference_fold_of: np.ndarray, ids: np.ndarray) -> str:
+    row = int(np.argmax(fold_of != reference_fold_of))
+    return (
+        f"trained on other folds than {reference} (id {str(ids[row])!r} is in its fold {fold_of[row]}, "
+        f"in {reference}'s fold {reference_fold_of[row]}); blend experiments trained on the same folds"
+    )
+
+
+def resolve_names(models_dir: Path, competition: Competition, experiments: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """(members, left out: name -> why). The names given, or when none are, every experiment
+    with all folds done, trained on this train.csv and on the folds most of them share."""
     if experiments:
         if len(set(experiments)) != len(experiments):
             raise EnsError(f"--experiments: a name is given twice: {', '.join(experiments)}")
-        return experiments, []
+        return experiments, {}
     names = complete_experiments(models_dir)
-    if not names:
-        raise EnsError(f"{models_dir}: no experiment with all folds trained; run `ens train-folds` first")
-    return names, [name for name in store.experiment_names(models_dir) if name not in names]
+    left_out = {name: "not every fold trained" for name in store.experiment_names(models_dir) if name not in names}
+    usable, assignments = [], {}
+    for name in names:
+        experiment = store.ExperimentDir(models_dir, name)
+        stale = stale_reason(experiment, competition)
+        if stale:
+            left_out[name] = stale
+            continue
+        usable.append(name)
+        assignments[name] = fold_assignment(experiment, competition)
+    if not usable:
+        why = "; ".join(f"{name}: {reason}" for name, reason in left_out.items())
+        raise EnsError(f"{models_dir}: no experiment can be blended" + (f" ({why})" if why else "; run `ens train-folds` first"))
+    # The largest group sharing one fold assignment (ties: the group of the first name) is blended.
+    groups: dict[bytes, list[str]] = {}
+    for name in usable:
+        groups.setdefault(assignments[name].tobytes(), []).append(name)
+    chosen = max(groups.values(), key=len)
+    for name in usable:
+        if name not in chosen:
+            left_out[name] = fold_disagreement(name, assignments[name], chosen[0], assignments[chosen[0]], competition.train_ids)
+    return chosen, dict(sorted(left_out.items()))
 
 
-def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """logits.values reordered to `ids`; refused when the ids or the classes differ."""
+def aligned(
+    logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[str, ...], into: np.ndarray | None = None
+) -> np.ndarray:
+    """logits.values reordered to `ids`, written into `into` when given (no further copy);
+    refused when the ids or the classes differ."""
     if logits.classes != classes:
         raise EnsError(f"{path}: classes {list(logits.classes)[:5]} differ from the competition's {list(classes)[:5]}")
     try:
@@ -55,21 +109,50 @@ def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[st
     if len(logits.ids) != len(ids):
         extra = sorted(set(logits.ids) - set(ids))
         raise EnsError(f"{path}: id {str(extra[0])!r} is not in the competition ({len(extra)} extra ids)")
-    return logits.values[rows]
+    if into is None:
+        return logits.values[rows]
+    np.take(logits.values, rows, axis=0, out=into)
+    return into
+
+
+def usable_experiment(models_dir: Path, competition: Competition, name: str) -> store.ExperimentDir:
+    experiment = store.open_experiment(models_dir, name)
+    if not experiment.is_complete():
+        raise EnsError(
+            f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
+            f"run `ens train-folds --name {name}` again to finish it"
+        )
+    stale = stale_reason(experiment, competition)
+    if stale:
+        raise EnsError(f"{experiment.root}: {stale}")
+    return experiment
 
 
 def load_members(models_dir: Path, competition: Competition, names: list[str]) -> Members:
-    oof, test = [], []
-    for name in names:
-        experiment = store.open_experiment(models_dir, name)
-        if not experiment.is_complete():
-            raise EnsError(
-                f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
-                f"run `ens train-folds --name {name}` again to finish it"
-            )
-        stale = stale_reason(experiment, competition)
-        if stale:
-            raise EnsError(f"{experiment.root}: {stale}")
-        for path, ids, into in ((experiment.oof_path, competition.train_ids, oof), (experiment.test_path, competition.test_ids, test)):
-            into.append(aligned(store.load_logits(path), path, ids, competition.classes))
-    return Members(names=list(names), oof=np.stack(oof), test=np.stack(test))
+    """Every member's OOF and test logits, each written straight into one preallocated stack."""
+    n_models, n_classes = len(names), len(competition.classes)
+    oof = np.empty((n_models, len(competition.train_ids), n_classes), dtype=np.float32)
+    test = np.empty((n_models, len(competition.test_ids), n_classes), dtype=np.float32)
+    fold_of = None
+    for index, name in enumerate(names):
+        experiment = usable_experiment(models_dir, competition, name)
+        member_folds = fold_assignment(experiment, competition)
+        if fold_of is None:
+            fold_of = member_folds
+        elif not np.array_equal(member_folds, fold_of):
+            raise EnsError(f"{experiment.root}: " + fold_disagreement(name, member_folds, names[0], fold_of, competition.train_ids))
+        aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes, oof[index])
+        aligned(store.load_logits(experiment.test_path), experiment.test_path, competition.test_ids, competition.classes, test[index])
+    return Members(names=list(names), oof=oof, test=test, fold_of=fold_of)
+
+
+def fold_test_logits(models_dir: Path, competition: Competition, names: list[str]) -> Iterator[np.ndarray]:
+    """For each fold, float32 (n_models, n_test, n_classes): every member's fold<k>/test.npz,
+    in test.csv order. Members share folds (load_members checked), so fold k means the same."""
+    folds = store.ExperimentDir(models_dir, names[0]).done_folds()
+    for fold in folds:
+        stack = np.empty((len(names), len(competition.test_ids), len(competition.classes)), dtype=np.float32)
+        for index, name in enumerate(names):
+            path = store.ExperimentDir(models_dir, name).fold_test_path(fold)
+            aligned(store.load_logits(path), path, competition.test_ids, competition.classes, stack[index])
+        yield stack

@@ -1,18 +1,27 @@
-"""`ens blend`: fit a blend method on cached OOF logits, score it, write the submission.
+"""`ens blend`: fit a blend method on cached OOF logits, score it in and out of fold, write
+the submission.
 
-Both output files are computed in full before either is written, and each is written
-atomically; existing outputs are only replaced with force.
+Three files make a submission: NAME.oof.npz (the blend's OOF probabilities), NAME.csv and
+NAME.json. All are computed in full, written to temporaries, then renamed with the JSON
+last: a CSV without its JSON counts as not written (a rerun replaces it without --force).
 """
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ensemble import metrics, store
 from ensemble.blend import METHODS
-from ensemble.blend.members import load_members, resolve_names
-from ensemble.competition import load_competition
+from ensemble.blend.base import Blender
+from ensemble.blend.members import Members, fold_test_logits, load_members, resolve_names
+from ensemble.blend.nested import out_of_fold_probabilities
+from ensemble.blend.thresholds import ThresholdTuned
+from ensemble.competition import Competition, load_competition
 from ensemble.config import Workspace
 from ensemble.errors import EnsError
 from ensemble.submission import submission_frame, to_csv_text
@@ -20,20 +29,51 @@ from ensemble.submission import submission_frame, to_csv_text
 
 @dataclass(frozen=True)
 class BlendResult:
-    """member_scores: each member's OOF score, in the order of names; left_out: experiments
-    not blended by default because some of their folds are not trained."""
+    """member_scores: each member's OOF score, in the order of names; weights: None for a
+    stacker; oof_score_in_sample: the blend fit and scored on all OOF rows; oof_score: out
+    of fold (each fold scored by a blend fit on the other folds), the honest one; optimised:
+    the metric the fit minimised when it is not `metric`, else None; left_out: experiments
+    not blended by default, and why."""
 
     name: str
     method: str
     metric: str
     names: list[str]
     member_scores: list[float]
-    weights: list[float]
+    weights: list[float] | None
+    oof_score_in_sample: float
     oof_score: float
+    optimised: str | None
+    kind: str
     csv_path: Path
     json_path: Path
-    left_out: list[str]
-    kind: str  # the submission kind written: labels, probabilities, ...
+    oof_path: Path
+    left_out: dict[str, str]
+
+
+def option_flag(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def make_blender(method: str, metric: str, options: dict, tune_thresholds: bool) -> Blender:
+    """The blender for `method`, refusing options it does not take (the CLI passes only the
+    options the user gave). `metric` goes to the methods that take one."""
+    blender_class = METHODS.get(method)
+    params = blender_class().get_params()
+    for option in options:
+        if option not in params or option == "metric":
+            takers = [name for name in METHODS.names() if option in METHODS.get(name)().get_params()]
+            raise EnsError(f"{option_flag(option)} does not apply to --method {method}; it applies to: {', '.join(takers)}")
+    blender = blender_class(**options, **({"metric": metric} if "metric" in params else {})).check_params()
+    return ThresholdTuned(blender, metric).check_params() if tune_thresholds else blender
+
+
+def test_probabilities(blender: Blender, workspace: Workspace, competition: Competition, members: Members) -> np.ndarray:
+    """float64 (n_test, n_classes) in test.csv order."""
+    if not blender.applies_per_fold_model:
+        return blender.predict_proba(members.test)
+    per_fold = [blender.predict_proba(logits) for logits in fold_test_logits(workspace.models_dir, competition, members.names)]
+    return np.mean(per_fold, axis=0)
 
 
 def blend_experiments(
@@ -42,53 +82,93 @@ def blend_experiments(
     method: str = "mean",
     experiments: list[str] | None = None,
     force: bool = False,
+    metric: str | None = None,
+    options: dict | None = None,
+    tune_thresholds: bool = False,
 ) -> BlendResult:
     store.check_name(name, "blend")
-    blender_class = METHODS.get(method)
-    csv_path = workspace.submissions_dir / f"{name}.csv"
-    json_path = workspace.submissions_dir / f"{name}.json"
-    for path in (csv_path, json_path):
-        if path.exists() and not force:
-            raise EnsError(f"{path}: already exists; use --force to replace it")
+    csv_path, json_path, oof_path = (workspace.submissions_dir / f"{name}{suffix}" for suffix in (".csv", ".json", ".oof.npz"))
+    if json_path.exists() and not force:
+        raise EnsError(f"{json_path}: already exists; use --force to replace {name}.csv and {name}.json")
     competition = load_competition(workspace, check_images=False)
-    metric = metrics.get(competition.settings.metric)
-    names, left_out = resolve_names(workspace.models_dir, experiments)
+    scorer = metrics.get(metric or competition.settings.metric)
+    blender = make_blender(method, scorer.name, options or {}, tune_thresholds)
+    names, left_out = resolve_names(workspace.models_dir, competition, experiments)
     members = load_members(workspace.models_dir, competition, names)
+    targets = competition.targets
 
-    blender = blender_class().fit(members.oof, competition.targets)
-    oof_score = metric.score(competition.targets, blender.predict_proba(members.oof))
-    member_scores = [metric.score(competition.targets, metrics.softmax(oof)) for oof in members.oof]
-    test_probs = blender.predict_proba(members.test)[store.positions(competition.test_ids, competition.sample[competition.settings.id_column])]
-    frame = submission_frame(competition.sample, competition.settings.id_column, competition.submission_shape, competition.submission_kind, test_probs)
-    csv_text = to_csv_text(frame)
+    blender.fit(members.oof, targets)
+    in_sample = blender.predict_proba(members.oof)
+    out_of_fold = out_of_fold_probabilities(blender, members.oof, targets, members.fold_of)
+    member_scores = [scorer.score(targets, metrics.softmax(oof)) for oof in members.oof]
+    test_probs = test_probabilities(blender, workspace, competition, members)
+    rows = store.positions(competition.test_ids, competition.sample[competition.settings.id_column])
+    frame = submission_frame(competition.sample, competition.settings.id_column, competition.submission_shape, competition.submission_kind, test_probs[rows])
+    optimised = getattr(blender, "optimised_", None)
+    weights = None if blender.weights_ is None else [float(weight) for weight in blender.weights_]
     result = BlendResult(
         name=name,
         method=method,
-        metric=metric.name,
+        metric=scorer.name,
         names=names,
         member_scores=member_scores,
-        weights=[float(weight) for weight in blender.weights_],
-        oof_score=oof_score,
+        weights=weights,
+        oof_score_in_sample=scorer.score(targets, in_sample),
+        oof_score=scorer.score(targets, out_of_fold),
+        optimised=optimised if optimised != scorer.name else None,
+        kind=competition.submission_kind,
         csv_path=csv_path,
         json_path=json_path,
+        oof_path=oof_path,
         left_out=left_out,
-        kind=competition.submission_kind,
     )
-    store.write_text(csv_path, csv_text)
-    store.write_json(
-        json_path,
+    document = describe(result, blender, competition, members, workspace)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        ids=np.asarray(competition.train_ids, dtype=str),
+        classes=np.asarray(competition.classes, dtype=str),
+        probs=out_of_fold.astype(np.float32),
+        in_sample_probs=in_sample.astype(np.float32),
+        fold=members.fold_of,
+    )
+    store.write_group(
         {
-            "name": name,
-            "method": method,
-            "params": blender.get_params(),
-            "metric": metric.name,
-            "oof_score": oof_score,
-            "members": [
-                {"name": member, "weight": weight, "oof_score": score}
-                for member, weight, score in zip(names, result.weights, member_scores)
-            ],
-            "submission": {"path": csv_path.name, "kind": competition.submission_kind, "rows": len(competition.sample)},
-            "train_sha256": competition.train_hash,
-        },
+            csv_path: to_csv_text(frame).encode(),
+            oof_path: buffer.getvalue(),
+            json_path: (json.dumps(document, indent=2) + "\n").encode(),  # last: it marks the submission written
+        }
     )
     return result
+
+
+def describe(result: BlendResult, blender: Blender, competition: Competition, members: Members, workspace: Workspace) -> dict:
+    """The submission's JSON: how it was made, how good it is, and from which inputs."""
+    tuned = isinstance(blender, ThresholdTuned)
+    base = blender.blender if tuned else blender
+    inputs = {}
+    for member in result.names:
+        experiment = store.ExperimentDir(workspace.models_dir, member)
+        inputs[member] = {path.name: store.sha256_file(path) for path in (experiment.oof_path, experiment.test_path)}
+    weights = result.weights or [None] * len(result.names)
+    return {
+        "name": result.name,
+        "method": result.method,
+        "params": base.get_params(),
+        "meta_learner": repr(base.meta_) if getattr(base, "meta_", None) is not None else None,
+        "tuned_biases": blender.biases_.tolist() if tuned else None,
+        "metric": result.metric,
+        "optimised": result.optimised or result.metric,
+        "oof_score": result.oof_score,
+        "oof_score_out_of_fold": result.oof_score,
+        "oof_score_in_sample": result.oof_score_in_sample,
+        "members": [
+            {"name": member, "weight": weight, "oof_score": score}
+            for member, weight, score in zip(result.names, weights, result.member_scores)
+        ],
+        "left_out": result.left_out,
+        "submission": {"path": result.csv_path.name, "kind": result.kind, "rows": len(competition.sample)},
+        "oof": result.oof_path.name,
+        "train_sha256": competition.train_hash,
+        "inputs_sha256": inputs,
+    }

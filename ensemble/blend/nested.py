@@ -1,0 +1,27 @@
+"""Out-of-fold scoring of a blend: the honest number for any method that learns from OOF.
+
+For each fold f of the members' own fold assignment, a fresh copy of the blender is fit on
+the OOF rows of the other folds and predicts the rows of fold f. Every row's blended
+probability then comes from a blend that never saw it, as every member's OOF logit came
+from a model that never saw it. A method that learns nothing gives its in-sample result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ensemble.blend.base import Blender, clone
+
+
+def out_of_fold_probabilities(blender: Blender, logits: np.ndarray, targets: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
+    """float64 (n_samples, n_classes).
+
+    logits: float (n_models, n_samples, n_classes); targets: int (n_samples,);
+    fold_of: int (n_samples,), the fold whose model produced each OOF row.
+    """
+    probs = np.zeros(logits.shape[1:], dtype=np.float64)
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        fitted = clone(blender).fit(logits[:, ~held_out], targets[~held_out])
+        probs[held_out] = fitted.predict_proba(logits[:, held_out])
+    return probs
