@@ -16,16 +16,19 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Column, Table
 from rich.text import Text
 
 from ensemble import __version__
+from ensemble.attention import ATTENTION
 from ensemble.blend import METHODS
-from ensemble.config import FoldSettings, TrainSettings, Workspace, override
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, FoldSettings, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.folds import STRATEGIES
 from ensemble.metrics import METRICS
 from ensemble.tables import score_text
+from ensemble.augment import TRANSFORMS
+from ensemble.recipe import CLASS_WEIGHTS
+from ensemble.stages import OPTIMIZERS, SCHEDULES
 
 app = typer.Typer(
     name="ens",
@@ -190,19 +193,22 @@ def folds(
 
 
 def print_event(event: object) -> None:
-    from ensemble.runs import FoldEnd, FoldStart, ImagesRead
+    from ensemble.runs import FoldEnd, FoldStart, ImagesRead, WeightsChecked
     from ensemble.train import EpochEnd
 
     formats = {
         ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
+        WeightsChecked: lambda e: f"pretrained: {e.summary}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
-            f"  fold {e.fold} epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f}  "
+            f"  fold {e.fold} epoch {e.epoch}/{e.epochs}" + (f" stage {e.stage}/{e.stages} {e.size}px" if e.stages > 1 else "")
+            + f"  train loss {e.train_loss:.4f}  "
             f"valid loss {e.valid_loss:.4f}  {e.metric} {e.valid_score:.4f}  {e.seconds:.1f}s"
         ),
         FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
     }
-    err.print(formats[type(event)](event))
+    if type(event) in formats:  # step events: only the live view (ensemble/view.py) shows them
+        err.print(formats[type(event)](event))
 
 
 @app.command("train-folds")
@@ -210,14 +216,32 @@ def print_event(event: object) -> None:
 def train_folds(
     name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
     model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default(TrainSettings, 'model')}")] = None,
-    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels. {default(TrainSettings, 'size')}")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the fold's training rows. {default(TrainSettings, 'epochs')}")] = None,
+    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule. {default(TrainSettings, 'size')}")] = None,
+    sizes: Annotated[Optional[str], typer.Option(help="Progressive resizing: growing stage sizes, e.g. 24,32; the last is the inference size. (default: ens.toml, else one stage at --size)")] = None,
+    epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default(TrainSettings, 'epochs')}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default(TrainSettings, 'batch_size')}")] = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate (one-cycle). {default(TrainSettings, 'lr')}")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate of the --schedule. {default(TrainSettings, 'lr')}")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
+    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default(TrainSettings, 'attention')}")] = None,
+    attention_in_blocks: Annotated[Optional[bool], typer.Option("--attention-in-blocks/--attention-on-features", help="Put the --attention block inside every residual block (ResNet family) instead of on the final feature map.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
+    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
+    freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
+    augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
+    ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
+    mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
+    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default(TrainSettings, 'cutmix')}")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default(TrainSettings, 'label_smoothing')}")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default(TrainSettings, 'class_weights')}")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default(TrainSettings, 'optimizer')}")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default(TrainSettings, 'schedule')}")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default(TrainSettings, 'warmup')}")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default(TrainSettings, 'clip_grad')}")] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -234,13 +258,21 @@ def train_folds(
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
     from ensemble.runs import train_experiment
+    from ensemble.view import TrainView
 
     ws = Workspace.load(workspace)
     settings = override(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
+        sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
+        augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+        class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
+        attention=attention, attention_in_blocks=attention_in_blocks,
+        pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
+        train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
     )
-    result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, print_event)
+    with TrainView(err, print_event) as view:
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view)
     if result.kept:
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
@@ -352,8 +384,11 @@ def demo(
     from ensemble.demo import run_demo
     from ensemble.leaderboard import leaderboard as rows_of
 
+    from ensemble.view import TrainView
+
     try:
-        result = run_demo(directory, force, print_event)
+        with TrainView(err, print_event) as view:
+            result = run_demo(directory, force, view)
     except KeyboardInterrupt:  # the same command with --force would start over, not resume
         err.print(f"interrupted; run `ens demo {directory}` again to resume")
         raise typer.Exit(130) from None

@@ -65,16 +65,44 @@ class FoldSettings:
 class TrainSettings:
     model: str = "resnet10t"
     size: int = 32
-    epochs: int = 3
-    batch_size: int = 64
+    # One count, or one per stage of `sizes` ("2,3"); normalised to an int when all are equal.
+    # 6 epochs of batches of 32: on small competitions more steps beat every regulariser at the
+    # same few CPU minutes (benchmarks/bench_recipe.py; README, "The training recipe").
+    epochs: int | str = dataclasses.field(default=6, metadata={"toml": (int, str, list)})
+    # Progressive resizing: "24,32" trains stages at growing sizes, the last being `size`, the
+    # inference size. Empty: one stage at `size`.
+    sizes: str = dataclasses.field(default="", metadata={"toml": (str, list)})
+    batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 42
     device: str = "auto"
+    # The training recipe (ensemble/augment.py, recipe.py, stages.py); README's table measures each.
+    augment: str = "none"  # comma list of train-time transforms, or none
+    ema: float = 0.0  # decay of the weights' moving average, evaluated and saved; 0 = off
+    mixup: float = 0.0  # Beta(A, A) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(A, A) of cutmix; 0 = off
+    label_smoothing: float = 0.0
+    class_weights: str = "none"  # none or balanced
+    optimizer: str = "adamw"  # adamw or sgd
+    schedule: str = "onecycle"  # onecycle or cosine, over every step of every stage
+    warmup: float = 0.2  # fraction of all steps spent warming the learning rate up
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
+
+    # Models (README "Attention and pretrained weights"). An AUTO field takes "auto" or a value of
+    # its type; resolved() settles it before training, and settings.json records the result.
+    attention: str = "none"
+    attention_in_blocks: bool = False
+    pretrained: str = ""  # "": random weights; "timm": timm's pretrained tag; else a weights file
+    train_blocks: int = -1  # -1: every backbone stage trains; 0: a linear probe
+    freeze_bn: bool | str = dataclasses.field(default="auto", metadata={"auto": bool, "toml": (str, bool)})
+    unfreeze_after: int | str = dataclasses.field(default="auto", metadata={"auto": int, "toml": (str, int)})
+    backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
 
     def __post_init__(self):
-        _check(self.size >= 8, f"train size must be at least 8 pixels, got {self.size}")
-        _check(self.epochs >= 1, f"train epochs must be at least 1, got {self.epochs}")
+        normalise_stages(self)
+        check_recipe(self)
+        check_models(self)
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(0 <= self.seed <= SEED_MAX, f"train seed must be between 0 and {SEED_MAX}, got {self.seed}")
@@ -84,6 +112,93 @@ class TrainSettings:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
+
+    def resolved(self) -> "TrainSettings":
+        """A copy with every "auto" settled: from scratch nothing changes; with pretrained
+        weights the defaults measured in benchmarks/bench_models.py (README table)."""
+        from ensemble.stages import size_stages, total_epochs
+
+        pretrained = bool(self.pretrained)
+        defaults = {
+            "freeze_bn": False,
+            "unfreeze_after": min(PRETRAINED_WARMUP_EPOCHS, total_epochs(size_stages(self)) - 1) if pretrained else 0,
+            "backbone_lr_scale": PRETRAINED_BACKBONE_LR_SCALE if pretrained else 1.0,
+        }
+        given = {name: getattr(self, name) for name in defaults if getattr(self, name) != "auto"}
+        return dataclasses.replace(self, **{**defaults, **given})
+
+
+# Defaults for a run from pretrained weights, chosen by measurement (README, "Attention and
+# pretrained weights"): epochs of head-only warm-up, and the backbone's share of the lr.
+PRETRAINED_WARMUP_EPOCHS = 1
+PRETRAINED_BACKBONE_LR_SCALE = 1.0
+
+
+def _int_list(value: Any, name: str) -> list[int]:
+    parts = value if isinstance(value, list) else str(value).split(",")
+    try:
+        numbers = [int(str(part).strip()) for part in parts if str(part).strip()]
+    except ValueError:
+        numbers = []
+    _check(bool(numbers), f"train {name}: cannot read {value!r}; expected a number or a comma list such as 24,32")
+    return numbers
+
+
+def normalise_stages(settings: "TrainSettings") -> None:
+    """One spelling per schedule, so equal schedules are the same experiment.
+
+    sizes "32" -> size 32, sizes ""; sizes "24,32" -> size 32 (the last); epochs "3,3" -> 3.
+    """
+    sizes = _int_list(settings.sizes, "sizes") if settings.sizes not in ("", []) else [settings.size]
+    epochs = _int_list(settings.epochs, "epochs")
+    for size in sizes:
+        _check(size >= 8, f"train size must be at least 8 pixels, got {size}")
+    _check(sizes == sorted(sizes), f"train sizes must grow (the last is the inference size), got {sizes}")
+    _check(all(count >= 1 for count in epochs), f"train epochs must be at least 1, got {epochs}")
+    _check(
+        len(epochs) in (1, len(sizes)),
+        f"train epochs: {len(epochs)} counts for {len(sizes)} sizes; give one count, or one per size",
+    )
+    object.__setattr__(settings, "size", sizes[-1])
+    object.__setattr__(settings, "sizes", ",".join(map(str, sizes)) if len(sizes) > 1 else "")
+    object.__setattr__(settings, "epochs", epochs[0] if len(set(epochs)) == 1 else ",".join(map(str, epochs)))
+
+
+def check_recipe(settings: "TrainSettings") -> None:
+    """Names through their registries (one error line listing the valid ones), numbers by range."""
+    from ensemble import augment, recipe, stages
+
+    augment.parse(settings.augment)
+    object.__setattr__(settings, "augment", augment.canonical(settings.augment))
+    recipe.CLASS_WEIGHTS.get(settings.class_weights)
+    stages.OPTIMIZERS.get(settings.optimizer)
+    stages.SCHEDULES.get(settings.schedule)
+    _check(0 <= settings.ema < 1, f"train ema must be in 0..1 (0 = off), e.g. 0.999; got {settings.ema}")
+    _check(settings.mixup >= 0 and settings.cutmix >= 0, f"train mixup and cutmix must be >= 0 (0 = off); got {settings.mixup}, {settings.cutmix}")
+    _check(0 <= settings.label_smoothing < 1, f"train label_smoothing must be in 0..1, e.g. 0.1; got {settings.label_smoothing}")
+    _check(0 <= settings.warmup < 1, f"train warmup must be a fraction of the steps in 0..1, e.g. 0.2; got {settings.warmup}")
+    _check(settings.clip_grad >= 0, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
+
+def check_models(settings: "TrainSettings") -> None:
+    """The models settings (attention, pretrained weights, freezing): names through the attention registry."""
+    from ensemble.attention import ATTENTION
+
+    ATTENTION.get(settings.attention)
+    _check(
+        settings.attention != "none" or not settings.attention_in_blocks,
+        "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none"),
+    )
+    _check(settings.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {settings.train_blocks}")
+    for field in dataclasses.fields(settings):
+        if "auto" in field.metadata:
+            value, kind = getattr(settings, field.name), field.metadata["auto"]
+            _check(
+                value == "auto" or type(value) is kind or (kind is float and type(value) is int),
+                f"train {field.name} must be auto or {kind.__name__}, got {value!r}",
+            )
+    _check(settings.unfreeze_after == "auto" or settings.unfreeze_after >= 0, f"train unfreeze_after must be >= 0, got {settings.unfreeze_after}")
+    _check(settings.backbone_lr_scale == "auto" or settings.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {settings.backbone_lr_scale}")
+
 
 
 S = TypeVar("S")
@@ -104,9 +219,10 @@ def from_table(cls: type[S], table: dict[str, Any], where: str) -> S:
         expected = type(fields[key].default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        accepted = fields[key].metadata.get("toml", (expected,))
         _check(
-            type(value) is expected,
-            f"{where}: {key} must be {expected.__name__}, got {value!r}",
+            type(value) in accepted,
+            f"{where}: {key} must be {' or '.join(kind.__name__ for kind in accepted)}, got {value!r}",
         )
         values[key] = value
     try:

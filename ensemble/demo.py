@@ -27,8 +27,8 @@ from ensemble.train import Progress
 # Two different models, so the blend has something to gain; sized to train 5 folds each on
 # two CPU cores in about a minute.
 EXPERIMENTS = {
-    "resnet10t": {"model": "resnet10t", "size": 24, "epochs": 5},
-    "convnext": {"model": "test_convnext", "size": 32, "epochs": 12, "lr": 5e-3},
+    "resnet10t": {"model": "resnet10t", "size": 24, "epochs": 5, "batch_size": 64},
+    "convnext": {"model": "test_convnext", "size": 32, "epochs": 12, "lr": 5e-3, "batch_size": 64},
 }
 BLEND_NAME = "demo-mean"
 MARKER = ".ens-demo"  # says a folder was written by the demo, so --force may clear it

@@ -29,7 +29,9 @@ from ensemble.folds import Folds, read_folds
 from ensemble.images import read_images
 from ensemble.scores import experiment_scores
 from ensemble.devices import out_of_memory_as_error, resolve_device
-from ensemble.nets import check_input_size
+from ensemble.nets import check_input_size, check_weights
+from ensemble.weights import weights_identity
+from ensemble.stages import check_stage_sizes, legacy_stages, plan_stages, stage_record
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, FoldOutput, Progress, train_fold
 
@@ -46,12 +48,35 @@ NOT_IDENTITY = {
     "competition.submission",
     "competition.positive_class",
     "competition.group_column",  # the folds file's hash is compared instead
+    "train.pretrained",  # the weights file's path: train.weights (its content hash) is compared instead
 }
 
 # What a key missing from an older settings.json stands for: the value that reproduces what
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
-LEGACY: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {
+    "train.sizes": "",  # one stage at train.size
+    "train.stages": legacy_stages,
+    "train.augment": "none",
+    "train.ema": 0.0,
+    "train.mixup": 0.0,
+    "train.cutmix": 0.0,
+    "train.label_smoothing": 0.0,
+    "train.class_weights": "none",
+    "train.optimizer": "adamw",
+    "train.schedule": "onecycle",
+    "train.warmup": 0.2,
+    "train.clip_grad": 0.0,
+    # Before issue 11: no attention, random weights, nothing frozen, one learning rate.
+    "train.attention": "none",
+    "train.attention_in_blocks": False,
+    "train.pretrained": "",
+    "train.weights": "random",
+    "train.train_blocks": -1,
+    "train.freeze_bn": False,
+    "train.unfreeze_after": 0,
+    "train.backbone_lr_scale": 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -63,11 +88,20 @@ class ImagesRead:
 
 
 @dataclass(frozen=True)
+class WeightsChecked:
+    """Pretrained weights fit the network; summary says how they were matched."""
+
+    summary: str
+
+
+@dataclass(frozen=True)
 class FoldStart:
     fold: int
     n_train: int
     n_valid: int
     resuming: bool
+    position: int = 1  # 1-based among the folds this run trains
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -97,9 +131,10 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
     import torch
 
     train = dataclasses.asdict(settings)
+    train["weights"] = weights_identity(settings.pretrained, settings.model)
     return {
         "name": name,
-        "train": {key: value for key, value in train.items() if key != "device"},
+        "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
         "device": settings.device,
         "competition": dataclasses.asdict(competition.settings),
         "classes": list(competition.classes),
@@ -109,6 +144,14 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
         "folds_sha256": folds.sha256,
         "versions": {"ens": __version__, "torch": torch.__version__, "timm": timm.__version__},
     }
+
+
+def resolve_settings(workspace: Workspace, settings: TrainSettings) -> TrainSettings:
+    """Every "auto" settled, and a weights file's path made absolute (ens.toml paths are relative to the workspace)."""
+    settings = settings.resolved()
+    if settings.pretrained and settings.pretrained != "timm":
+        settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
+    return settings
 
 
 def with_legacy_values(record: dict) -> dict:
@@ -215,6 +258,7 @@ def _train_experiment(
     outside = [fold for fold in requested if not 0 <= fold < folds.k]
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
+    settings = resolve_settings(workspace, settings)
     record = describe_run(competition, folds, name, settings)
     lock_folds(experiment, requested, fold_locks)
     planned = settings_text(experiment)
@@ -230,7 +274,12 @@ def _train_experiment(
         with writing(experiment):
             fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
-    check_input_size(settings.model, len(competition.classes), settings.size)
+    check_input_size(settings.model, len(competition.classes), settings.size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:  # a file that does not fit is refused before anything is written
+        mapping = check_weights(settings, len(competition.classes))
+        if progress:
+            progress(WeightsChecked(mapping.summary()))
+    check_stage_sizes(settings, len(competition.classes))
     resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:
@@ -260,11 +309,11 @@ def _train_experiment(
         experiment.test_path.unlink(missing_ok=True)
         store.write_json(experiment.settings_path, record)
 
-    for fold in to_train:
+    for position, fold in enumerate(to_train, 1):
         valid_rows = np.flatnonzero(folds.fold_of == fold)
         train_rows = np.flatnonzero(folds.fold_of != fold)
         if progress:
-            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
+            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), position, len(to_train)))
         fold_started = time.perf_counter()
         data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
         with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
@@ -294,7 +343,10 @@ def write_fold(
     classes = competition.classes
     store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
-    checkpoint = {"state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size}
+    checkpoint = {
+        "state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size,
+        "attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks,
+    }
     store.save_torch(experiment.checkpoint_path(fold), checkpoint)
     result = {
         "fold": fold,

@@ -13,6 +13,7 @@ the CPU) as one never stopped.
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,10 @@ from ensemble import devices, store
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
-from ensemble.nets import create_net, normalization
+from ensemble.nets import create_net, load_weights, normalization, train_mode
+from ensemble.augment import Augment
+from ensemble.recipe import CLASS_WEIGHTS, WeightsEma, loss_function, mix_batch
+from ensemble.stages import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups, plan_stages, stage_of_epoch, total_epochs
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,30 @@ class EpochEnd:
     valid_score: float
     metric: str
     seconds: float
+    stage: int = 1  # 1-based; events saved before stages existed had one
+    stages: int = 1
+    size: int = 0  # the stage's image size; 0 in events saved before stages existed
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    """Progress event sent after a training step, at most a few times a second."""
+
+    fold: int
+    epoch: int  # 1-based, over every stage
+    epochs: int
+    stage: int  # 1-based
+    stages: int
+    size: int
+    step: int  # 1-based, within the epoch
+    steps: int
+    loss: float  # mean training loss of the epoch so far
+    images_per_second: float
+    seconds_left: float  # this fold's, at this run's pace so far
+
+
+# Stream numbers for seed_for(seed, fold, epoch, stream): each random consumer its own.
+AUGMENT_STREAM, MIX_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
@@ -97,16 +125,30 @@ class Batches:
         self.memory_format = devices.memory_format(device)
         self.pin = device.type == "cuda"
 
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """images: uint8 (n, h, w, 3) on the CPU -> float (n, 3, h, w) on the device."""
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """images: uint8 (n, h, w, 3) on the CPU -> uint8 (n, 3, h, w) on the device."""
         if self.pin:
             images = images.pin_memory()
-        images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        return (images * self.scale - self.shift).contiguous(memory_format=self.memory_format)
+        return images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+
+    def normalise(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """uint8 (n, 3, h, w) on the device -> float input (n, 3, size, size).
+
+        Images are decoded once at the largest stage size; smaller stages shrink each batch
+        here, antialiased so that a 2x smaller image is an average, not a subsample.
+        """
+        inputs = images.float() * self.scale - self.shift
+        if size is not None and size != inputs.shape[-1]:
+            inputs = F.interpolate(inputs, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return inputs.contiguous(memory_format=self.memory_format)
+
+    def to_input(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """images: uint8 (n, h, w, 3) on the CPU -> float (n, 3, size, size) on the device."""
+        return self.normalise(self.to_device(images), size)
 
     @torch.inference_mode()
-    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`.
+    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
+        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`, at `size`.
 
         In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
         would tie OOF probabilities that rank metrics and blending need to tell apart.
@@ -114,7 +156,7 @@ class Batches:
         net.eval()
         pixels = torch.from_numpy(images)
         rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
-        outputs = [net(self.to_input(pixels[batch])).float().cpu() for batch in rows.split(self.batch_size)]
+        outputs = [net(self.to_input(pixels[batch], size)).float().cpu() for batch in rows.split(self.batch_size)]
         return torch.cat(outputs).numpy()
 
 
@@ -126,6 +168,28 @@ def batch_indices(n_rows: int, batch_size: int, generator: torch.Generator) -> l
     return batches
 
 
+def seed_everything(seed: int) -> None:
+    """Every global random source (torch: dropout, drop-path; numpy; Python) from one seed."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class Throttle:
+    """Lets a step event through at most every `interval` seconds, and always the epoch's last."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self.last = -float("inf")
+
+    def __call__(self, last_step: bool) -> bool:
+        now = time.perf_counter()
+        if last_step or now - self.last >= self.interval:
+            self.last = now
+            return True
+        return False
+
+
 def train_fold(
     data: FoldData,
     settings: TrainSettings,
@@ -134,16 +198,26 @@ def train_fold(
     resume_path: Path,
     progress: Progress | None = None,
 ) -> FoldOutput:
+    settings = settings.resolved()
     device = devices.resolve_device(settings.device)
+    plan = plan_stages(settings)
+    epochs = total_epochs(plan)
     torch.manual_seed(seed_for(settings.seed, fold))
-    net = create_net(settings.model, data.n_classes, settings.size).to(device, memory_format=devices.memory_format(device))
+    net = create_net(settings.model, data.n_classes, plan[-1].size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:
+        load_weights(net, settings.model, plan[-1].size, settings.pretrained)
+    net = net.to(device, memory_format=devices.memory_format(device))
     batches = Batches(net, device, settings.batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = OPTIMIZERS.get(settings.optimizer)(parameter_groups(net, settings), settings)
     steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.2
-    )
+    # One schedule over every step of every stage; each stage scales it by its lr_scale.
+    scheduler = SCHEDULES.get(settings.schedule)(optimizer, settings, epochs * steps_per_epoch)
     scaler = devices.grad_scaler(device)
+    ema = WeightsEma(net, settings.ema) if settings.ema > 0 else None
+    augment = Augment(settings.augment)
+    class_weights = CLASS_WEIGHTS.get(settings.class_weights)(data.targets[data.train_rows], data.n_classes)
+    loss_of = loss_function(settings.label_smoothing, class_weights, device)
+    mixing = settings.mixup > 0 or settings.cutmix > 0
     history: list[EpochEnd] = []
     first_epoch = 0
     if resume_path.is_file():
@@ -153,36 +227,71 @@ def train_fold(
         scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when the run began where no scaler was needed
             scaler.load_state_dict(state["scaler"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         history = [EpochEnd(**event) for event in state["history"]]
         first_epoch = state["epoch"]
     resumed_seconds = sum(event.seconds for event in history)
+    # With EMA on, the averaged weights are the ones scored, cached and saved; never the best epoch.
+    evaluated = ema.net if ema else net
 
     valid_logits = None  # stays None when a resumed fold had already finished every epoch
     pixels = torch.from_numpy(data.images)
     all_targets = torch.from_numpy(data.targets)
     train_rows = torch.from_numpy(data.train_rows)
-    for epoch in range(first_epoch, settings.epochs):
+    throttle = Throttle()
+    run_started, run_steps = time.perf_counter(), 0
+    for epoch in range(first_epoch, epochs):
         started = time.perf_counter()
+        stage_index = stage_of_epoch(plan, epoch)  # a resumed run restarts inside its stage
+        stage = plan[stage_index]
+        TRAINABLE.get(stage.trainable)(net, settings)
         epoch_seed = seed_for(settings.seed, fold, epoch)
-        torch.manual_seed(epoch_seed)
-        net.train()
+        seed_everything(epoch_seed)
+        # Own streams for augmentation and mixing, so turning one on leaves the others' draws alone.
+        augment_generator = torch.Generator().manual_seed(seed_for(settings.seed, fold, epoch, AUGMENT_STREAM))
+        mix_rng = np.random.default_rng(seed_for(settings.seed, fold, epoch, MIX_STREAM))
+        train_mode(net)  # frozen BatchNorm layers stay in eval mode
         loss_sum = torch.zeros((), device=device)
         n_seen = 0
-        for batch in batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
+        epoch_batches = batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed))
+        for step, batch in enumerate(epoch_batches):
             rows = train_rows[batch]
-            inputs = batches.to_input(pixels[rows])
+            images = batches.to_device(pixels[rows])
+            if augment:
+                images = augment(images, augment_generator)
+            inputs = batches.normalise(images, stage.size)
             targets = all_targets[rows].to(device, non_blocking=True)
+            if mixing:
+                inputs, targets = mix_batch(inputs, targets, data.n_classes, settings.mixup, settings.cutmix, mix_rng)
+            for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = lr * stage.lr_scale * group.get("lr_scale", 1.0)
             with devices.autocast(device):
-                loss = F.cross_entropy(net(inputs), targets)
+                loss = loss_of(net(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if settings.clip_grad > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), settings.clip_grad)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema:
+                ema.update(net)
             loss_sum += loss.detach().float() * len(rows)
             n_seen += len(rows)
+            run_steps += 1
+            if progress and throttle(step == len(epoch_batches) - 1):
+                elapsed = time.perf_counter() - run_started
+                steps_left = (epochs - epoch) * len(epoch_batches) - step - 1
+                progress(StepEnd(
+                    fold=fold, epoch=epoch + 1, epochs=epochs, stage=stage_index + 1, stages=len(plan),
+                    size=stage.size, step=step + 1, steps=len(epoch_batches), loss=float(loss_sum) / n_seen,
+                    images_per_second=n_seen / (time.perf_counter() - started),
+                    seconds_left=elapsed / run_steps * steps_left,
+                ))
 
-        valid_logits = batches.predict(net, data.images, data.valid_rows)
+        valid_logits = batches.predict(evaluated, data.images, data.valid_rows, stage.size)
         train_loss = float(loss_sum) / max(n_seen, 1)
         if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
             # Stop before the state is saved: a NaN fold must never be resumed or marked done.
@@ -194,12 +303,15 @@ def train_fold(
         event = EpochEnd(
             fold=fold,
             epoch=epoch + 1,
-            epochs=settings.epochs,
+            epochs=epochs,
             train_loss=train_loss,
             valid_loss=logloss(data.valid_targets, valid_probs),
             valid_score=metric.score(data.valid_targets, valid_probs),
             metric=metric.name,
             seconds=time.perf_counter() - started,
+            stage=stage_index + 1,
+            stages=len(plan),
+            size=stage.size,
         )
         history.append(event)
         state = {
@@ -208,6 +320,7 @@ def train_fold(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
+            "ema": ema.state_dict() if ema else None,
             "history": [dataclasses.asdict(item) for item in history],
         }
         store.save_torch(resume_path, state)
@@ -215,11 +328,11 @@ def train_fold(
             progress(event)
 
     if valid_logits is None:
-        valid_logits = batches.predict(net, data.images, data.valid_rows)
+        valid_logits = batches.predict(evaluated, data.images, data.valid_rows, plan[-1].size)
     return FoldOutput(
         valid_logits=valid_logits,
-        test_logits=batches.predict(net, data.test_images),
-        state_dict={name: tensor.cpu() for name, tensor in net.state_dict().items()},
+        test_logits=batches.predict(evaluated, data.test_images, size=plan[-1].size),
+        state_dict={name: tensor.cpu() for name, tensor in evaluated.state_dict().items()},
         history=history,
         resumed_seconds=resumed_seconds,
     )

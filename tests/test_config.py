@@ -18,7 +18,10 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
     [
         ("[competition]\nid_colum = 'x'\n", ["[competition]", "unknown key 'id_colum'"]),
         ("[trian]\n", ["unknown section [trian]"]),
-        ("[train]\nepochs = 'three'\n", ["epochs must be int", "'three'"]),
+        ("[train]\nepochs = 'three'\n", ["ens.toml [train]", "epochs: cannot read", "'three'"]),
+        ("[train]\nepochs = 2.5\n", ["epochs must be int or str or list", "2.5"]),
+        ("[train]\nsizes = '32,24'\n", ["ens.toml [train]: train sizes must grow"]),
+        ("[train]\nsizes = [24, 32]\nepochs = '1,2,3'\n", ["3 counts for 2 sizes"]),
         ("[train]\nsize = 2\n", ["ens.toml [train]: train size must be at least 8"]),
         ("[folds]\nk = 1\n", ["ens.toml [folds]: folds k must be at least 2"]),
         ("[folds]\nseed = 5000000000\n", ["ens.toml [folds]: folds seed must be between 0 and 4294967295"]),

@@ -30,11 +30,12 @@ IMAGE_SOURCE = re.compile(r'src="([^"]*)"')
 
 @pytest.fixture(scope="module")
 def reported(trained_dir, tmp_path_factory):
-    """The trained workspace with a blend that saved its OOF probabilities ('m') and one that did not ('n')."""
+    """The trained workspace with a blend whose OOF probabilities are known ('m') and one without them ('n')."""
     root = shutil.copytree(trained_dir, tmp_path_factory.mktemp("report") / "ws")
     workspace = Workspace.load(root)
     blend_experiments(workspace, "m")
     blend_experiments(workspace, "n", experiments=["b"])
+    (root / "submissions" / "n.oof.npz").unlink()  # as a blend made before blends saved them
     competition = load_competition(workspace, check_images=False)
     probs = np.mean([metrics.softmax(load_logits(root / "models" / name / "oof.npz").values) for name in ("a", "b")], axis=0)
     np.savez(root / "submissions" / "m.oof.npz", ids=competition.train_ids, classes=np.array(competition.classes), probs=probs)

@@ -28,25 +28,33 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_gives_identical_weights(tmp_path):
-    data = fold_data()
-    straight = train_fold(data, SETTINGS, 0, get("accuracy"), tmp_path / "a.pt")
+def kill_then_resume(data, settings, tmp_path, kill_after_epoch: int):
+    """Train straight through, and again killed after an epoch then resumed.
 
-    def kill_after_first_epoch(event):
-        if isinstance(event, EpochEnd) and event.epoch == 1:
+    Returns (straight, resumed, epoch events of the resumed run); asserts the two match bit for bit.
+    """
+    straight = train_fold(data, settings, 0, get("accuracy"), tmp_path / "straight.pt")
+
+    def kill(event):
+        if isinstance(event, EpochEnd) and event.epoch == kill_after_epoch:
             raise Killed
 
     with pytest.raises(Killed):
-        train_fold(data, SETTINGS, 0, get("accuracy"), tmp_path / "b.pt", kill_after_first_epoch)
-    assert (tmp_path / "b.pt").is_file()
-    epochs_run = []
-    resumed = train_fold(data, SETTINGS, 0, get("accuracy"), tmp_path / "b.pt", lambda e: epochs_run.append(e.epoch))
-    assert epochs_run == [2, 3]
-    assert [event.epoch for event in resumed.history] == [1, 2, 3]
+        train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", kill)
+    assert (tmp_path / "killed.pt").is_file()
+    events = []
+    resumed = train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", events.append)
     np.testing.assert_array_equal(straight.valid_logits, resumed.valid_logits)
     np.testing.assert_array_equal(straight.test_logits, resumed.test_logits)
     for name, tensor in straight.state_dict.items():
         assert torch.equal(tensor, resumed.state_dict[name]), name
+    return straight, resumed, [event for event in events if isinstance(event, EpochEnd)]
+
+
+def test_resume_after_a_kill_gives_identical_weights(tmp_path):
+    _, resumed, events = kill_then_resume(fold_data(), SETTINGS, tmp_path, kill_after_epoch=1)
+    assert [event.epoch for event in events] == [2, 3]
+    assert [event.epoch for event in resumed.history] == [1, 2, 3]
 
 
 def test_folds_differ_and_shapes_hold(tmp_path):

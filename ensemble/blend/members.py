@@ -95,9 +95,11 @@ def resolve_names(models_dir: Path, competition: Competition, experiments: list[
     return chosen, dict(sorted(left_out.items()))
 
 
-def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[str, ...], into: np.ndarray) -> None:
-    """Write logits.values reordered to `ids` into `into` (no further copy); refused when
-    the ids or the classes differ."""
+def aligned(
+    logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[str, ...], into: np.ndarray | None = None
+) -> np.ndarray:
+    """logits.values reordered to `ids`, written into `into` when given (no further copy);
+    refused when the ids or the classes differ."""
     if logits.classes != classes:
         raise EnsError(f"{path}: classes {list(logits.classes)[:5]} differ from the competition's {list(classes)[:5]}")
     try:
@@ -107,7 +109,10 @@ def aligned(logits: store.Logits, path: Path, ids: np.ndarray, classes: tuple[st
     if len(logits.ids) != len(ids):
         extra = sorted(set(logits.ids) - set(ids))
         raise EnsError(f"{path}: id {str(extra[0])!r} is not in the competition ({len(extra)} extra ids)")
+    if into is None:
+        return logits.values[rows]
     np.take(logits.values, rows, axis=0, out=into)
+    return into
 
 
 def usable_experiment(models_dir: Path, competition: Competition, name: str) -> store.ExperimentDir:

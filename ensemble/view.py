@@ -1,0 +1,87 @@
+"""How the CLI shows training progress: a live rich view on a terminal, plain lines elsewhere.
+
+The library sends events (ImagesRead, FoldStart, StepEnd, EpochEnd, FoldEnd). On a terminal
+a bar for the running fold shows its stage, epoch, step, running loss, last validation
+score, images per second and the run's time left, and each line the CLI prints for the other
+events appears above it. In CI logs and pipes, where a redrawn bar would be noise, step
+events are dropped and only those lines are printed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Column
+
+if TYPE_CHECKING:
+    from ensemble.train import StepEnd
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrainView:
+    """A progress callback for train_experiment; use as a context manager around the run."""
+
+    def __init__(self, console: Console, print_event: Callable[[object], None]):
+        """print_event: prints an event's line (through `console`, so it lands above the bar)."""
+        self.print_event = print_event
+        self.live = console.is_terminal
+        # The numbers wrap under the bar rather than be cut off on an 80-column terminal.
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=16),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=False, ratio=1)),
+            console=console, transient=True, expand=True,
+        )
+        self.task = None
+        self.task_fold = None
+        self.score = ""  # the last validation score, shown until the next epoch ends
+        self.folds_left = 0  # after the running one
+        self.fold_started = 0.0
+
+    def __enter__(self) -> "TrainView":
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def __call__(self, event: object) -> None:
+        from ensemble.runs import FoldStart
+        from ensemble.train import EpochEnd, StepEnd
+
+        if isinstance(event, StepEnd):
+            if self.live:
+                self.show_step(event)
+            return
+        if isinstance(event, FoldStart):
+            self.folds_left = event.count - event.position
+            self.fold_started = time.perf_counter()
+            self.score = ""
+        if isinstance(event, EpochEnd):
+            self.score = f"{event.metric} {event.valid_score:.4f}"
+        self.print_event(event)
+
+    def show_step(self, event: StepEnd) -> None:
+        if self.task_fold != event.fold:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task("", total=event.epochs * event.steps, detail="")
+            self.task_fold = event.fold
+        done = (event.epoch - 1) * event.steps + event.step
+        # The folds still to come take about as long as this one will.
+        fold_seconds = time.perf_counter() - self.fold_started + event.seconds_left
+        left = event.seconds_left + self.folds_left * fold_seconds
+        stage = f" stage {event.stage}/{event.stages} {event.size}px" if event.stages > 1 else ""
+        description = f"fold {event.fold}{stage} epoch {event.epoch}/{event.epochs} step {event.step}/{event.steps}"
+        detail = "  ".join(
+            part for part in (f"loss {event.loss:.4f}", self.score, f"{event.images_per_second:.0f} img/s", f"{clock(left)} left") if part
+        )
+        self.progress.update(self.task, completed=done, description=description, detail=detail)

@@ -1,0 +1,78 @@
+"""Train-time transforms: every registered one keeps shape and dtype, follows its seed, changes images."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ensemble.augment import TRANSFORMS, Augment, canonical
+from ensemble.cli import app
+from ensemble.config import TrainSettings
+from ensemble.errors import EnsError
+
+# A parameter for each transform that takes one; every registered name must be here.
+EXAMPLES = {
+    "hflip": "hflip", "vflip": "vflip", "rot90": "rot90", "shift": "shift:0.2", "scale": "scale:0.5-0.9",
+    "rotate": "rotate:30", "color": "color:0.5", "erase": "erase:1",
+}
+
+
+def batch(n=6, side=12):
+    return torch.randint(0, 256, (n, 3, side, side), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def test_every_transform_is_exercised_here():
+    assert sorted(EXAMPLES) == TRANSFORMS.names()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_transform_keeps_shape_and_dtype_and_follows_its_seed(name):
+    images = batch()
+    augment = Augment(EXAMPLES[name])
+    first = augment(images, torch.Generator().manual_seed(1))
+    assert first.shape == images.shape and first.dtype == torch.uint8
+    assert torch.equal(first, augment(images, torch.Generator().manual_seed(1))), "same seed, same images"
+    assert not torch.equal(first, images), "a transform that never changes anything"
+    assert not torch.equal(first, augment(images, torch.Generator().manual_seed(2))), "another seed, other draws"
+
+
+def test_geometric_transforms_move_pixels_as_their_units_say():
+    images = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    images[..., 3, 3] = 200
+    flipped = Augment("hflip")(images.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert {tuple(torch.nonzero(image[0]).tolist()[0]) for image in flipped} == {(3, 3), (3, 4)}
+    turned = Augment("rot90")(images.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert {tuple(torch.nonzero(image[0]).tolist()[0]) for image in turned} == {(3, 3), (3, 4), (4, 3), (4, 4)}
+    # shift:0 and scale:1-1 are the identity, pixel for pixel (one warp, no blur).
+    still = batch()
+    assert torch.equal(Augment("shift:0,scale:1-1,rotate:0")(still, torch.Generator()), still)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("flip", "unknown augmentation 'flip'; expected one of: color, erase, hflip"),
+        ("shift:2", r"shift needs a number in 0..0.5, e.g. shift:0.1; got shift:2"),
+        ("scale:0.9-0.5", "LO must not exceed HI"),
+        ("scale:0.5", "scale needs a number in"),
+        ("hflip:1", "hflip takes no parameter"),
+        ("erase", r"erase needs a number in 0..1, e.g. erase:0.25; got none"),
+    ],
+)
+def test_bad_specs_are_refused_by_the_registry(spec, message):
+    with pytest.raises(EnsError, match=message):
+        TrainSettings(augment=spec)
+
+
+def test_specs_are_spelled_one_way():
+    assert canonical(" hflip , shift:0.1,") == "hflip,shift:0.1"
+    assert TrainSettings(augment="").augment == "none" == TrainSettings().augment
+    assert not Augment("none")
+
+
+def test_unknown_transform_is_one_error_line_exit_1(competition_dir):
+    result = CliRunner().invoke(app, ["train-folds", "-w", str(competition_dir), "-n", "x", "--augment", "hflip,twirl"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown augmentation 'twirl'; expected one of: color, erase, hflip, rot90, rotate, scale, shift, vflip"
+    ]
+    assert not (competition_dir / "models" / "x").exists()
