@@ -106,9 +106,11 @@ def class_folders(root: Path, with_test: bool = True) -> CompetitionSettings:
 
 
 def class_folders_with_sample(root: Path) -> CompetitionSettings:
-    """Class folders and a sample submission whose ids are the test file names (plant-seedlings style)."""
+    """Class folders and a sample submission whose ids are the test file names (plant-seedlings
+    style), saved with a byte-order mark."""
     class_folders(root)
-    csv(root / "sample_submission.csv", file=[f"u{i}.png" for i in range(3)], species="cat")
+    frame = pd.DataFrame({"file": [f"u{i}.png" for i in range(3)], "species": "cat"})
+    frame.to_csv(root / "sample_submission.csv", index=False, encoding="utf-8-sig")
     return CompetitionSettings(
         train_csv="lists/train.csv", test_csv="lists/test.csv", sample_submission="sample_submission.csv",
         train_images="train", test_images="test", id_column="file", label_column="species", image_suffix="",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ensemble import store
+from ensemble.competition import read_table
 from ensemble.config import CompetitionSettings
 from ensemble.errors import EnsError
 from ensemble.init import files
@@ -33,7 +34,7 @@ def from_class_folders(inference: Inference, given: Given, sample_path: Path | N
         raise EnsError("--image-suffix: with one folder per class the ids are the images' paths, suffix included; leave it out")
     train_folder, classes = find_class_folders(inference, given)
     test_folder = find_test_folder(inference, given, train_folder)
-    sample = pd.read_csv(sample_path, dtype=str, keep_default_na=False, nrows=0) if sample_path else None
+    sample = read_table(sample_path, []) if sample_path else None
     id_column = given.id_column or (sample.columns[0] if sample is not None else "id")
     label_column = given.label_column or (sample.columns[1] if sample is not None and len(sample.columns) == 2 else "label")
     rows = [(path.relative_to(train_folder).as_posix(), sub.name) for sub in classes for path in files.image_files(sub)]
