@@ -103,9 +103,11 @@ def test_the_warm_up_is_a_stage_of_the_plan_and_auto_is_resolved():
         return [(stage.size, stage.epochs, stage.trainable) for stage in plan_stages(TrainSettings(**fields))]
 
     assert plan(epochs=3) == [(32, 3, "all")]  # from scratch: as before
-    assert plan(epochs=3, pretrained="w.pt") == [(32, 1, "head"), (32, 2, "all")]
+    warm = PRETRAINED_WARMUP_EPOCHS  # the measured default
+    assert plan(epochs=3, pretrained="w.pt") == [(32, warm, "head")] * bool(warm) + [(32, 3 - warm, "all")]
+    assert plan(epochs=3, pretrained="w.pt", unfreeze_after=1) == [(32, 1, "head"), (32, 2, "all")]
     assert plan(epochs=1, pretrained="w.pt") == [(32, 1, "all")]  # no room for a warm-up
-    assert plan(sizes="16,24", epochs="1,2", pretrained="w.pt", train_blocks=1) == [(16, 1, "head"), (24, 2, "blocks")]
+    assert plan(sizes="16,24", epochs="1,2", pretrained="w.pt", train_blocks=1, unfreeze_after=1) == [(16, 1, "head"), (24, 2, "blocks")]
     assert plan(sizes="16,24", epochs=2, unfreeze_after=3, freeze_bn=True) == [(16, 2, "head"), (24, 1, "head"), (24, 1, "blocks")]
     resolved = TrainSettings(pretrained="w.pt").resolved()
     assert (resolved.unfreeze_after, resolved.freeze_bn, resolved.backbone_lr_scale) == (
