@@ -67,6 +67,8 @@ class TrainSettings:
     weight_decay: float = 0.01
     seed: int = 42
     device: str = "auto"
+    tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)
+    tta_merge: str = "mean"  # mean, gmean or max of the views' probabilities
 
     def __post_init__(self):
         _check(self.size >= 8, f"train size must be at least 8 pixels, got {self.size}")

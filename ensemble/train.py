@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ensemble import devices, store
+from ensemble import devices, store, tta
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
@@ -104,18 +104,16 @@ class Batches:
         images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         return (images * self.scale - self.shift).contiguous(memory_format=self.memory_format)
 
-    @torch.inference_mode()
-    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`.
+    def predict(
+        self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None, policy: tta.Policy = tta.NO_TTA
+    ) -> np.ndarray:
+        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`,
+        merged over the TTA policy's views (see tta.predict).
 
         In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
         would tie OOF probabilities that rank metrics and blending need to tell apart.
         """
-        net.eval()
-        pixels = torch.from_numpy(images)
-        rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
-        outputs = [net(self.to_input(pixels[batch])).float().cpu() for batch in rows.split(self.batch_size)]
-        return torch.cat(outputs).numpy()
+        return tta.predict(net, self, images, rows, policy).logits
 
 
 def batch_indices(n_rows: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -215,11 +213,13 @@ def train_fold(
         if progress:
             progress(event)
 
-    if valid_logits is None:
-        valid_logits = batches.predict(net, data.images, data.valid_rows)
+    # Epochs are validated on the identity view alone; the OOF logits kept get the test's policy.
+    policy = tta.parse_policy(settings.tta, settings.tta_merge)
+    if valid_logits is None or policy.n_views > 1:
+        valid_logits = batches.predict(net, data.images, data.valid_rows, policy)
     return FoldOutput(
         valid_logits=valid_logits,
-        test_logits=batches.predict(net, data.test_images),
+        test_logits=batches.predict(net, data.test_images, policy=policy),
         state_dict={name: tensor.cpu() for name, tensor in net.state_dict().items()},
         history=history,
         resumed_seconds=resumed_seconds,
