@@ -83,12 +83,12 @@ def load_checkpoint(path: Path) -> dict:
 
 def check_fits(path: Path, checkpoint: dict, settings: dict, classes: tuple[str, ...]) -> None:
     """Refuse a checkpoint built for another model, size or classes than the experiment says."""
-    expected = (settings["train"]["model"], tuple(classes))
-    found = (checkpoint.get("model"), tuple(checkpoint.get("classes", ())))
+    expected = (settings["train"]["model"], settings["train"]["size"], tuple(classes))
+    found = (checkpoint.get("model"), checkpoint.get("size"), tuple(checkpoint.get("classes", ())))
     if found != expected:
         raise EnsError(
-            f"{path}: checkpoint is a {found[0]} for classes {list(found[1])[:5]}; "
-            f"expected a {expected[0]} for classes {list(expected[1])[:5]}"
+            f"{path}: checkpoint is a {found[0]} at {found[1]}px for classes {list(found[2])[:5]}; "
+            f"expected a {expected[0]} at {expected[1]}px for classes {list(expected[2])[:5]}"
         )
 
 

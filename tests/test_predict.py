@@ -156,6 +156,18 @@ def test_predict_errors_are_one_line(trained_dir, args, message):
     assert message in result.output and result.output.count("\n") == 1
 
 
+@pytest.mark.parametrize("key, value", [("model", "resnet10t"), ("size", 24)])
+def test_checkpoints_that_do_not_fit_the_settings_are_refused(trained_copy, key, value):
+    path = trained_copy / "models" / "a" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["train"][key] = value
+    path.write_text(json.dumps(settings))
+    result = ens("predict", "-w", trained_copy, "-n", "a", "--as", "x")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "fold0/model.pt: checkpoint is a test_resnet at 16px" in result.output and str(value) in result.output
+    assert not (trained_copy / "models" / "x").exists()
+
+
 def test_train_folds_refuses_an_unknown_view(trained_dir):
     result = ens("train-folds", "-w", trained_dir, "-n", "x", "--tta", "flip")
     assert result.exit_code == 1 and result.output.startswith("error: unknown TTA view 'flip'; expected one of:")
