@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_tta.py [--tta d4] [--n 360] [--batch-size 64] [--folds 5]
         [--model resnet10t] [--size 32] [--device cpu] [--repeats 5]
     .venv/bin/python benchmarks/bench_tta.py -w WORKSPACE --name EXP    # an experiment's own fold checkpoints
+    .venv/bin/python benchmarks/bench_tta.py --images-per-pass 360      # one stacked pass over all images
 
 Without -w, the fold models are `--folds` randomly initialised `--model` networks (the speed
 of a forward pass does not depend on the weights). All three ways predict the same images
@@ -53,18 +54,23 @@ def ens_views(nets, batches_of, images, policy) -> np.ndarray:
     return np.stack([tta.predict(net, batches_of[index], images, None, policy).views for index, net in enumerate(nets)])
 
 
-def loop_views(nets, batches_of, images, policy) -> np.ndarray:
+def per_chunk(nets, batches_of, images, predict_chunk) -> np.ndarray:
+    """predict_chunk(net, inputs) -> logits of one chunk, stacked over fold models; views on axis -3."""
     outputs = []
     pixels = torch.from_numpy(images)
     with torch.inference_mode():
-        for index, net in enumerate(nets):
-            batches = batches_of[index]
-            chunks = []
-            for chunk in pixels.split(batches.batch_size):
-                inputs = batches.to_input(chunk)
-                chunks.append(torch.stack([net(view.apply(inputs).contiguous(memory_format=batches.memory_format)).float().cpu() for view in policy.views]))
-            outputs.append(torch.cat(chunks, dim=1).numpy())
+        for net, batches in zip(nets, batches_of):
+            outputs.append(torch.cat([predict_chunk(net, batches, batches.to_input(chunk)) for chunk in pixels.split(batches.batch_size)], dim=-2).numpy())
     return np.stack(outputs)
+
+
+def loop_views(nets, batches_of, images, policy) -> np.ndarray:
+    """(n_folds, n_views, n, n_classes): one pass per view per chunk."""
+
+    def one_pass_per_view(net, batches, inputs):
+        return torch.stack([net(view.apply(inputs).contiguous(memory_format=batches.memory_format)).float().cpu() for view in policy.views])
+
+    return per_chunk(nets, batches_of, images, one_pass_per_view)
 
 
 TTACH = {"hflip": "hflip_transform", "d4": "d4_transform"}
@@ -84,14 +90,10 @@ def ttach_mean(nets, batches_of, images, transforms) -> np.ndarray:
     """(n_folds, n, n_classes): ttach's mean of logits over views."""
     import ttach
 
-    outputs = []
-    pixels = torch.from_numpy(images)
-    with torch.inference_mode():
-        for index, net in enumerate(nets):
-            batches = batches_of[index]
-            wrapped = ttach.ClassificationTTAWrapper(net, transforms, merge_mode="mean")
-            outputs.append(torch.cat([wrapped(batches.to_input(chunk)).float().cpu() for chunk in pixels.split(batches.batch_size)]).numpy())
-    return np.stack(outputs)
+    def wrapped(net, batches, inputs):
+        return ttach.ClassificationTTAWrapper(net, transforms, merge_mode="mean")(inputs).float().cpu()
+
+    return per_chunk(nets, batches_of, images, wrapped)
 
 
 def main():
@@ -106,7 +108,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("-w", "--workspace", type=Path)
     parser.add_argument("--name")
+    parser.add_argument("--images-per-pass", type=int, help="override tta.images_per_pass, to see where stacking stops paying")
     args = parser.parse_args()
+    if args.images_per_pass:
+        tta.images_per_pass = lambda *_: args.images_per_pass
     device = torch.device(args.device)
     nets, size = fold_models(args, device)
     policy = tta.parse_policy(args.tta)
