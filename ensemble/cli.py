@@ -29,6 +29,7 @@ from ensemble.tables import score_text
 from ensemble.augment import TRANSFORMS
 from ensemble.recipe import CLASS_WEIGHTS
 from ensemble.stages import OPTIMIZERS, SCHEDULES
+from ensemble.tta import MERGES, VIEWS
 
 app = typer.Typer(
     name="ens",
@@ -51,6 +52,11 @@ WorkspaceOption = Annotated[
     typer.Option("--workspace", "-w", help="Workspace folder holding ens.toml.", file_okay=False),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing outputs.")]
+TtaOption = Annotated[
+    Optional[str],
+    typer.Option("--tta", help=f"Test-time views, a comma list of: {', '.join(VIEWS.names())} (scale:F, shift:F); the identity is always in."),
+]
+TtaMergeOption = Annotated[Optional[str], typer.Option("--tta-merge", help=f"How views merge: {', '.join(MERGES.names())} of probabilities.")]
 
 
 def default(cls, field: str) -> str:
@@ -242,6 +248,8 @@ def train_folds(
     schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default(TrainSettings, 'schedule')}")] = None,
     warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default(TrainSettings, 'warmup')}")] = None,
     clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default(TrainSettings, 'clip_grad')}")] = None,
+    tta: TtaOption = None,
+    tta_merge: TtaMergeOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -270,6 +278,7 @@ def train_folds(
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
+        tta=tta, tta_merge=tta_merge,
     )
     with TrainView(err, print_event) as view:
         result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view)
@@ -277,6 +286,52 @@ def train_folds(
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
     out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
+
+
+@app.command()
+@handles_errors
+def predict(
+    name: Annotated[str, typer.Option("--name", "-n", help="Experiment whose fold checkpoints predict.")],
+    tta: TtaOption = None,
+    tta_merge: TtaMergeOption = None,
+    as_name: Annotated[Optional[str], typer.Option("--as", help="New experiment: OOF and test logits again, under --tta.")] = None,
+    test_csv: Annotated[Optional[Path], typer.Option("--test-csv", help="A new test set: CSV with the id column.", dir_okay=False)] = None,
+    test_images: Annotated[Optional[Path], typer.Option("--test-images", help="Folder of the new test set's images.", file_okay=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="CSV to write for the new test set; may be outside the workspace.", dir_okay=False)] = None,
+    keep_views: Annotated[bool, typer.Option("--keep-views", help="With --as: also keep each view's logits, fold<k>/views.npz.")] = False,
+    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
+    force: ForceOption = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Predict with an experiment's saved fold models, without training. --tta and --tta-merge default to the experiment's own.
+
+    Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv
+    """
+    from ensemble.predict import predict_experiment, predict_test_set
+
+    new_test = (test_csv, test_images, out_path)
+    if (as_name is None) == all(value is None for value in new_test):
+        raise EnsError("give either --as NEW, or --test-csv, --test-images and --out")
+    if as_name is None and None in new_test:
+        raise EnsError("a new test set needs all three of --test-csv, --test-images and --out")
+    ws = Workspace.load(workspace)
+    if as_name is not None:
+        result = predict_experiment(ws, name, as_name, tta, tta_merge, device, keep_views, force, print_predict_event)
+        if result.kept:
+            err.print(f"kept finished folds {result.kept}")
+        out.print(f"{result.name}: OOF {result.metric} {score_text(result.oof_score)}; logits in {result.path}")
+        return
+    result = predict_test_set(ws, name, test_csv, test_images, out_path, tta, tta_merge, device, force, print_predict_event)
+    out.print(f"wrote {result.path}: {result.rows} rows, {result.kind}, TTA {result.policy} ({result.merge})")
+
+
+def print_predict_event(event: object) -> None:
+    from ensemble.predict import FoldPredicted
+
+    if not isinstance(event, FoldPredicted):
+        return print_event(event)
+    score = f"  {event.metric} {event.score:.4f}" if event.score is not None else ""
+    err.print(f"fold {event.fold}: predicted with {event.n_views} view(s){score} in {event.seconds:.1f}s")
 
 
 class Format(str, Enum):

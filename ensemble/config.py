@@ -99,6 +99,10 @@ class TrainSettings:
     unfreeze_after: int | str = dataclasses.field(default="auto", metadata={"auto": int, "toml": (str, int)})
     backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
 
+    # Test-time augmentation of the cached OOF and test logits (ensemble/tta.py).
+    tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)
+    tta_merge: str = "mean"  # mean, gmean or max of the views' probabilities
+
     def __post_init__(self):
         normalise_stages(self)
         check_recipe(self)

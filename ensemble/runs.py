@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble import __version__, locks, metrics, store
+from ensemble import __version__, locks, metrics, store, tta
 from ensemble.competition import Competition, load_competition
 from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
@@ -76,6 +76,9 @@ LEGACY: dict[str, Any] = {
     "train.freeze_bn": False,
     "train.unfreeze_after": 0,
     "train.backbone_lr_scale": 1.0,
+    # Before issue 7: no test-time augmentation.
+    "train.tta": "none",
+    "train.tta_merge": "mean",
 }
 
 
@@ -255,6 +258,8 @@ def _train_experiment(
     folds = read_folds(workspace, competition)
     metric = metrics.get(competition.settings.metric)
     requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))
+    policy = tta.parse_policy(settings.tta, settings.tta_merge)  # 'hflip, none' and 'hflip' are one experiment
+    settings = dataclasses.replace(settings, tta=policy.spec, tta_merge=policy.merge)
     outside = [fold for fold in requested if not 0 <= fold < folds.k]
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
@@ -343,20 +348,31 @@ def write_fold(
     classes = competition.classes
     store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
-    checkpoint = {
-        "state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size,
-        "attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks,
-    }
+    checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes)}
     store.save_torch(experiment.checkpoint_path(fold), checkpoint)
     result = {
         "fold": fold,
         "metric": metric.name,
         "score": score,
         "seconds": seconds,
+        "checkpoint_sha256": store.sha256_file(experiment.checkpoint_path(fold)),  # predicted experiments compare it
         "history": [dataclasses.asdict(event) for event in output.history],
     }
     store.write_json(experiment.fold_result_path(fold), result)
     experiment.resume_path(fold).unlink(missing_ok=True)
+
+
+def rebuild_record(settings: TrainSettings, classes: tuple[str, ...]) -> dict:
+    """What predict.net_from_checkpoint needs to build the fold's network again, stored in model.pt.
+
+    size: the size the network predicts at; net_options: keywords for nets.create_net.
+    """
+    return {
+        "model": settings.model,
+        "classes": list(classes),
+        "size": settings.size,
+        "net_options": {"attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks},
+    }
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:

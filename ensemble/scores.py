@@ -19,6 +19,20 @@ def stale_reason(experiment: store.ExperimentDir, competition: Competition) -> s
         return f"trained on another {competition.train_csv.name} (its ids or labels changed); train it again with --force"
     if tuple(settings.get("classes", ())) != competition.classes:
         return "trained on other classes; train it again with --force"
+    if "source" in settings:
+        return source_changed(experiment.root.parent, settings["source"])
+    return None
+
+
+def source_changed(models_dir, source: dict) -> str | None:
+    """Why an experiment made by `ens predict` no longer matches its source's checkpoints, or None."""
+    owner = store.ExperimentDir(models_dir, source["experiment"])
+    hashes = [store.checkpoint_sha256(owner, fold) for fold in range(len(source["checkpoints_sha256"]))]
+    if hashes != source["checkpoints_sha256"]:
+        return (
+            f"predicted from {source['experiment']}'s checkpoints, which were trained again or removed since; "
+            "run `ens predict` again with --force"
+        )
     return None
 
 

@@ -279,6 +279,17 @@ class ExperimentDir:
         return self.oof_path.is_file() and self.test_path.is_file()
 
 
+def checkpoint_sha256(experiment: ExperimentDir, fold: int) -> str | None:
+    """sha256 of a fold's model.pt: as training recorded it in result.json, else hashed now
+    (folds trained before it was recorded); None when the fold has no checkpoint."""
+    result_path = experiment.fold_result_path(fold)
+    recorded = read_json(result_path).get("checkpoint_sha256") if result_path.is_file() else None
+    if recorded:
+        return recorded
+    path = experiment.checkpoint_path(fold)
+    return sha256_file(path) if path.is_file() else None
+
+
 def experiment_names(models_dir: Path) -> list[str]:
     """Every experiment folder under models/, by name."""
     if not Path(models_dir).is_dir():

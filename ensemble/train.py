@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ensemble import devices, store
+from ensemble import devices, store, tta
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
@@ -146,18 +146,21 @@ class Batches:
         """images: uint8 (n, h, w, 3) on the CPU -> float (n, 3, size, size) on the device."""
         return self.normalise(self.to_device(images), size)
 
-    @torch.inference_mode()
-    def predict(self, net: nn.Module, images: np.ndarray, rows: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
-        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`, at `size`.
+    def predict(
+        self,
+        net: nn.Module,
+        images: np.ndarray,
+        rows: np.ndarray | None = None,
+        size: int | None = None,
+        policy: tta.Policy = tta.NO_TTA,
+    ) -> np.ndarray:
+        """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`,
+        at `size`, merged over the TTA policy's views (see tta.predict).
 
         In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
         would tie OOF probabilities that rank metrics and blending need to tell apart.
         """
-        net.eval()
-        pixels = torch.from_numpy(images)
-        rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
-        outputs = [net(self.to_input(pixels[batch], size)).float().cpu() for batch in rows.split(self.batch_size)]
-        return torch.cat(outputs).numpy()
+        return tta.predict(net, self, images, rows, policy, size).logits
 
 
 def batch_indices(n_rows: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -327,11 +330,13 @@ def train_fold(
         if progress:
             progress(event)
 
-    if valid_logits is None:
-        valid_logits = batches.predict(evaluated, data.images, data.valid_rows, plan[-1].size)
+    # Epochs are validated on the identity view alone; the OOF logits kept get the test's policy.
+    policy = tta.parse_policy(settings.tta, settings.tta_merge)
+    if valid_logits is None or policy.n_views > 1:
+        valid_logits = batches.predict(evaluated, data.images, data.valid_rows, plan[-1].size, policy)
     return FoldOutput(
         valid_logits=valid_logits,
-        test_logits=batches.predict(evaluated, data.test_images, size=plan[-1].size),
+        test_logits=batches.predict(evaluated, data.test_images, size=plan[-1].size, policy=policy),
         state_dict={name: tensor.cpu() for name, tensor in evaluated.state_dict().items()},
         history=history,
         resumed_seconds=resumed_seconds,

@@ -1,0 +1,329 @@
+"""`ens predict`: logits again from an experiment's saved fold checkpoints, without training.
+
+Two uses:
+- `predict_experiment`: OOF and test logits again, under a TTA policy, cached as a new
+  experiment that the leaderboard and blend treat like any other. Each fold's model predicts
+  the rows it was held out from, so the OOF score stays an honest estimate. The new
+  experiment records its source and the sha256 of every checkpoint it used; when the source
+  is trained again, it is stale (scores.stale_reason). Resumable per fold and atomic, like
+  training: result.json marks a fold done.
+- `predict_test_set`: a new test set (a code competition's hidden test, a later batch),
+  predicted by the mean of the fold models' logits, written as a CSV shaped like the sample
+  submission.
+
+Torch is imported inside functions: scores.py, which blend and leaderboard use, reads
+nothing from here, but the CLI imports this module only in `ens predict`.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble import __version__, metrics, store, tta
+from ensemble.competition import check_image_files, check_unique, image_file, load_competition, read_table
+from ensemble.config import Workspace
+from ensemble.errors import EnsError
+from ensemble.folds import read_folds
+from ensemble.images import read_images
+from ensemble.scores import stale_reason
+from ensemble.submission import submission_frame, to_csv_text
+
+
+@dataclass(frozen=True)
+class FoldPredicted:
+    """Progress event after one fold's model has predicted."""
+
+    fold: int
+    metric: str
+    score: float | None  # None for a new test set: it has no labels
+    n_views: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TestSetResult:
+    path: Path
+    rows: int
+    kind: str
+    policy: str
+    merge: str
+
+
+def settings_of(experiment: store.ExperimentDir) -> dict:
+    """settings.json with the values of keys older versions did not write filled in."""
+    from ensemble.runs import with_legacy_values
+
+    return with_legacy_values(store.read_json(experiment.settings_path))
+
+
+def checkpoint_owner(models_dir: Path, experiment: store.ExperimentDir) -> store.ExperimentDir:
+    """The experiment whose fold<k>/model.pt hold the weights: itself, or the source of a predicted one."""
+    source = store.read_json(experiment.settings_path).get("source")
+    return store.open_experiment(models_dir, source["experiment"]) if source else experiment
+
+
+def load_checkpoint(path: Path) -> dict:
+    """model.pt: state_dict plus runs.rebuild_record's keys. Memory-mapped: checking a header is cheap."""
+    import torch
+
+    if not path.is_file():
+        raise EnsError(f"{path}: checkpoint not found; train the fold first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise EnsError(f"{path}: cannot read checkpoint: {str(error).splitlines()[0]}") from None
+
+
+def check_fits(path: Path, checkpoint: dict, settings: dict, classes: tuple[str, ...]) -> None:
+    """Refuse a checkpoint built for another model, size or classes than the experiment says."""
+    expected = (settings["train"]["model"], settings["train"]["size"], tuple(classes))
+    found = (checkpoint.get("model"), checkpoint.get("size"), tuple(checkpoint.get("classes", ())))
+    if found != expected:
+        raise EnsError(
+            f"{path}: checkpoint is a {found[0]} at {found[1]}px for classes {list(found[2])[:5]}; "
+            f"expected a {expected[0]} at {expected[1]}px for classes {list(expected[2])[:5]}"
+        )
+
+
+def net_from_checkpoint(checkpoint: dict, path: Path, device):
+    """The fold's network, rebuilt from what runs.rebuild_record stored, with its weights, in eval mode."""
+    from ensemble import devices
+    from ensemble.nets import create_net
+
+    net = create_net(checkpoint["model"], len(checkpoint["classes"]), checkpoint["size"], **checkpoint.get("net_options", {}))
+    try:
+        net.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise EnsError(f"{path}: weights do not fit a {checkpoint['model']}: {str(error).splitlines()[0]}") from None
+    return net.to(device, memory_format=devices.memory_format(device)).eval()
+
+
+def fold_checkpoints(owner: store.ExperimentDir, folds: list[int], settings: dict, classes) -> tuple[dict, int]:
+    """Every fold's checkpoint, checked before anything is written; and the size they predict at."""
+    checkpoints = {}
+    for fold in folds:
+        path = owner.checkpoint_path(fold)
+        checkpoints[fold] = load_checkpoint(path)
+        check_fits(path, checkpoints[fold], settings, classes)
+    sizes = {checkpoint["size"] for checkpoint in checkpoints.values()}
+    if len(sizes) > 1:
+        raise EnsError(f"{owner.root}: fold checkpoints predict at different sizes {sorted(sizes)}")
+    return checkpoints, sizes.pop()
+
+
+def fold_logits(checkpoint: dict, path: Path, device, batch_size: int, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:
+    from ensemble.train import Batches
+
+    net = net_from_checkpoint(checkpoint, path, device)
+    prediction = tta.predict(net, Batches(net, device, batch_size), images, rows, policy)
+    if not np.isfinite(prediction.views).all():
+        raise EnsError(f"{path}: the model's logits hold NaN or infinity")
+    return prediction
+
+
+def choose_policy(settings: dict, views: str | None, merge: str | None) -> tta.Policy:
+    """The policy asked for; what is not asked for defaults to the experiment's own."""
+    return tta.parse_policy(views if views is not None else settings["train"]["tta"], merge or settings["train"]["tta_merge"])
+
+
+def predict_experiment(
+    workspace: Workspace,
+    source: str,
+    name: str,
+    views: str | None = None,
+    merge: str | None = None,
+    device_name: str | None = None,
+    keep_views: bool = False,
+    force: bool = False,
+    progress=None,
+):
+    """OOF and test logits of `source`'s fold models under a TTA policy, cached as experiment `name`.
+
+    Returns a runs.ExperimentResult.
+    """
+    import torch
+
+    from ensemble.devices import resolve_device
+    from ensemble.runs import ExperimentResult, ImagesRead, plan_folds, summarize
+
+    experiment = store.ExperimentDir(workspace.models_dir, name)
+    origin = store.open_experiment(workspace.models_dir, source)
+    if experiment.root == origin.root:
+        raise EnsError(f"--as {name}: name a new experiment; {source}'s own logits are never replaced by predict")
+    settings = settings_of(origin)
+    owner = checkpoint_owner(workspace.models_dir, origin)
+    competition = load_competition(workspace)
+    folds = read_folds(workspace, competition)
+    metric = metrics.get(competition.settings.metric)
+    check_usable(origin, settings, competition, folds)
+    policy = choose_policy(settings, views, merge)
+    device_name = device_name or workspace.train.device
+    record = copy.deepcopy(settings)
+    record["train"].update(tta=policy.spec, tta_merge=policy.merge)
+    record.update(
+        name=name,
+        device=device_name,
+        versions={"ens": __version__, "torch": torch.__version__},
+        source={
+            "experiment": owner.name,
+            "checkpoints_sha256": [store.checkpoint_sha256(owner, fold) for fold in range(folds.k)],
+        },
+    )
+    to_run, kept, wipe = plan_folds(experiment, record, list(range(folds.k)), folds.k, force)
+    if not to_run:
+        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+        return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
+    checkpoints, size = fold_checkpoints(owner, to_run, settings, competition.classes)
+    device = resolve_device(device_name)
+    started = time.perf_counter()
+    train_images = read_images(competition.train_image_paths(), competition.train_ids, size)
+    test_images = read_images(competition.test_image_paths(), competition.test_ids, size)
+    if progress:
+        progress(ImagesRead(len(train_images), len(test_images), size, time.perf_counter() - started))
+
+    if wipe:
+        shutil.rmtree(experiment.root)
+    for fold in to_run:  # a killed run's temporaries, or with --force the whole fold
+        if force:
+            shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
+        for leftover in experiment.fold_dir(fold).glob(".*.tmp"):
+            leftover.unlink()
+    experiment.oof_path.unlink(missing_ok=True)
+    experiment.test_path.unlink(missing_ok=True)
+    store.write_json(experiment.settings_path, record)
+
+    batch_size = settings["train"]["batch_size"]
+    for fold in to_run:
+        fold_started = time.perf_counter()
+        path = owner.checkpoint_path(fold)
+        valid_rows = np.flatnonzero(folds.fold_of == fold)
+        valid = fold_logits(checkpoints[fold], path, device, batch_size, train_images, valid_rows, policy)
+        test = fold_logits(checkpoints[fold], path, device, batch_size, test_images, None, policy)
+        score = metric.score(competition.targets[valid_rows], metrics.softmax(valid.logits))
+        classes = competition.classes
+        valid_ids = competition.train_ids[valid_rows]
+        store.save_logits(experiment.fold_oof_path(fold), store.Logits(valid_ids, classes, valid.logits))
+        store.save_logits(experiment.fold_test_path(fold), store.Logits(competition.test_ids, classes, test.logits))
+        views_path = experiment.fold_dir(fold) / "views.npz"
+        if keep_views:
+            save_views(views_path, policy, classes, (valid_ids, valid.views), (competition.test_ids, test.views))
+        else:
+            views_path.unlink(missing_ok=True)
+        seconds = time.perf_counter() - fold_started
+        result = {
+            "fold": fold,
+            "metric": metric.name,
+            "score": score,
+            "seconds": seconds,
+            "checkpoint_sha256": record["source"]["checkpoints_sha256"][fold],
+            "history": [],
+        }
+        store.write_json(experiment.fold_result_path(fold), result)  # last: marks the fold done
+        if progress:
+            progress(FoldPredicted(fold, metric.name, score, policy.n_views, seconds))
+        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_run, kept)
+
+
+def check_usable(experiment: store.ExperimentDir, settings: dict, competition, folds) -> None:
+    """Refuse a source whose folds are unfinished or that was made on other data, folds or test ids."""
+    stale = stale_reason(experiment, competition)
+    if stale:
+        raise EnsError(f"{experiment.root}: {stale}")
+    if experiment.done_folds() != list(range(settings["k"])):
+        raise EnsError(
+            f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
+            f"run `ens train-folds --name {experiment.name}` again to finish it"
+        )
+    if settings["folds_sha256"] != folds.sha256:
+        raise EnsError(f"{experiment.root}: trained on another folds file; its OOF rows would not match")
+    if settings["test_ids_sha256"] != store.sha256_bytes("\n".join(competition.test_ids).encode()):
+        raise EnsError(
+            f"{experiment.root}: trained when test.csv held other ids; "
+            "predict the new test set with --test-csv, --test-images and --out"
+        )
+
+
+def save_views(path: Path, policy: tta.Policy, classes, valid: tuple, test: tuple) -> None:
+    """fold<k>/views.npz: every view's logits before merging, for blends that weigh views.
+
+    views: str (n_views,); oof_ids, test_ids: str; oof: float32 (n_views, n_valid, n_classes);
+    test: float32 (n_views, n_test, n_classes).
+    """
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        views=np.asarray([view.name for view in policy.views], dtype=str),
+        classes=np.asarray(classes, dtype=str),
+        oof_ids=np.asarray(valid[0], dtype=str),
+        oof=valid[1],
+        test_ids=np.asarray(test[0], dtype=str),
+        test=test[1],
+    )
+    store.write_bytes(path, buffer.getvalue())
+
+
+def predict_test_set(
+    workspace: Workspace,
+    name: str,
+    test_csv: Path,
+    test_images: Path,
+    out: Path,
+    views: str | None = None,
+    merge: str | None = None,
+    device_name: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> TestSetResult:
+    """A CSV shaped like the sample submission for the ids of `test_csv`, in its order: the
+    mean over `name`'s fold models of their logits, as probabilities or labels."""
+    from ensemble.devices import resolve_device
+
+    experiment = store.open_experiment(workspace.models_dir, name)
+    settings = settings_of(experiment)
+    owner = checkpoint_owner(workspace.models_dir, experiment)
+    competition = load_competition(workspace, check_images=False)
+    stale = stale_reason(experiment, competition)
+    if stale:
+        raise EnsError(f"{experiment.root}: {stale}")
+    k = settings["k"]
+    missing = [fold for fold in range(k) if not owner.checkpoint_path(fold).is_file()]
+    if missing:
+        raise EnsError(f"{owner.root}: no checkpoint for folds {missing}; run `ens train-folds --name {owner.name}` to finish it")
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not force:
+        raise EnsError(f"{out}: already exists; use --force to replace it")
+    policy = choose_policy(settings, views, merge)
+    id_column = competition.settings.id_column
+    test_csv, test_images = Path(test_csv).expanduser().resolve(), Path(test_images).expanduser().resolve()
+    frame = read_table(test_csv, [id_column])
+    check_unique(test_csv, frame[id_column])
+    ids = frame[id_column].to_numpy(dtype=str)
+    paths = [image_file(test_images, image_id, competition.settings.image_suffix) for image_id in ids]
+    check_image_files(test_csv, ids, paths)
+    checkpoints, size = fold_checkpoints(owner, list(range(k)), settings, competition.classes)
+    device = resolve_device(device_name or workspace.train.device)
+    images = read_images(paths, ids, size)
+
+    # Summed in float64 and cast once, as runs.summarize makes test.npz: the same images give the same numbers.
+    total = np.zeros((len(ids), len(competition.classes)), dtype=np.float64)
+    for fold in range(k):
+        started = time.perf_counter()
+        prediction = fold_logits(checkpoints[fold], owner.checkpoint_path(fold), device, settings["train"]["batch_size"], images, None, policy)
+        total += prediction.logits
+        if progress:
+            progress(FoldPredicted(fold, "", None, policy.n_views, time.perf_counter() - started))
+    probs = metrics.softmax((total / k).astype(np.float32))
+    template = pd.DataFrame({column: ids for column in competition.sample.columns})
+    submission = submission_frame(template, id_column, competition.submission_shape, competition.submission_kind, probs)
+    store.write_text(out, to_csv_text(submission))
+    return TestSetResult(out, len(ids), competition.submission_kind, policy.spec, policy.merge)
