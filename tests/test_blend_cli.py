@@ -195,7 +195,7 @@ def test_wide_leaderboard_and_correlation(trained_copy):
     for row in board:
         for score in [row["oof_score"], row["fold_mean"], row["fold_std"], *row["fold_scores"]]:
             assert f"{score:.4f}" in table
-        assert row["attention"] == "-" and row["sizes"] == [16] and row["tta"] == "-"
+        assert row["attention"] == "none" and row["sizes"] == [16] and row["tta"] == "-"
         assert set(row["correlation"]) == {"a", "b", LONG} and row["correlation"][row["name"]] == pytest.approx(1)
     a = next(row for row in board if row["name"] == "a")
     assert a["correlation"][LONG] == pytest.approx(1) and f"{a['correlation']['b']:.3f}" in table  # a copy of a
@@ -204,6 +204,11 @@ def test_wide_leaderboard_and_correlation(trained_copy):
 def test_leaderboard_reads_attention_sizes_and_tta_when_settings_have_them(trained_copy):
     settings = trained_copy / "models" / "a" / "settings.json"
     record = json.loads(settings.read_text())
+    record["train"].pop("attention", None)  # as an experiment trained before attention existed
+    record.pop("tta", None)
+    settings.write_text(json.dumps(record))
+    row = next(row for row in json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout) if row["name"] == "a")
+    assert (row["attention"], row["sizes"], row["tta"]) == ("-", [16], "-")
     record["train"].update(attention="cbam", sizes=[16, 24])
     record["tta"] = ["identity", "hflip"]
     settings.write_text(json.dumps(record))
