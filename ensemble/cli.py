@@ -123,11 +123,15 @@ def folds(
 
 
 def print_event(event: object) -> None:
-    from ensemble.runs import FoldEnd, FoldStart, ImagesRead
+    from ensemble.runs import FoldEnd, FoldsSent, FoldStart, ImagesRead
     from ensemble.train import EpochEnd
 
     formats = {
-        ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
+        ImagesRead: lambda e: (
+            f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s"
+            + (" (from the image cache)" if e.from_cache else "")
+        ),
+        FoldsSent: lambda e: f"training folds {','.join(map(str, e.folds))} on {e.where}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
             f"  fold {e.fold} epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f}  "
@@ -158,6 +162,13 @@ def train_folds(
             help="Train the asked folds again from scratch; with changed settings, delete the whole experiment first.",
         ),
     ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", help="Folds trained at once, in separate processes (CPU cores or GPUs shared out).")
+    ] = 1,
+    cluster: Annotated[
+        Optional[str],
+        typer.Option("--cluster", help="Send the folds to a Dask scheduler, e.g. tcp://HOST:8786 (workspace on a shared filesystem)."),
+    ] = None,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Train one model per fold; cache OOF and test logits under models/NAME/.
@@ -166,6 +177,7 @@ def train_folds(
 
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
+    from ensemble.parallel import Executor
     from ensemble.runs import train_experiment
 
     ws = Workspace.load(workspace)
@@ -173,8 +185,12 @@ def train_folds(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
     )
-    result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event)
-    if result.kept:
+    executor = Executor(jobs, cluster)
+    result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event, executor)
+    if not result.trained:
+        scores = " ".join(score_text(score) for score in result.fold_scores)
+        err.print(f"nothing trained: the asked folds are already trained with these settings (fold scores {scores}); --force trains them again")
+    elif result.kept:
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
     out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
@@ -252,6 +268,36 @@ def print_blend(result) -> None:
     table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
     out.print(table)
     out.print(f"wrote {result.csv_path} and {result.json_path.name}")
+
+
+@app.command()
+@handles_errors
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every cached image file.")] = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """List the decoded-image cache (cache/ in the workspace), or delete it with --clear.
+
+    Images are decoded once per (image list, size) into cache/; later runs read that file.
+
+    Example: ens cache --clear
+    """
+    from ensemble.cache import clear_cache, list_cache
+
+    root = Workspace.load(workspace).root
+    if clear:
+        files, freed = clear_cache(root)
+        out.print(f"removed {files} cached image files ({freed / 1e6:.1f} MB)")
+        return
+    entries = list_cache(root)
+    if not entries:
+        out.print("the image cache is empty")
+        return
+    table = Table(Column("file", no_wrap=True), "images", "size", "MB", "created", Column("source", no_wrap=True))
+    for entry in entries:
+        table.add_row(entry.path.name, str(entry.n_images), f"{entry.size}px", f"{entry.bytes / 1e6:.1f}", entry.created, entry.source)
+    out.print(table)
+    out.print(f"total {sum(entry.bytes for entry in entries) / 1e6:.1f} MB in {entries[0].path.parent}")
 
 
 @app.command()

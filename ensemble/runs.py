@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ensemble import __version__, metrics, store
+from ensemble import __version__, metrics, parallel, store
+from ensemble.cache import cached_images
 from ensemble.competition import Competition, load_competition
 from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import Folds, read_folds
-from ensemble.images import read_images
 from ensemble.scores import experiment_scores
 from ensemble.devices import resolve_device
 from ensemble.nets import check_input_size
@@ -59,6 +59,15 @@ class ImagesRead:
     n_test: int
     size: int
     seconds: float
+    from_cache: bool = False
+
+
+@dataclass(frozen=True)
+class FoldsSent:
+    """Folds handed to worker processes or a cluster; their epochs are not reported back."""
+
+    folds: list[int]
+    where: str
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,20 @@ class ExperimentResult:
     oof_score: float | None
     trained: list[int]
     kept: list[int]
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One fold to train: everything a worker process needs (picklable; images are read by path)."""
+
+    experiment: ExperimentDir
+    competition: Competition
+    fold_of: np.ndarray
+    fold: int
+    train_images: Any  # uint8 (n_train, size, size, 3): cache.CachedImages or an ndarray
+    test_images: Any
+    settings: TrainSettings
+    metric: str
 
 
 def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
@@ -152,13 +175,9 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k:
     done = set(experiment.done_folds())
     if force:
         return requested, sorted(done - set(requested)), False
-    # Every fold done but never combined (stopped in between): nothing to train, just finish.
-    finishing = done == set(range(k)) and not experiment.is_complete()
-    if set(requested) <= done and not finishing:
-        raise EnsError(
-            f"{experiment.root}: already trained (folds {','.join(map(str, requested))}); "
-            "use --force to train again"
-        )
+    # Asked folds all done with the same settings: nothing to train, and not an error, so a
+    # script may rerun the command after a crash (it just finishes a run stopped before
+    # combining the folds).
     return [fold for fold in requested if fold not in done], sorted(done), False
 
 
@@ -169,7 +188,9 @@ def train_experiment(
     folds_to_run: list[int] | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    executor: parallel.Executor = parallel.Executor(),
 ) -> ExperimentResult:
+    """Train the asked folds (default: all) that are not done; `executor` says where."""
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
     folds = read_folds(workspace, competition)
@@ -185,20 +206,22 @@ def train_experiment(
     for fold in to_train:
         for leftover in experiment.fold_dir(fold).glob(".*.tmp"):
             leftover.unlink()
-    if not to_train:  # every fold is done; a run stopped before combining them
+    if not to_train:  # nothing left to train; combines the folds if a run stopped before that
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     check_input_size(settings.model, len(competition.classes), settings.size)
-    resolve_device(settings.device)
+    if not executor.cluster:  # the workers of a cluster may have devices this machine lacks
+        resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:
             raise EnsError(f"{workspace.folds_dir / 'folds.csv'}: fold {fold}'s model would train on fewer than 2 rows; make fewer or other folds")
 
     started = time.perf_counter()
-    train_images = read_images(competition.train_image_paths(), competition.train_ids, settings.size)
-    test_images = read_images(competition.test_image_paths(), competition.test_ids, settings.size)
+    train_images, train_cached = cached_images(workspace.root, competition.train_image_paths(), competition.train_ids, settings.size)
+    test_images, test_cached = cached_images(workspace.root, competition.test_image_paths(), competition.test_ids, settings.size)
     if progress:
-        progress(ImagesRead(len(train_images), len(test_images), settings.size, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        progress(ImagesRead(len(train_images), len(test_images), settings.size, seconds, train_cached and test_cached))
 
     if wipe:
         shutil.rmtree(experiment.root)
@@ -210,21 +233,54 @@ def train_experiment(
     experiment.test_path.unlink(missing_ok=True)
     store.write_json(experiment.settings_path, record)
 
-    for fold in to_train:
-        valid_rows = np.flatnonzero(folds.fold_of == fold)
-        train_rows = np.flatnonzero(folds.fold_of != fold)
-        if progress:
-            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
-        fold_started = time.perf_counter()
-        data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
-        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
-        score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
-        seconds = output.resumed_seconds + time.perf_counter() - fold_started
-        write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
-        if progress:
-            progress(FoldEnd(fold, metric.name, score, seconds))
-        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    jobs = [FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name) for fold in to_train]
+    if progress and not executor.in_process:
+        where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{executor.jobs} worker processes"
+        progress(FoldsSent(to_train, where))
+    failures: list[parallel.Failure] = []
+    try:
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
+            if isinstance(end, parallel.Failure):
+                failures.append(end)
+                continue
+            if progress and not executor.in_process:
+                progress(end)
+            fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    except EnsError as error:  # a worker died: name the folds it left undone
+        missing = sorted(set(to_train) - set(experiment.done_folds()))
+        raise EnsError(f"{error}; folds not finished: {','.join(map(str, missing))}") from None
+    if failures:
+        first = failures[0]
+        others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
+        raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
+
+
+def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
+    """Train one fold and write its artifacts; runs in this process or in a worker."""
+    settings, fold, experiment = job.settings, job.fold, job.experiment
+    if slot.threads:
+        import torch
+
+        torch.set_num_threads(slot.threads)
+    if slot.gpu is not None and settings.device in ("auto", "cuda"):
+        settings = dataclasses.replace(settings, device=f"cuda:{slot.gpu}")
+    metric = metrics.get(job.metric)
+    valid_rows = np.flatnonzero(job.fold_of == fold)
+    train_rows = np.flatnonzero(job.fold_of != fold)
+    if progress:
+        progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists()))
+    fold_started = time.perf_counter()
+    competition = job.competition
+    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes))
+    output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
+    score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
+    seconds = output.resumed_seconds + time.perf_counter() - fold_started
+    write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
+    end = FoldEnd(fold, metric.name, score, seconds)
+    if progress:
+        progress(end)
+    return end
 
 
 def write_fold(

@@ -36,6 +36,7 @@ class FoldData:
 
     images: uint8 (n_images, size, size, 3), every training image; targets: int64 (n_images,)
     class indices; train_rows, valid_rows: int64 row indices; test_images: uint8 (n_test, ...).
+    The image arrays may be cache.CachedImages: rows are read a batch at a time.
     """
 
     images: np.ndarray
@@ -112,9 +113,9 @@ class Batches:
         would tie OOF probabilities that rank metrics and blending need to tell apart.
         """
         net.eval()
-        pixels = torch.from_numpy(images)
-        rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
-        outputs = [net(self.to_input(pixels[batch])).float().cpu() for batch in rows.split(self.batch_size)]
+        rows = np.arange(len(images)) if rows is None else rows
+        batches = np.split(rows, range(self.batch_size, len(rows), self.batch_size))
+        outputs = [net(self.to_input(torch.from_numpy(images[batch]))).float().cpu() for batch in batches]
         return torch.cat(outputs).numpy()
 
 
@@ -158,7 +159,6 @@ def train_fold(
     resumed_seconds = sum(event.seconds for event in history)
 
     valid_logits = None  # stays None when a resumed fold had already finished every epoch
-    pixels = torch.from_numpy(data.images)
     all_targets = torch.from_numpy(data.targets)
     train_rows = torch.from_numpy(data.train_rows)
     for epoch in range(first_epoch, settings.epochs):
@@ -170,7 +170,7 @@ def train_fold(
         n_seen = 0
         for batch in batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
             rows = train_rows[batch]
-            inputs = batches.to_input(pixels[rows])
+            inputs = batches.to_input(torch.from_numpy(data.images[rows.numpy()]))
             targets = all_targets[rows].to(device, non_blocking=True)
             with devices.autocast(device):
                 loss = F.cross_entropy(net(inputs), targets)
