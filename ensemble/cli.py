@@ -293,10 +293,8 @@ def cache(
     if not entries:
         out.print("the image cache is empty")
         return
-    table = Table(Column("file", no_wrap=True), "images", "size", "MB", "created", Column("source", no_wrap=True))
-    for entry in entries:
-        table.add_row(entry.path.name, str(entry.n_images), f"{entry.size}px", f"{entry.bytes / 1e6:.1f}", entry.created, entry.source)
-    out.print(table)
+    for entry in entries:  # plain lines: a table would squeeze the paths at 80 columns
+        out.print(f"{entry.path.name}  {entry.n_images} images at {entry.size}px  {entry.bytes / 1e6:.1f} MB  {entry.created}  from {entry.source}")
     out.print(f"total {sum(entry.bytes for entry in entries) / 1e6:.1f} MB in {entries[0].path.parent}")
 
 
