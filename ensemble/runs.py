@@ -160,7 +160,7 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
-def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k: int, force: bool) -> tuple[list[int], list[int], bool]:
+def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool) -> tuple[list[int], list[int], bool]:
     """(folds to train, finished folds kept, whether the old experiment is wiped first)."""
     if not experiment.exists():
         return requested, [], False
@@ -200,7 +200,7 @@ def train_experiment(
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     record = describe_run(competition, folds, name, settings)
-    to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
+    to_train, kept, wipe = plan_folds(experiment, record, requested, force)
     # Temporary files of a killed run can be as large as a checkpoint. Only the folds this
     # run trains are cleaned: another process may be training, and writing, the others.
     for fold in to_train:

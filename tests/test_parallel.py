@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -62,6 +63,12 @@ def test_a_cluster_that_cannot_see_the_workspace_is_refused(tmp_path):
     with pytest.raises(EnsError, match="tcp://10.0.0.2:1 cannot see .* filesystem every worker mounts at the same path"):
         parallel.check_shared(Client(), tmp_path)
     assert list(tmp_path.iterdir()) == []  # the probe file is removed
+
+
+def test_cluster_without_dask_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
+    with pytest.raises(EnsError, match=r"dask\[distributed\] is needed for --cluster; install it with: pip install 'ens\[dask\]'"):
+        list(parallel.run_jobs(finish_or_die, ["x"], parallel.Executor(cluster="tcp://127.0.0.1:1"), tmp_path))
 
 
 def finish_or_die(job, progress, slot):
