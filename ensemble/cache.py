@@ -26,7 +26,7 @@ from ensemble import store
 from ensemble.images import DECODER, read_images
 
 CACHE_DIR = "cache"
-CHUNK_BYTES = 64 << 20  # decoded pixels held in memory at once while building a cache
+CHUNK_BYTES = 32 << 20  # decoded pixels held in memory at once while building a cache
 
 
 def cache_dir(workspace_root: Path) -> Path:
@@ -119,7 +119,7 @@ def build(target: Path, paths: Sequence[Path], ids: Sequence[str], size: int) ->
             np.lib.format.write_array_header_2_0(stream, header)
             for start in range(0, len(paths), rows_per_chunk):
                 stop = min(start + rows_per_chunk, len(paths))
-                stream.write(read_images(paths[start:stop], ids[start:stop], size).tobytes())
+                read_images(paths[start:stop], ids[start:stop], size).tofile(stream)
 
 
 def cached_images(
