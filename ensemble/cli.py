@@ -7,6 +7,7 @@ Results go to standard output; progress and errors to standard error, so
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 from enum import Enum
@@ -52,6 +53,9 @@ def default(cls, field: str) -> str:
     return f"(default: ens.toml, else {getattr(cls(), field)!r})"
 
 
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
 def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -59,6 +63,14 @@ def handles_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except EnsError as error:
             err.print(Text("error:", style="red"), str(error))
+            raise typer.Exit(1) from None
+        except OSError as error:
+            # Writes through the store name their file already; this catches the others
+            # (a folder made, an image of the demo written) when the disk fills up.
+            if error.errno not in WRITE_ERRORS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            err.print(Text("error:", style="red"), f"{where}cannot write: {error.strerror}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; run the same command again to resume")
@@ -68,7 +80,7 @@ def handles_errors(command: Callable) -> Callable:
 
 
 def parse_list(value: str | None, option: str, convert=str) -> list | None:
-    if value is None or value.strip() in ("", "all"):
+    if value is None or value.strip() == "":
         return None
     try:
         values = [convert(part.strip()) for part in value.split(",") if part.strip()]
@@ -186,7 +198,7 @@ def train_folds(
         weight_decay=weight_decay, device=device, seed=seed,
     )
     executor = Executor(jobs, cluster)
-    result = train_experiment(ws, name, settings, parse_list(folds, "--folds", int), force, print_event, executor)
+    result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, print_event, executor)
     if not result.trained:
         scores = " ".join(score_text(score) for score in result.fold_scores)
         err.print(f"nothing trained: the asked folds are already trained with these settings (fold scores {scores}); --force trains them again")
@@ -267,7 +279,7 @@ def print_blend(result) -> None:
         table.add_row(member, f"{weight:.3f}", score_text(score))
     table.add_row(Text(f"blend ({result.method})", style="bold"), "", Text(score_text(result.oof_score), style="bold"))
     out.print(table)
-    out.print(f"wrote {result.csv_path} and {result.json_path.name}")
+    out.print(f"wrote {result.csv_path} and {result.json_path.name} (submission kind: {result.kind})")
 
 
 @app.command()
@@ -314,7 +326,11 @@ def demo(
     from ensemble.demo import run_demo
     from ensemble.leaderboard import leaderboard as rows_of
 
-    result = run_demo(directory, force, print_event)
+    try:
+        result = run_demo(directory, force, print_event)
+    except KeyboardInterrupt:  # the same command with --force would start over, not resume
+        err.print(f"interrupted; run `ens demo {directory}` again to resume")
+        raise typer.Exit(130) from None
     print_leaderboard(rows_of(result.workspace))
     print_blend(result.blend)
     out.print(

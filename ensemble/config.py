@@ -28,6 +28,10 @@ def _check(ok: bool, message: str) -> None:
         raise EnsError(message)
 
 
+# numpy's and scikit-learn's seeds are 32-bit.
+SEED_MAX = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class CompetitionSettings:
     """Where the competition's files are and how to read them (paths relative to the workspace)."""
@@ -54,7 +58,7 @@ class FoldSettings:
 
     def __post_init__(self):
         _check(self.k >= 2, f"folds k must be at least 2, got {self.k}")
-        _check(self.seed >= 0, f"folds seed must be >= 0, got {self.seed}")
+        _check(0 <= self.seed <= SEED_MAX, f"folds seed must be between 0 and {SEED_MAX}, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class TrainSettings:
         _check(self.epochs >= 1, f"train epochs must be at least 1, got {self.epochs}")
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
-        _check(self.seed >= 0, f"train seed must be >= 0, got {self.seed}")
+        _check(0 <= self.seed <= SEED_MAX, f"train seed must be between 0 and {SEED_MAX}, got {self.seed}")
         _check(self.lr > 0, f"train lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"train weight_decay must be >= 0, got {self.weight_decay}")
         _check(
@@ -105,7 +109,10 @@ def from_table(cls: type[S], table: dict[str, Any], where: str) -> S:
             f"{where}: {key} must be {expected.__name__}, got {value!r}",
         )
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except EnsError as error:  # a value out of range: say which file it came from
+        raise EnsError(f"{where}: {error}") from None
 
 
 SECTIONS = {"competition": CompetitionSettings, "folds": FoldSettings, "train": TrainSettings}

@@ -54,3 +54,18 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
 
 def memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(batch_size: int, where: str):
+    """Turn running out of GPU memory into one line naming the batch size and what to change.
+
+    Anything else keeps its traceback: only an exhausted card has an obvious remedy.
+    """
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise EnsError(
+            f"{where}: out of GPU memory at batch size {batch_size}; "
+            f"use a smaller --batch-size (e.g. {max(2, batch_size // 2)})"
+        ) from None

@@ -133,8 +133,10 @@ class Folds:
 def read_folds(workspace: Workspace, competition: Competition) -> Folds:
     """The folds file, checked against the competition it is used with."""
     csv_path, meta_path = folds_paths(workspace)
-    if not csv_path.is_file() or not meta_path.is_file():
+    if not csv_path.is_file():
         raise EnsError(f"{csv_path}: not found; run `ens folds` first")
+    if not meta_path.is_file():
+        raise EnsError(f"{meta_path}: not found, so {csv_path.name} cannot be checked; run `ens folds --force` to make new folds")
     meta = store.read_json(meta_path)
     if meta.get("train_sha256") != competition.train_hash:
         raise EnsError(

@@ -1,7 +1,7 @@
 """Decoding images into one uint8 array at the training size.
 
-Grayscale, palette, RGBA and 16-bit files all become RGB; transparent pixels are laid on
-black. Any size is resized (not cropped) to size x size. Decoding runs on threads: Pillow
+Grayscale, palette, RGBA, 16-bit, 32-bit and float files all become RGB; transparent pixels
+are laid on black. Any size is resized (not cropped) to size x size. Decoding runs on threads: Pillow
 releases the GIL while it decodes and resizes.
 """
 
@@ -22,23 +22,38 @@ from ensemble.errors import EnsError
 DECODER = 1
 
 
-def float_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Float grayscale to 0..255: 0..1 images are scaled up, others clipped.
+def stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """32-bit integer or float grayscale to 0..255, stretched from the image's own min..max.
 
-    Converting with Pillow instead would turn 0..1 floats black.
+    Such files say nothing about the range their values are meant to span: 8-bit, 12-bit
+    and 16-bit data are all stored as 32-bit integers, floats may be 0..1, -1..1 or
+    reflectances in the thousands. Any fixed scale turns some of them black, white or a
+    handful of grey levels; the image's own range keeps all 256 levels. NaN and infinite
+    pixels become black; a constant image is black.
     """
-    scale = 255.0 if pixels.size and float(np.nanmax(pixels)) <= 1.0 else 1.0
-    return np.clip(np.nan_to_num(pixels * scale), 0, 255).round().astype(np.uint8)
+    pixels = pixels.astype(np.float64)
+    finite = np.isfinite(pixels)
+    if not finite.any():
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    low, high = pixels[finite].min(), pixels[finite].max()
+    scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+    return np.clip(np.where(finite, scaled, 0), 0, 255).round().astype(np.uint8)
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit data (older Pillows open it as 32-bit "I"): keep the top 8 bits, the same
-        # scale for every image however dark, instead of Pillow's clipping above 255.
+# Formats that hold at most 16 bits a sample; older Pillows open their 16-bit grayscale as "I".
+SIXTEEN_BIT_FORMATS = ("PNG", "PPM")
+
+
+def to_rgb(image: Image.Image, file_format: str | None = None) -> Image.Image:
+    """Any Pillow image as RGB; file_format (Image.format, e.g. "PNG") tells 16-bit data
+    that an older Pillow opened as 32-bit from real 32-bit data."""
+    if image.mode in ("I;16", "I;16B", "I;16L") or (image.mode == "I" and file_format in SIXTEEN_BIT_FORMATS):
+        # 16-bit files mean 0..65535: keep the top 8 bits, the same scale for every image
+        # however dark, instead of Pillow's clipping above 255.
         pixels = np.asarray(image, dtype=np.float64) / 257
         image = Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
-    elif image.mode == "F":
-        image = Image.fromarray(float_to_uint8(np.asarray(image, dtype=np.float32)))
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(stretch_to_uint8(np.asarray(image)))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
@@ -50,7 +65,7 @@ def read_image(path: Path, size: int, image_id: str = "") -> np.ndarray:
     """One image as uint8 (size, size, 3); an unreadable file is an EnsError naming it and its id."""
     try:
         with Image.open(path) as image:
-            image = to_rgb(ImageOps.exif_transpose(image))
+            image = to_rgb(ImageOps.exif_transpose(image), image.format)
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)

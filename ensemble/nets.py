@@ -37,17 +37,37 @@ def normalization(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
 
 
+def patch_size(net: nn.Module) -> int | None:
+    """The side of a transformer's square patches (timm's PatchEmbed), or None for other nets."""
+    for module in net.modules():
+        size = getattr(module, "patch_size", None)
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (tuple, list)) and size and all(isinstance(side, int) for side in size):
+            return max(size)
+    return None
+
+
 def check_input_size(model_name: str, n_classes: int, size: int) -> None:
     """Refuse, before anything is written, an image size the network cannot take.
 
     Deep backbones downsample 32x: below some size a layer's kernel outgrows its input.
+    Transformers cut the image into patches: their size must be a multiple of the patch's.
     """
+    net = None
     try:
         net = create_net(model_name, n_classes, size).eval()
         with torch.inference_mode():
             net(torch.zeros(1, 3, size, size))
     except (RuntimeError, AssertionError, ValueError) as error:
+        patch = patch_size(net) if net is not None else None
+        if patch and size % patch:
+            below, above = size - size % patch, size - size % patch + patch
+            sizes = f"{below} or {above}" if below else f"{above}"
+            hint = f"use a --size that is a multiple of its patch size {patch}, e.g. {sizes}"
+        else:
+            hint = "use a larger --size"
         raise EnsError(
             f"timm model {model_name!r} cannot take {size}x{size} images "
-            f"({str(error).splitlines()[0]}); use a larger --size"
+            f"({str(error).splitlines()[0]}); {hint}"
         ) from None

@@ -10,6 +10,7 @@ them is refused unless --force starts the experiment again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -20,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from ensemble import __version__, metrics, parallel, store
+from ensemble import __version__, locks, metrics, parallel, store
 from ensemble.cache import cached_images
 from ensemble.competition import Competition, load_competition
 from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import Folds, read_folds
 from ensemble.scores import experiment_scores
-from ensemble.devices import resolve_device
+from ensemble.devices import out_of_memory_as_error, resolve_device
 from ensemble.nets import check_input_size
 from ensemble.store import ExperimentDir, Logits
 from ensemble.train import FoldData, FoldOutput, Progress, train_fold
@@ -181,6 +182,24 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], fo
     return [fold for fold in requested if fold not in done], sorted(done), False
 
 
+def lock_folds(experiment: ExperimentDir, folds: list[int], held: contextlib.ExitStack) -> None:
+    """Lock each fold until `held` closes; a fold another live process trains is refused at once."""
+    for fold in folds:
+        busy = f"{experiment.root}: fold {fold} is being trained by another process"
+        held.enter_context(locks.hold(experiment.lock_path(f"fold{fold}"), busy))
+
+
+def writing(experiment: ExperimentDir):
+    """The lock for the experiment's shared files (settings, scores, combined logits): held
+    for moments, so another process waits for it."""
+    busy = f"{experiment.root}: its files are being written by another process"
+    return locks.hold(experiment.lock_path("experiment"), busy, wait=60)
+
+
+def settings_text(experiment: ExperimentDir) -> str | None:
+    return experiment.settings_path.read_text() if experiment.exists() else None
+
+
 def train_experiment(
     workspace: Workspace,
     name: str,
@@ -190,7 +209,27 @@ def train_experiment(
     progress: Progress | None = None,
     executor: parallel.Executor = parallel.Executor(),
 ) -> ExperimentResult:
-    """Train the asked folds (default: all) that are not done; `executor` says where."""
+    """Train the asked folds (default: all) of experiment `name`, resuming what a stopped run left.
+
+    The folds are locked while this process runs them: another process asking for one of
+    them is refused, while other folds of the experiment may run in other processes.
+    `executor` says where the folds train (here, worker processes, a Dask cluster); the
+    locks stay with this process.
+    """
+    with contextlib.ExitStack() as fold_locks:
+        return _train_experiment(workspace, name, settings, folds_to_run, force, progress, fold_locks, executor)
+
+
+def _train_experiment(
+    workspace: Workspace,
+    name: str,
+    settings: TrainSettings,
+    folds_to_run: list[int] | None,
+    force: bool,
+    progress: Progress | None,
+    fold_locks: contextlib.ExitStack,
+    executor: parallel.Executor,
+) -> ExperimentResult:
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
     folds = read_folds(workspace, competition)
@@ -200,14 +239,19 @@ def train_experiment(
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     record = describe_run(competition, folds, name, settings)
+    lock_folds(experiment, requested, fold_locks)
+    planned = settings_text(experiment)
     to_train, kept, wipe = plan_folds(experiment, record, requested, force)
+    if wipe:  # the whole experiment goes: no other process may be training any of it
+        lock_folds(experiment, sorted(set(range(folds.k)) - set(requested)), fold_locks)
     # Temporary files of a killed run can be as large as a checkpoint. Only the folds this
     # run trains are cleaned: another process may be training, and writing, the others.
     for fold in to_train:
         for leftover in experiment.fold_dir(fold).glob(".*.tmp"):
             leftover.unlink()
     if not to_train:  # nothing left to train; combines the folds if a run stopped before that
-        fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+        with writing(experiment):
+            fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     check_input_size(settings.model, len(competition.classes), settings.size)
     if not executor.cluster:  # the workers of a cluster may have devices this machine lacks
@@ -223,15 +267,23 @@ def train_experiment(
         seconds = time.perf_counter() - started
         progress(ImagesRead(len(train_images), len(test_images), settings.size, seconds, train_cached and test_cached))
 
-    if wipe:
-        shutil.rmtree(experiment.root)
-    if force:  # retrain the requested folds from scratch, finished or cut off
-        for fold in to_train:
-            shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
-    # The combined logits are rebuilt once every fold is done again.
-    experiment.oof_path.unlink(missing_ok=True)
-    experiment.test_path.unlink(missing_ok=True)
-    store.write_json(experiment.settings_path, record)
+    with writing(experiment):
+        if settings_text(experiment) not in (planned, None):  # another process began it meanwhile
+            if differences(with_legacy_values(store.read_json(experiment.settings_path)), record):
+                raise EnsError(
+                    f"{experiment.settings_path}: written meanwhile by another process with other settings; "
+                    "run the command again"
+                )
+            wipe = False  # with these settings: it is training the other folds, keep them
+        if wipe:
+            shutil.rmtree(experiment.root)
+        if force:  # retrain the requested folds from scratch, finished or cut off
+            for fold in to_train:
+                shutil.rmtree(experiment.fold_dir(fold), ignore_errors=True)
+        # The combined logits are rebuilt once every fold is done again.
+        experiment.oof_path.unlink(missing_ok=True)
+        experiment.test_path.unlink(missing_ok=True)
+        store.write_json(experiment.settings_path, record)
 
     jobs = [FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name) for fold in to_train]
     if progress and not executor.in_process:
@@ -245,7 +297,8 @@ def train_experiment(
                 continue
             if progress and not executor.in_process:
                 progress(end)
-            fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+            with writing(experiment):
+                fold_scores, oof_score = summarize(experiment, competition, folds, metric)
     except EnsError as error:  # a worker died: name the folds it left undone
         missing = sorted(set(to_train) - set(experiment.done_folds()))
         raise EnsError(f"{error}; folds not finished: {','.join(map(str, missing))}") from None
@@ -273,7 +326,8 @@ def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> Fo
     fold_started = time.perf_counter()
     competition = job.competition
     data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes))
-    output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
+    with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
+        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
     score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
     seconds = output.resumed_seconds + time.perf_counter() - fold_started
     write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
@@ -295,14 +349,11 @@ def write_fold(
     seconds: float,
 ) -> None:
     """The fold's logits, weights and result; result.json last, as the mark of a finished fold."""
-    import torch
-
     classes = competition.classes
     store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
     checkpoint = {"state_dict": output.state_dict, "model": settings.model, "classes": list(classes), "size": settings.size}
-    with store.atomic_path(experiment.checkpoint_path(fold)) as temporary:
-        torch.save(checkpoint, temporary)
+    store.save_torch(experiment.checkpoint_path(fold), checkpoint)
     result = {
         "fold": fold,
         "metric": metric.name,

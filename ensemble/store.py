@@ -33,16 +33,21 @@ import numpy as np
 
 from ensemble.errors import EnsError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# \Z, not $: `$` also matches before a final newline, which would let "r10\n" through.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# File systems allow 255 bytes a name; a blend writes ".NAME.json.XXXXXXXX.tmp" beside it.
+NAME_MAX = 200
 
 
 def check_name(name: str, what: str) -> str:
-    """Experiment and blend names become folder and file names: keep them plain."""
+    """Experiment and blend names become folder and file names: keep them plain and short."""
     if not NAME_PATTERN.match(name):
         raise EnsError(
             f"{what} name {name!r} must start with a letter or digit and hold only letters, "
             "digits, '.', '_' and '-'"
         )
+    if len(name) > NAME_MAX:
+        raise EnsError(f"{what} name {name[:20]!r}... has {len(name)} characters; at most {NAME_MAX}")
     return name
 
 
@@ -58,17 +63,26 @@ FILE_MODE = 0o666 & ~_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A failed write (a full disk, a quota, a read-only folder) becomes an EnsError naming
+    `path`; the temporary file is removed and an existing `path` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
         yield Path(temporary)
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is not None and Path(error.filename) not in (Path(temporary or path), path, *path.parents):
+            raise  # about another file the block read: not this write's failure
+        raise EnsError(f"{path}: cannot write: {error.strerror or error}") from None
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 
@@ -79,6 +93,40 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+class _WriteErrors(io.RawIOBase):
+    """A file wrapper that remembers the OSError a write raised: torch.save reports a full
+    disk as a RuntimeError ("unexpected pos ..."), which says nothing about why."""
+
+    def __init__(self, stream: io.BufferedWriter):
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.stream.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+
+def save_torch(path: Path, document: Any) -> None:
+    """torch.save, atomically; a failed write is an EnsError naming `path`."""
+    import torch
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            writer = _WriteErrors(stream)
+            try:
+                torch.save(document, writer)
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                raise writer.error from None
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -187,6 +235,11 @@ class ExperimentDir:
     def resume_path(self, fold: int) -> Path:
         return self.fold_dir(fold) / "resume.pt"
 
+    def lock_path(self, part: str) -> Path:
+        """models/.locks/<name>/<part>.lock: outside the experiment's folder, which --force
+        may delete whole while the locks are held."""
+        return self.root.parent / ".locks" / self.name / f"{part}.lock"
+
     def exists(self) -> bool:
         return self.settings_path.is_file()
 
@@ -208,7 +261,7 @@ def experiment_names(models_dir: Path) -> list[str]:
     return sorted(
         path.parent.name
         for path in Path(models_dir).glob("*/settings.json")
-        if NAME_PATTERN.match(path.parent.name)
+        if NAME_PATTERN.match(path.parent.name) and len(path.parent.name) <= NAME_MAX
     )
 
 

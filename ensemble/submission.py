@@ -5,8 +5,10 @@ What goes in the non-id columns is a submission kind, read off the sample (or se
 - probabilities: one column per class, any order; each gets its class's probability;
 - class_probability: one column named after a class; it gets that class's probability;
 - positive_probability: one column, two classes, sample values that are probabilities
-  (0.5, say) rather than labels: the probability of the positive class, which is
-  `positive_class` from ens.toml, else the larger of two numeric labels (1 of 0/1);
+  written as fractions (0.5, 0.0) rather than labels: the probability of the positive class,
+  which is `positive_class` from ens.toml, else the larger of two numeric labels (1 of 0/1);
+  an integer 0 or 1 that is not a class (beside labels 1/2 or -1/1) could be either, and is
+  refused until `submission` in ens.toml says which;
 - labels: one column: the predicted label.
 """
 
@@ -85,6 +87,13 @@ def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
         kind = "class_probability"
     elif len(columns) == 1 and len(classes) == 2 and _holds_probabilities(sample[columns[0]], classes):
         kind = "positive_probability"
+    elif len(columns) == 1 and len(classes) == 2 and _holds_placeholder(sample[columns[0]], classes):
+        placeholder = sorted(set(sample[columns[0]]) - set(classes))[0]
+        raise EnsError(
+            f"{shape.path}: column {columns[0]!r} holds {placeholder!r}, which is neither a class "
+            f"{list(classes)} nor plainly a probability; say which with submission = \"labels\" "
+            "or submission = \"positive_probability\" in ens.toml [competition]"
+        )
     elif len(columns) == 1:
         kind = "labels"
     else:
@@ -96,9 +105,21 @@ def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
     return kind
 
 
-def _holds_probabilities(values: pd.Series, classes: tuple[str, ...]) -> bool:
+def _in_unit_interval(values: pd.Series, classes: tuple[str, ...]) -> bool:
+    """Numbers from 0 to 1, not all of them class labels."""
     numbers = pd.to_numeric(values, errors="coerce")
     return bool(not values.isin(classes).all() and numbers.notna().all() and numbers.between(0, 1).all())
+
+
+def _holds_probabilities(values: pd.Series, classes: tuple[str, ...]) -> bool:
+    """Plainly probabilities: some value is written as a fraction (0.5, 0.0, 1e-3), not an integer."""
+    return _in_unit_interval(values, classes) and not values.str.strip().str.fullmatch(r"[+-]?\d+").all()
+
+
+def _holds_placeholder(values: pd.Series, classes: tuple[str, ...]) -> bool:
+    """Integers 0 and 1, not all of them classes (0 beside labels 1/2 or -1/1): a placeholder
+    label as much as a placeholder probability."""
+    return _in_unit_interval(values, classes) and not _holds_probabilities(values, classes)
 
 
 def _check_fits(kind: str, shape: Shape) -> None:

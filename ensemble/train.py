@@ -210,8 +210,7 @@ def train_fold(
             "scaler": scaler.state_dict(),
             "history": [dataclasses.asdict(item) for item in history],
         }
-        with store.atomic_path(resume_path) as temporary:
-            torch.save(state, temporary)
+        store.save_torch(resume_path, state)
         if progress:
             progress(event)
 

@@ -106,6 +106,7 @@ def test_blend_writes_submission_shaped_like_the_sample(tmp_path, sample, traine
     assert made["method"] == "mean" and [m["name"] for m in made["members"]] == ["a", "b"]
     assert sum(m["weight"] for m in made["members"]) == pytest.approx(1)
     assert f"{made['oof_score']:.4f}" in result.stdout
+    assert f"(submission kind: {made['submission']['kind']})" in result.stdout and made["submission"]["kind"] == sample
 
 
 def test_blend_score_is_the_mean_of_member_probabilities(trained_copy):
@@ -170,7 +171,12 @@ def snapshot(root):
         (["train-folds", "--name", "n", "--model", "test_convnext"], ["cannot take 16x16 images", "--size"]),
         (["train-folds", "--name", "n", "--epochs", "0"], ["epochs must be at least 1"]),
         (["train-folds", "--name", "n", "--batch-size", "1"], ["batch_size must be at least 2"]),
-        (["train-folds", "--name", "n", "--seed", "-1"], ["seed must be >= 0"]),
+        (["train-folds", "--name", "n", "--seed", "-1"], ["seed must be between 0 and 4294967295"]),
+        (["folds", "--force", "--seed", "4294967296"], ["folds seed must be between 0 and 4294967295, got 4294967296"]),
+        (["train-folds", "--name", "r10\n"], ["experiment name 'r10\\n' must start with a letter"]),
+        (["blend", "--name", "b" * 300], ["blend name 'bbbbbbbbbbbbbbbbbbbb'... has 300 characters; at most 200"]),
+        (["blend", "--name", "x", "--experiments", "all"], ["no experiment named 'all'", "experiments: a, b"]),
+        (["train-folds", "--name", "n", "--model", "test_vit", "--size", "40"], ["multiple of its patch size 16, e.g. 32 or 48"]),
         (["train-folds", "--name", "a", "--folds", ",", "--force"], ["--folds: cannot read ','"]),
         (["train-folds", "--name", "n", "--device", "cuda"], ["no CUDA device"]),
         (["folds", "--force", "--k", "13"], ["no class has 13 rows", "smaller --k"]),

@@ -19,9 +19,33 @@ def test_integer_labels_sort_numerically():
     assert sort_classes(["b", "a", "10"]) == ("10", "a", "b")
 
 
+class Text:
+    """A change to a file's text rather than to its table."""
+
+    def __init__(self, change):
+        self.change = change
+
+
 def rewrite(path, change):
+    if isinstance(change, Text):
+        path.write_text(change.change(path.read_text()))
+        return
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     change(frame).to_csv(path, index=False)
+
+
+def trailing_commas(text):
+    header, *rows = text.splitlines()
+    return "\n".join([header] + [row + "," for row in rows]) + "\n"
+
+
+def blank_line_quoted_newline_and_duplicate(text):
+    """A blank line after the header, a note spanning two lines on row 0000, and row 0003
+    again at the end: the duplicate is on the file's line 40, the first 0003 on line 7."""
+    header, *rows = text.splitlines()
+    rows = [row + "," for row in rows]
+    rows[0] += '"two\nlines"'
+    return "\n".join([header + ",note", ""] + rows + [rows[3]]) + "\n"
 
 
 def duplicate_row(frame):
@@ -46,6 +70,11 @@ def empty_label(frame):
     [
         ("train.csv", lambda f: f.rename(columns={"label": "target"}), ["train.csv", "no column 'label'", "'id', 'target'"]),
         ("train.csv", duplicate_row, ["train.csv", "line 38", "duplicate id '0003'", "line 5"]),
+        ("train.csv", Text(trailing_commas), ["train.csv", "line 2 has 3 fields, the header has 2"]),
+        ("train.csv", Text(blank_line_quoted_newline_and_duplicate), ["line 40: duplicate id '0003' (first at line 7)"]),
+        ("train.csv", Text(lambda t: t.replace("id,label", "id,label,label")), ["column 'label' appears twice"]),
+        ("train.csv", Text(lambda t: t.replace("0005,", '"0005,')), ["train.csv", "line 7: not a readable CSV"]),
+        ("test.csv", Text(lambda t: t.replace("id\n", "id\n\n\n") + "t999\n"), ["test.csv: line 14: test id 't999' is not in"]),
         ("train.csv", empty_label, ["train.csv", "line 7", "empty 'label'"]),
         ("train.csv", lambda f: f.assign(label="cat"), ["single class 'cat'"]),
         ("test.csv", duplicate_row, ["test.csv", "duplicate id 't003'"]),

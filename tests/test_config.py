@@ -19,8 +19,9 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
         ("[competition]\nid_colum = 'x'\n", ["[competition]", "unknown key 'id_colum'"]),
         ("[trian]\n", ["unknown section [trian]"]),
         ("[train]\nepochs = 'three'\n", ["epochs must be int", "'three'"]),
-        ("[train]\nsize = 2\n", ["size must be at least 8"]),
-        ("[folds]\nk = 1\n", ["k must be at least 2"]),
+        ("[train]\nsize = 2\n", ["ens.toml [train]: train size must be at least 8"]),
+        ("[folds]\nk = 1\n", ["ens.toml [folds]: folds k must be at least 2"]),
+        ("[folds]\nseed = 5000000000\n", ["ens.toml [folds]: folds seed must be between 0 and 4294967295"]),
         ("[train\n", ["not valid TOML"]),
     ],
 )

@@ -4,12 +4,10 @@ import json
 import re
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.demo import write_digits_competition
-from ensemble.errors import EnsError
 
 
 def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
@@ -36,8 +34,10 @@ def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
 def test_demo_competition_is_rewritten_with_force(tmp_path):
     workspace = write_digits_competition(tmp_path / "d")
     (tmp_path / "d" / "models" / "old").mkdir()
-    with pytest.raises(EnsError, match="--force"):
-        write_digits_competition(tmp_path / "d")
+    written = (tmp_path / "d" / "data" / "train.csv").stat().st_mtime_ns
+    write_digits_competition(tmp_path / "d")  # kept, for a demo that resumes
+    assert (tmp_path / "d" / "models" / "old").exists()
+    assert (tmp_path / "d" / "data" / "train.csv").stat().st_mtime_ns == written
     workspace = write_digits_competition(tmp_path / "d", force=True)
     assert not (tmp_path / "d" / "models" / "old").exists()
     assert len(list((workspace.root / "data" / "train").glob("*.png"))) == 1437

@@ -47,17 +47,32 @@ def test_read_images_keeps_order(tmp_path):
     assert stack[:, 0, 0, 0].tolist() == [0, 100, 250]
 
 
+def gradient(low, high, dtype):
+    return np.linspace(low, high, 64).reshape(8, 8).astype(dtype)
+
+
 @pytest.mark.parametrize(
-    "pixels, expected",
+    "pixels",
     [
-        (np.full((4, 4), 1.0, dtype=np.float32), 255),  # 0..1 floats
-        (np.full((4, 4), 200.0, dtype=np.float32), 200),  # 0..255 floats
-        (np.full((4, 4), 25700, dtype=np.int32), 100),  # 32-bit holding 16-bit values
-        (np.full((4, 4), 65535, dtype=np.int32), 255),
-        (np.full((4, 4), 257, dtype=np.int32), 1),  # a dark image keeps the dataset's scale
+        gradient(0, 255, np.int32),  # 8-bit data in a 32-bit file: was black (divided by 257)
+        gradient(0, 4095, np.int32),  # 12-bit medical data: was 16 grey levels
+        gradient(1000, 60000, np.int32),  # 16-bit data
+        gradient(0.0, 1.0, np.float32),
+        gradient(-1.0, 1.0, np.float32),  # was clipped: the lower half black
+        gradient(0.0, 4000.0, np.float32),  # reflectances: was white above 255
     ],
 )
-def test_wide_grayscale_is_scaled_not_clipped(tmp_path, pixels, expected):
-    image = Image.fromarray(pixels, mode="F" if pixels.dtype.kind == "f" else "I")
-    path = save(tmp_path / "w.tif", image)
-    assert read_image(path, 4).min() == expected
+def test_wide_grayscale_is_stretched_from_its_own_range(tmp_path, pixels):
+    image = Image.fromarray(pixels)
+    assert image.mode in ("I", "F")
+    read = read_image(save(tmp_path / "w.tif", image), 8)[..., 0]
+    assert read.min() == 0 and read.max() == 255
+    assert np.all(np.diff(read.ravel()) >= 0)  # order kept
+    assert len(np.unique(read)) == 64  # every one of the 64 levels stays distinct
+
+
+def test_wide_grayscale_without_a_range(tmp_path):
+    constant = Image.fromarray(np.full((4, 4), 7, dtype=np.int32))
+    assert read_image(save(tmp_path / "c.tif", constant), 4).max() == 0
+    holes = np.array([[np.nan, 0.0], [0.5, np.inf]], dtype=np.float32)
+    assert read_image(save(tmp_path / "n.tif", Image.fromarray(holes)), 2)[..., 0].tolist() == [[0, 0], [255, 0]]

@@ -1,3 +1,9 @@
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,3 +62,54 @@ def test_artifacts_are_readable_by_the_group(tmp_path):
     store.write_text(tmp_path / "x.txt", "x")
     assert (tmp_path / "x.txt").stat().st_mode & 0o777 == store.FILE_MODE
     assert store.FILE_MODE & 0o044  # not the owner-only mode of temporary files
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
+    path = tmp_path / "a.json"
+    store.write_json(path, {"v": 1})
+    with pytest.raises(EnsError, match=r"a\.json: cannot write: No space left on device"):
+        with store.atomic_path(path) as temporary:
+            temporary.write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert store.read_json(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    with pytest.raises(FileNotFoundError):  # a file the block reads is not the write's failure
+        with store.atomic_path(path) as temporary:
+            (tmp_path / "missing.txt").read_text()
+
+
+SAVE_WITH_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+import torch
+from ensemble import store
+from ensemble.errors import EnsError
+try:
+    store.save_torch(Path(sys.argv[1]), {"weights": torch.zeros(10000)})
+except EnsError as error:
+    print(error)
+"""
+
+
+def test_torch_save_on_a_full_disk_names_the_file(tmp_path):
+    # Real failing writes (a file-size limit fails them as a full disk does), through torch.save,
+    # which reports them as RuntimeError("unexpected pos ...") unless the store finds the OSError.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    path = tmp_path / "resume.pt"
+    result = subprocess.run(
+        [sys.executable, "-c", SAVE_WITH_FILE_SIZE_LIMIT, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stdout.strip() == f"{path}: cannot write: File too large", result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("r10\n", "must start with a letter or digit"), ("x" * 201, "has 201 characters; at most 200")],
+)
+def test_names_with_a_final_newline_or_too_long_are_refused(name, message):
+    with pytest.raises(EnsError, match=message):
+        store.check_name(name, "experiment")
+    store.check_name("x" * 200, "experiment")

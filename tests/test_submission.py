@@ -77,6 +77,16 @@ def test_single_probability_column_gets_the_right_class(tmp_path, labels, column
     assert frame_for(competition, probs)[column].tolist() == [expected] * len(competition.test_ids)
 
 
+@pytest.mark.parametrize("value, kind", [("0.0", "positive_probability"), ("0.5", "positive_probability")])
+def test_a_sample_written_as_fractions_holds_probabilities(tmp_path, value, kind):
+    root = make_competition(tmp_path, labels=("1", "2"))
+    write_single_column_sample(root, "label", value)
+    assert load_competition(Workspace.load(root)).submission_kind == kind
+    set_competition_keys(root, submission="labels")  # the setting that decides, when asked
+    write_single_column_sample(root, "label", "0")
+    assert load_competition(Workspace.load(root)).submission_kind == "labels"
+
+
 def test_a_zero_one_sample_can_be_forced_to_probabilities(tmp_path):
     root = make_competition(tmp_path, labels=("0", "1"))
     write_single_column_sample(root, "target", "0")
@@ -92,6 +102,8 @@ def test_a_zero_one_sample_can_be_forced_to_probabilities(tmp_path):
         (("a", "b", "c"), "label", "a", {"submission": "probabilities"}, "needs one column per class"),
         (("a", "b", "c"), "label", "a", {"submission": "best"}, "unknown submission kind 'best'"),
         (("a", "b"), "target", 0.5, {"positive_class": "c"}, "positive_class 'c' is not a class"),
+        (("1", "2"), "label", "0", {}, r"holds '0', which is neither a class \['1', '2'\] nor plainly a probability.*submission ="),
+        (("-1", "1"), "target", "0", {}, "holds '0', which is neither a class"),
     ],
 )
 def test_unfillable_samples_are_refused_when_the_competition_loads(tmp_path, labels, column, value, keys, message):

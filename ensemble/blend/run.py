@@ -33,6 +33,7 @@ class BlendResult:
     csv_path: Path
     json_path: Path
     left_out: list[str]
+    kind: str  # the submission kind written: labels, probabilities, ...
 
 
 def blend_experiments(
@@ -71,6 +72,7 @@ def blend_experiments(
         csv_path=csv_path,
         json_path=json_path,
         left_out=left_out,
+        kind=competition.submission_kind,
     )
     store.write_text(csv_path, csv_text)
     store.write_json(
