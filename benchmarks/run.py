@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rss-train", type=int, default=400)
     parser.add_argument("--rss-test", type=int, default=8000, help="test images of the RSS run: they make the cache large")
     parser.add_argument("--baseline-src", help="source folder of another ens (e.g. a main checkout) for the RSS comparison")
+    parser.add_argument("--memory-only", action="store_true", help="only part 5, the peak RSS")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
     n_train, n_test, source_px, epochs = (240, 60, 256, 2) if args.quick else (800, 200, 320, 3)
@@ -213,6 +214,11 @@ def main() -> None:
     train = {"model": args.model, "size": 64, "epochs": epochs, "batch_size": 32, "device": "cpu"}
     settings = TrainSettings(**train)
     rows = []
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as temporary:
+            rows = memory_rows(args, Path(temporary))
+        setup = f"peak RSS only: {args.rss_model} at {args.rss_size} px, {args.rss_train} train / {args.rss_test} test PNGs of 8 px, fold 0 of 4, 1 epoch"
+        return report(setup, rows, args)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         root = make_competition(folder / "comp", n_train, n_test, source_px, ".jpg", train)
@@ -252,6 +258,10 @@ def main() -> None:
         f"({trained} training images over {epochs} epochs), batch 32, torch threads {args.threads}"
         + (", --quick" if args.quick else "")
     )
+    report(setup, rows, args)
+
+
+def report(setup: str, rows, args) -> None:
     table = render(rows)
     print(setup)
     print(table)
