@@ -199,12 +199,16 @@ def folds(
 
 
 def print_event(event: object) -> None:
-    from ensemble.runs import FoldEnd, FoldStart, ImagesRead, WeightsChecked
+    from ensemble.runs import FoldEnd, FoldsSent, FoldStart, ImagesRead, WeightsChecked
     from ensemble.train import EpochEnd
 
     formats = {
-        ImagesRead: lambda e: f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s",
+        ImagesRead: lambda e: (
+            f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s"
+            + (" (from the image cache)" if e.from_cache else "")
+        ),
         WeightsChecked: lambda e: f"pretrained: {e.summary}",
+        FoldsSent: lambda e: f"training folds {','.join(map(str, e.folds))} on {e.where}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
             f"  fold {e.fold} epoch {e.epoch}/{e.epochs}" + (f" stage {e.stage}/{e.stages} {e.size}px" if e.stages > 1 else "")
@@ -257,6 +261,13 @@ def train_folds(
             help="Train the asked folds again from scratch; with changed settings, delete the whole experiment first.",
         ),
     ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", help="Folds trained at once, in separate processes (CPU cores or GPUs shared out).")
+    ] = 1,
+    cluster: Annotated[
+        Optional[str],
+        typer.Option("--cluster", help="Send the folds to a Dask scheduler, e.g. tcp://HOST:8786 (workspace on a shared filesystem)."),
+    ] = None,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Train one model per fold; cache OOF and test logits under models/NAME/.
@@ -265,6 +276,7 @@ def train_folds(
 
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
+    from ensemble.parallel import Executor
     from ensemble.runs import train_experiment
     from ensemble.view import TrainView
 
@@ -280,9 +292,13 @@ def train_folds(
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
         tta=tta, tta_merge=tta_merge,
     )
+    executor = Executor(jobs, cluster)
     with TrainView(err, print_event) as view:
-        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view)
-    if result.kept:
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view, executor)
+    if not result.trained:
+        scores = " ".join(score_text(score) for score in result.fold_scores)
+        err.print(f"nothing trained: the asked folds are already trained with these settings (fold scores {scores}); --force trains them again")
+    elif result.kept:
         err.print(f"kept finished folds {result.kept}")
     oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
     out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
@@ -421,6 +437,34 @@ def print_blend(result) -> None:
         f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
     )
     out.print(f"wrote {result.csv_path}, {result.json_path.name} and {result.oof_path.name} (submission kind: {result.kind})")
+
+
+@app.command()
+@handles_errors
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every cached image file.")] = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """List the decoded-image cache (cache/ in the workspace), or delete it with --clear.
+
+    Images are decoded once per (image list, size) into cache/; later runs read that file.
+
+    Example: ens cache --clear
+    """
+    from ensemble.cache import clear_cache, list_cache
+
+    root = Workspace.load(workspace).root
+    if clear:
+        files, freed = clear_cache(root)
+        out.print(f"removed {files} cached image files ({freed / 1e6:.1f} MB)")
+        return
+    entries = list_cache(root)
+    if not entries:
+        out.print("the image cache is empty")
+        return
+    for entry in entries:  # plain lines: a table would squeeze the paths at 80 columns
+        out.print(f"{entry.path.name}  {entry.n_images} images at {entry.size}px  {entry.bytes / 1e6:.1f} MB  {entry.created}  from {entry.source}")
+    out.print(f"total {sum(entry.bytes for entry in entries) / 1e6:.1f} MB in {entries[0].path.parent}")
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Where tensors run, and at what precision.
 
 On CUDA: bf16 autocast where the card has it (no loss scaling needed), fp16 with a gradient
-scaler where it does not, and channels_last memory layout. On the CPU: plain float32.
+scaler where it does not. On the CPU: plain float32. Everywhere the channels_last memory
+layout: on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
+training: efficientnet_b0 34 -> 71 images/s, resnet10t 103 -> 105).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return torch.channels_last
 
 
 @contextlib.contextmanager

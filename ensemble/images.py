@@ -17,6 +17,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ensemble.errors import EnsError
 
+# What decoding does to a file; part of the image cache's key (cache.py): bump it when a change
+# here gives other pixels, so caches decoded the old way are not read.
+DECODER = 1
+
 
 def stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
     """32-bit integer or float grayscale to 0..255, stretched from the image's own min..max.
@@ -85,7 +89,8 @@ def read_images(paths: Sequence[Path], ids: Sequence[str], size: int, jobs: int 
         for row in range(start, stop):
             images[row] = read_image(paths[row], size, ids[row])
 
-    chunk = 256
+    # Enough pieces for every thread, however few (and large) the images.
+    chunk = max(1, min(256, -(-len(paths) // jobs)))
     Parallel(n_jobs=jobs, prefer="threads")(
         delayed(fill)(start, min(start + chunk, len(paths))) for start in range(0, len(paths), chunk)
     )

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from ensemble import __version__, locks, metrics, store, tta
+from ensemble import __version__, locks, metrics, parallel, store, tta
+from ensemble.cache import cached_images
 from ensemble.competition import Competition, load_competition
 from ensemble.config import TrainSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import Folds, read_folds
-from ensemble.images import read_images
 from ensemble.scores import experiment_scores
 from ensemble.devices import out_of_memory_as_error, resolve_device
 from ensemble.nets import check_input_size, check_weights
@@ -88,6 +88,15 @@ class ImagesRead:
     n_test: int
     size: int
     seconds: float
+    from_cache: bool = False
+
+
+@dataclass(frozen=True)
+class FoldsSent:
+    """Folds handed to worker processes or a cluster; their epochs are not reported back."""
+
+    folds: list[int]
+    where: str
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,22 @@ class ExperimentResult:
     oof_score: float | None
     trained: list[int]
     kept: list[int]
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One fold to train: everything a worker process needs (picklable; images are read by path)."""
+
+    experiment: ExperimentDir
+    competition: Competition
+    fold_of: np.ndarray
+    fold: int
+    train_images: Any  # uint8 (n_train, size, size, 3): cache.CachedImages or an ndarray
+    test_images: Any
+    settings: TrainSettings
+    metric: str
+    position: int = 1  # 1-based among the folds this run trains, for the progress view
+    count: int = 1
 
 
 def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
@@ -184,7 +209,7 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
-def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k: int, force: bool) -> tuple[list[int], list[int], bool]:
+def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool) -> tuple[list[int], list[int], bool]:
     """(folds to train, finished folds kept, whether the old experiment is wiped first)."""
     if not experiment.exists():
         return requested, [], False
@@ -199,13 +224,9 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], k:
     done = set(experiment.done_folds())
     if force:
         return requested, sorted(done - set(requested)), False
-    # Every fold done but never combined (stopped in between): nothing to train, just finish.
-    finishing = done == set(range(k)) and not experiment.is_complete()
-    if set(requested) <= done and not finishing:
-        raise EnsError(
-            f"{experiment.root}: already trained (folds {','.join(map(str, requested))}); "
-            "use --force to train again"
-        )
+    # Asked folds all done with the same settings: nothing to train, and not an error, so a
+    # script may rerun the command after a crash (it just finishes a run stopped before
+    # combining the folds).
     return [fold for fold in requested if fold not in done], sorted(done), False
 
 
@@ -234,14 +255,17 @@ def train_experiment(
     folds_to_run: list[int] | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    executor: parallel.Executor = parallel.Executor(),
 ) -> ExperimentResult:
     """Train the asked folds (default: all) of experiment `name`, resuming what a stopped run left.
 
     The folds are locked while this process runs them: another process asking for one of
     them is refused, while other folds of the experiment may run in other processes.
+    `executor` says where the folds train (here, worker processes, a Dask cluster); the
+    locks stay with this process.
     """
     with contextlib.ExitStack() as fold_locks:
-        return _train_experiment(workspace, name, settings, folds_to_run, force, progress, fold_locks)
+        return _train_experiment(workspace, name, settings, folds_to_run, force, progress, fold_locks, executor)
 
 
 def _train_experiment(
@@ -252,6 +276,7 @@ def _train_experiment(
     force: bool,
     progress: Progress | None,
     fold_locks: contextlib.ExitStack,
+    executor: parallel.Executor,
 ) -> ExperimentResult:
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
@@ -267,7 +292,7 @@ def _train_experiment(
     record = describe_run(competition, folds, name, settings)
     lock_folds(experiment, requested, fold_locks)
     planned = settings_text(experiment)
-    to_train, kept, wipe = plan_folds(experiment, record, requested, folds.k, force)
+    to_train, kept, wipe = plan_folds(experiment, record, requested, force)
     if wipe:  # the whole experiment goes: no other process may be training any of it
         lock_folds(experiment, sorted(set(range(folds.k)) - set(requested)), fold_locks)
     # Temporary files of a killed run can be as large as a checkpoint. Only the folds this
@@ -275,7 +300,7 @@ def _train_experiment(
     for fold in to_train:
         for leftover in experiment.fold_dir(fold).glob(".*.tmp"):
             leftover.unlink()
-    if not to_train:  # every fold is done; a run stopped before combining them
+    if not to_train:  # nothing left to train; combines the folds if a run stopped before that
         with writing(experiment):
             fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
@@ -285,16 +310,18 @@ def _train_experiment(
         if progress:
             progress(WeightsChecked(mapping.summary()))
     check_stage_sizes(settings, len(competition.classes))
-    resolve_device(settings.device)
+    if not executor.cluster:  # the workers of a cluster may have devices this machine lacks
+        resolve_device(settings.device)
     for fold in to_train:
         if np.count_nonzero(folds.fold_of != fold) < 2:
             raise EnsError(f"{workspace.folds_dir / 'folds.csv'}: fold {fold}'s model would train on fewer than 2 rows; make fewer or other folds")
 
     started = time.perf_counter()
-    train_images = read_images(competition.train_image_paths(), competition.train_ids, settings.size)
-    test_images = read_images(competition.test_image_paths(), competition.test_ids, settings.size)
+    train_images, train_cached = cached_images(workspace.root, competition.train_image_paths(), competition.train_ids, settings.size)
+    test_images, test_cached = cached_images(workspace.root, competition.test_image_paths(), competition.test_ids, settings.size)
     if progress:
-        progress(ImagesRead(len(train_images), len(test_images), settings.size, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        progress(ImagesRead(len(train_images), len(test_images), settings.size, seconds, train_cached and test_cached))
 
     with writing(experiment):
         if settings_text(experiment) not in (planned, None):  # another process began it meanwhile
@@ -314,23 +341,59 @@ def _train_experiment(
         experiment.test_path.unlink(missing_ok=True)
         store.write_json(experiment.settings_path, record)
 
-    for position, fold in enumerate(to_train, 1):
-        valid_rows = np.flatnonzero(folds.fold_of == fold)
-        train_rows = np.flatnonzero(folds.fold_of != fold)
-        if progress:
-            progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), position, len(to_train)))
-        fold_started = time.perf_counter()
-        data = FoldData(train_images, competition.targets, train_rows, valid_rows, test_images, len(competition.classes))
-        with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
-            output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
-        score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
-        seconds = output.resumed_seconds + time.perf_counter() - fold_started
-        write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
-        if progress:
-            progress(FoldEnd(fold, metric.name, score, seconds))
-        with writing(experiment):
-            fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    jobs = [
+        FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train))
+        for position, fold in enumerate(to_train, 1)
+    ]
+    if progress and not executor.in_process:
+        where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{executor.jobs} worker processes"
+        progress(FoldsSent(to_train, where))
+    failures: list[parallel.Failure] = []
+    try:
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
+            if isinstance(end, parallel.Failure):
+                failures.append(end)
+                continue
+            if progress and not executor.in_process:
+                progress(end)
+            with writing(experiment):
+                fold_scores, oof_score = summarize(experiment, competition, folds, metric)
+    except EnsError as error:  # a worker died: name the folds it left undone
+        missing = sorted(set(to_train) - set(experiment.done_folds()))
+        raise EnsError(f"{error}; folds not finished: {','.join(map(str, missing))}") from None
+    if failures:
+        first = failures[0]
+        others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
+        raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
+
+
+def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
+    """Train one fold and write its artifacts; runs in this process or in a worker."""
+    settings, fold, experiment = job.settings, job.fold, job.experiment
+    if slot.threads:
+        import torch
+
+        torch.set_num_threads(slot.threads)
+    if slot.gpu is not None and settings.device in ("auto", "cuda"):
+        settings = dataclasses.replace(settings, device=f"cuda:{slot.gpu}")
+    metric = metrics.get(job.metric)
+    valid_rows = np.flatnonzero(job.fold_of == fold)
+    train_rows = np.flatnonzero(job.fold_of != fold)
+    if progress:
+        progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), job.position, job.count))
+    fold_started = time.perf_counter()
+    competition = job.competition
+    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes))
+    with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
+        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
+    score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
+    seconds = output.resumed_seconds + time.perf_counter() - fold_started
+    write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
+    end = FoldEnd(fold, metric.name, score, seconds)
+    if progress:
+        progress(end)
+    return end
 
 
 def write_fold(

@@ -40,6 +40,7 @@ class FoldData:
 
     images: uint8 (n_images, size, size, 3), every training image; targets: int64 (n_images,)
     class indices; train_rows, valid_rows: int64 row indices; test_images: uint8 (n_test, ...).
+    The image arrays may be cache.CachedImages: rows are read a batch at a time.
     """
 
     images: np.ndarray
@@ -239,7 +240,6 @@ def train_fold(
     evaluated = ema.net if ema else net
 
     valid_logits = None  # stays None when a resumed fold had already finished every epoch
-    pixels = torch.from_numpy(data.images)
     all_targets = torch.from_numpy(data.targets)
     train_rows = torch.from_numpy(data.train_rows)
     throttle = Throttle()
@@ -260,7 +260,7 @@ def train_fold(
         epoch_batches = batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed))
         for step, batch in enumerate(epoch_batches):
             rows = train_rows[batch]
-            images = batches.to_device(pixels[rows])
+            images = batches.to_device(torch.from_numpy(data.images[rows.numpy()]))
             if augment:
                 images = augment(images, augment_generator)
             inputs = batches.normalise(images, stage.size)

@@ -270,14 +270,14 @@ def predict(net, batches, images: np.ndarray, rows: np.ndarray | None, policy: P
     import torch
 
     net.eval()
-    pixels = torch.from_numpy(images)
-    rows = torch.arange(len(pixels)) if rows is None else torch.from_numpy(rows)
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     n_views = policy.n_views
     step = images_per_pass(batches.device.type, batches.batch_size, n_views, images.shape[1])
     outputs = []
     with torch.inference_mode():
-        for chunk in rows.split(step):
-            inputs = batches.to_input(pixels[chunk], size)
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]  # images may be a memory-mapped cache: read a chunk at a time
+            inputs = batches.to_input(torch.from_numpy(images[chunk]), size)
             if n_views > 1:
                 inputs = torch.cat([view.apply(inputs) for view in policy.views])
                 inputs = inputs.contiguous(memory_format=batches.memory_format)

@@ -126,7 +126,9 @@ def test_resume_keeps_finished_folds(trained_copy):
     c = next(row for row in board if row["name"] == "c")
     assert c["oof_score"] is None and c["fold_scores"][1:] == [None, None]
     first = (trained_copy / "models" / "c" / "fold0" / "oof.npz").read_bytes()
-    one_line_error(ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "0"), "already trained (folds 0)")
+    again = ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "0")  # nothing left: not an error
+    assert again.exit_code == 0 and "nothing trained" in again.stderr, again.output
+    assert (trained_copy / "models" / "c" / "fold0" / "oof.npz").read_bytes() == first
 
     result = ens("train-folds", "-w", trained_copy, "--name", "c")
     assert result.exit_code == 0, result.output
@@ -163,7 +165,6 @@ def snapshot(root):
         (["blend", "--name", "x", "--experiments", "a,nope"], ["nope", "experiments: a, b"]),
         (["blend", "--name", "x", "--method", "median"], ["unknown blend method 'median'", "mean"]),
         (["blend", "--name", "bad/name"], ["blend name 'bad/name'"]),
-        (["train-folds", "--name", "a"], ["already trained (folds 0,1,2)", "--force"]),
         (["train-folds", "--name", "a", "--lr", "0.5"], ["other settings", "train.lr: 0.001 -> 0.5"]),
         (["train-folds", "--name", "n", "--folds", "7"], ["fold 7 does not exist"]),
         (["train-folds", "--name", "n", "--model", "no_such_net"], ["unknown timm model 'no_such_net'"]),
@@ -186,6 +187,21 @@ def test_refusals_are_one_line_and_write_nothing(trained_copy, args, fragments):
     before = snapshot(trained_copy)
     one_line_error(ens(*args, "-w", trained_copy), *fragments)
     assert snapshot(trained_copy) == before
+
+
+@pytest.mark.parametrize("folds", [[], ["--folds", "1"]])
+def test_a_rerun_with_nothing_to_train_succeeds_and_prints_its_scores(trained_copy, folds):
+    """A script that reruns the command after a crash must not stop on a finished experiment."""
+    before = {path: mtime for path, mtime in snapshot(trained_copy).items() if path.name != "scores.json"}
+    result = ens("train-folds", "-w", trained_copy, "--name", "a", *folds)
+    assert result.exit_code == 0, result.output
+    scores = json.loads((trained_copy / "models" / "a" / "scores.json").read_text())
+    assert "nothing trained" in result.stderr and "--force" in result.stderr
+    assert "fold scores " + " ".join(f"{score:.4f}" for score in scores["fold_scores"]) in result.stderr
+    assert f"OOF accuracy {scores['oof_score']:.4f}" in result.stdout
+    assert {path: mtime for path, mtime in snapshot(trained_copy).items() if path.name != "scores.json"} == before
+    forced = ens("train-folds", "-w", trained_copy, "--name", "a", "--folds", "1", "--force")
+    assert forced.exit_code == 0 and "fold 1 epoch 1/1" in forced.stderr, forced.output
 
 
 def test_existing_blend_needs_force(trained_copy):

@@ -21,7 +21,7 @@ def test_cpu_runs_float32_without_scaler():
     cpu = torch.device("cpu")
     assert devices.amp_dtype(cpu) is None
     assert not devices.grad_scaler(cpu).is_enabled()
-    assert devices.memory_format(cpu) is torch.contiguous_format
+    assert devices.memory_format(cpu) is torch.channels_last  # measured faster on the CPU too
 
 
 @pytest.mark.parametrize("capability, dtype", [((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16), ((7, 5), torch.float16), ((7, 0), torch.float16)])

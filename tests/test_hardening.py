@@ -200,17 +200,17 @@ def test_a_run_started_meanwhile_on_the_same_experiment(trained_copy, monkeypatc
     from ensemble.config import Workspace, override
 
     workspace = Workspace.load(trained_copy)
-    real_read_images = runs.read_images
+    real_read_images = runs.cached_images
     started = []
 
     def read_images_while_another_run_starts(*args, **kwargs):
         if not started:  # the other run writes settings.json and trains fold 0 meanwhile
             started.append(True)
-            monkeypatch.setattr(runs, "read_images", real_read_images)
+            monkeypatch.setattr(runs, "cached_images", real_read_images)
             runs.train_experiment(workspace, "c", override(workspace.train, lr=other_lr), [0])
         return real_read_images(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "read_images", read_images_while_another_run_starts)
+    monkeypatch.setattr(runs, "cached_images", read_images_while_another_run_starts)
     result = ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "1")
     settings = json.loads((trained_copy / "models" / "c" / "settings.json").read_text())
     assert settings["train"]["lr"] == (other_lr or workspace.train.lr)

@@ -1,0 +1,193 @@
+"""Running independent jobs (an experiment's folds) in this process, in worker processes on this
+machine (joblib's loky backend), or on a Dask cluster (joblib's dask backend).
+
+Each job writes its own artifacts, atomically, from the process that ran it, so the parent
+only learns which jobs finished. A job that raises loses only itself: the others run on and
+the failures are reported together at the end. A worker process that dies: on Dask, the
+scheduler runs its job again on another worker (the fold resumes from its last saved epoch);
+with --jobs, joblib stops the whole pool, so the folds running beside it stop too, each
+keeping its last finished epoch. Either way finished folds are kept, the run says which
+folds did not finish, and the same command trains what is missing.
+
+On a cluster, the workers read the images and write the experiment through the workspace's
+own paths: it must be on a filesystem every worker mounts at the same path. That is checked
+before any job is sent (a file written here must be visible there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ensemble.errors import EnsError
+
+DASK_EXTRA = "dask[distributed] is needed for --cluster; install it with: pip install 'ens[dask]'"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where jobs run: jobs=1 and no cluster is in this process, one after another."""
+
+    jobs: int = 1
+    cluster: str | None = None  # tcp://HOST:PORT of a Dask scheduler
+
+    def __post_init__(self):
+        if self.jobs < 1:
+            raise EnsError(f"--jobs must be at least 1, got {self.jobs}")
+
+    @property
+    def in_process(self) -> bool:
+        return self.jobs == 1 and not self.cluster
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a worker may use: torch threads (None: torch's default) and a CUDA device index."""
+
+    threads: int | None = None
+    gpu: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    job: Any
+    message: str
+
+
+Task = Callable[[Any, Any, Slot], Any]  # task(job, progress, slot) -> result
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS)
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def gpu_slot() -> Iterator[int | None]:
+    """A CUDA device no other ens worker on this machine holds, when there are several.
+
+    An advisory file lock per device: held while the job runs, released when its process
+    ends, dies included.
+    """
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        yield None
+        return
+    folder = Path(tempfile.gettempdir())
+    for attempt in range(2):  # first look for a free one; then wait for the first
+        for index in range(count):
+            handle = open(folder / f"ens-cuda-{index}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if attempt == 0 else 0))
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield index
+            finally:
+                handle.close()
+            return
+
+
+def guarded(task: Task, job: Any, threads: int | dict | None) -> Any:
+    """Run one job in a worker; its error comes back as a Failure instead of stopping the others.
+
+    threads: torch threads for this worker, or {dask worker address: threads}.
+    """
+    if isinstance(threads, dict):
+        from distributed import get_worker
+
+        threads = threads.get(get_worker().address)
+    try:
+        with gpu_slot() as gpu:
+            return task(job, None, Slot(threads, gpu))
+    except Exception as error:  # noqa: BLE001 - reported, with its fold, by the parent
+        return Failure(job, str(error) if isinstance(error, EnsError) else f"{type(error).__name__}: {error}")
+
+
+def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None) -> Iterator[Any]:
+    """Each job's result (or Failure) as it finishes; in order when in process.
+
+    Raises EnsError when a worker process dies (after the results that came first) and when
+    the cluster cannot be used.
+    """
+    if executor.in_process:
+        for job in jobs:
+            yield task(job, progress, Slot())
+        return
+    from joblib import Parallel, delayed
+
+    if executor.cluster:
+        context = dask_backend(executor.cluster, shared_root)
+    else:
+        context = contextlib.nullcontext((executor.jobs, max(1, cpu_cores() // min(executor.jobs, len(jobs)))))
+    with context as (n_jobs, threads):
+        parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
+        try:
+            yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
+        except Exception as error:
+            if type(error).__name__ not in ("TerminatedWorkerError", "KilledWorker", "BrokenProcessPool"):
+                raise
+            reason = str(error).splitlines()[0][:200]
+            raise EnsError(f"a worker process died ({reason}); finished folds are kept: run the same command again to resume") from None
+
+
+@contextlib.contextmanager
+def dask_backend(address: str, shared_root: Path) -> Iterator[tuple[int, dict]]:
+    """joblib's dask backend on the scheduler at `address`; yields (n_jobs, threads per worker)."""
+    try:
+        from distributed import Client
+        from joblib import parallel_config
+    except ImportError:
+        raise EnsError(DASK_EXTRA) from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise EnsError(f"--cluster {address}: cannot reach a Dask scheduler there: {error}") from None
+    with client:
+        cores_by_worker = check_shared(client, shared_root)
+        workers_on_host: dict[str, int] = {}
+        for worker in cores_by_worker:
+            host = client.scheduler_info()["workers"][worker]["host"]
+            workers_on_host[host] = workers_on_host.get(host, 0) + 1
+        threads = {
+            worker: max(1, cores // workers_on_host[client.scheduler_info()["workers"][worker]["host"]])
+            for worker, cores in cores_by_worker.items()
+        }
+        with parallel_config(backend="dask"):
+            yield len(threads), threads
+
+
+def probe(token: str) -> tuple[int, bool]:
+    """Run on each Dask worker: its CPU cores, and whether it sees the file written here."""
+    return cpu_cores(), os.path.isfile(token)
+
+
+def check_shared(client, shared_root: Path) -> dict[str, int]:
+    """{worker address: CPU cores}; an EnsError when there are no workers or one cannot see
+    the workspace at the same path."""
+    if not client.scheduler_info()["workers"]:
+        raise EnsError(f"--cluster {client.scheduler.address}: no workers are connected to the scheduler; start some with `dask worker`")
+    token = Path(shared_root) / f".ens-shared-{uuid.uuid4().hex}"
+    token.write_text("written by ens to check that Dask workers share this filesystem\n")
+    try:
+        answers = client.run(probe, str(token))
+    finally:
+        token.unlink()
+    blind = sorted(worker for worker, (_, sees) in answers.items() if not sees)
+    if blind:
+        raise EnsError(
+            f"--cluster: Dask worker {blind[0]} cannot see {shared_root}; the workers read the images and write "
+            "the experiment there, so the workspace (and its images) must be on a filesystem every worker mounts at the same path"
+        )
+    return {worker: cores for worker, (cores, _) in answers.items()}

@@ -1,0 +1,92 @@
+"""Folds trained in worker processes (--jobs) and on a Dask cluster equal a sequential run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ensemble import parallel
+from ensemble.cli import app
+from ensemble.errors import EnsError
+from ensemble.metrics import softmax
+from ensemble.store import load_logits
+
+runner = CliRunner()
+
+
+def train(root, *args):
+    result = runner.invoke(app, ["train-folds", "-w", str(root), *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_same_probabilities(root, name, folds, reference="a"):
+    """Within 1e-4: the workers use fewer threads than the sequential run, so sums are ordered differently."""
+    for path in [f"fold{fold}/{kind}.npz" for fold in folds for kind in ("oof", "test")]:
+        ours = load_logits(root / "models" / name / path)
+        theirs = load_logits(root / "models" / reference / path)
+        assert ours.ids.tolist() == theirs.ids.tolist()
+        np.testing.assert_allclose(softmax(ours.values), softmax(theirs.values), atol=1e-4, rtol=0)
+
+
+def test_jobs_2_equals_a_sequential_run(trained_copy):
+    # 'a' (in the trained_dir fixture) was trained in the test process, one fold after another.
+    # Two folds, one per worker, keep the test quick; combining folds is the same code as sequential.
+    result = train(trained_copy, "-n", "j", "--jobs", "2", "--folds", "0,1")
+    assert "training folds 0,1 on 2 worker processes" in result.stderr
+    assert "(from the image cache)" in result.stderr  # decoded when 'a' was trained
+    assert_same_probabilities(trained_copy, "j", [0, 1])
+    again = train(trained_copy, "-n", "j", "--jobs", "2", "--folds", "0,1")  # rerun-is-safe holds in parallel too
+    assert "nothing trained" in again.stderr
+
+
+def test_a_dask_cluster_equals_a_sequential_run(trained_copy):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = train(trained_copy, "-n", "d", "--cluster", cluster.scheduler_address, "--folds", "1,2")
+    assert f"on the Dask cluster at {cluster.scheduler_address}" in result.stderr
+    assert_same_probabilities(trained_copy, "d", [1, 2])
+
+
+def test_a_cluster_that_cannot_see_the_workspace_is_refused(tmp_path):
+    class Client:  # what check_shared asks of a distributed.Client
+        def scheduler_info(self):
+            return {"workers": {"tcp://10.0.0.2:1": {"host": "10.0.0.2"}}}
+
+        def run(self, function, *args):
+            return {"tcp://10.0.0.2:1": (4, False)}  # a worker on another machine, without the file
+
+    with pytest.raises(EnsError, match="tcp://10.0.0.2:1 cannot see .* filesystem every worker mounts at the same path"):
+        parallel.check_shared(Client(), tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the probe file is removed
+
+
+def test_cluster_without_dask_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
+    with pytest.raises(EnsError, match=r"dask\[distributed\] is needed for --cluster; install it with: pip install 'ens\[dask\]'"):
+        list(parallel.run_jobs(finish_or_die, ["x"], parallel.Executor(cluster="tcp://127.0.0.1:1"), tmp_path))
+
+
+def finish_or_die(job, progress, slot):
+    if job == "die":
+        os._exit(3)
+    if job == "fail":
+        raise EnsError("this fold failed")
+    return job
+
+
+def test_a_failed_job_is_reported_and_the_others_finish():
+    results = list(parallel.run_jobs(finish_or_die, ["x", "fail", "y"], parallel.Executor(jobs=2), "."))
+    failures = [result for result in results if isinstance(result, parallel.Failure)]
+    assert sorted(result for result in results if isinstance(result, str)) == ["x", "y"]
+    assert [(failure.job, failure.message) for failure in failures] == [("fail", "this fold failed")]
+
+
+def test_a_dead_worker_is_one_error_line():
+    with pytest.raises(EnsError, match="a worker process died .*run the same command again to resume") as caught:
+        list(parallel.run_jobs(finish_or_die, ["die", "x"], parallel.Executor(jobs=2), "."))
+    assert "\n" not in str(caught.value)
