@@ -333,7 +333,9 @@ def predict(
     ws = Workspace.load(workspace)
     if as_name is not None:
         result = predict_experiment(ws, name, as_name, tta, tta_merge, device, keep_views, force, print_predict_event)
-        if result.kept:
+        if not result.trained:
+            err.print("nothing predicted: every fold is already predicted with these settings; --force predicts them again")
+        elif result.kept:
             err.print(f"kept finished folds {result.kept}")
         out.print(f"{result.name}: OOF {result.metric} {score_text(result.oof_score)}; logits in {result.path}")
         return

@@ -17,16 +17,19 @@ def describe_settings(settings: dict) -> dict:
     """attention, sizes and TTA of an experiment's settings.json. Read with fallbacks: older
     experiments lack these keys ('-' for none, the single training size for sizes)."""
     train = settings.get("train", {})
-    sizes = train.get("sizes") or ([train["size"]] if "size" in train else [])
-    tta = settings.get("tta")
-    if isinstance(tta, dict):
-        tta = tta.get("views") or tta.get("name")
-    if isinstance(tta, (list, tuple)):
-        tta = "+".join(str(view) for view in tta)
+    stages = train.get("stages")
+    if isinstance(stages, list) and stages:
+        sizes = [stage.get("size") for stage in stages if isinstance(stage, dict)]
+        sizes = [size for position, size in enumerate(sizes) if position == 0 or size != sizes[position - 1]]
+    else:  # before stages: one training size
+        sizes = [train["size"]] if "size" in train else []
+    tta = train.get("tta") or "none"
+    if tta != "none" and train.get("tta_merge", "mean") != "mean":
+        tta = f"{tta} ({train['tta_merge']})"
     return {
         "attention": train.get("attention") or "-",
         "sizes": [int(size) for size in sizes] if isinstance(sizes, (list, tuple)) else [sizes],
-        "tta": str(tta) if tta else "-",
+        "tta": "-" if tta == "none" else str(tta),
         "epochs": train.get("epochs"),
         "lr": train.get("lr"),
         "batch_size": train.get("batch_size"),

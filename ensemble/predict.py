@@ -31,6 +31,7 @@ from ensemble.competition import check_image_files, check_unique, image_file, lo
 from ensemble.config import Workspace
 from ensemble.errors import EnsError
 from ensemble.folds import read_folds
+from ensemble.cache import cached_images
 from ensemble.images import read_images
 from ensemble.scores import stale_reason
 from ensemble.submission import submission_frame, to_csv_text
@@ -176,17 +177,18 @@ def predict_experiment(
             "checkpoints_sha256": [store.checkpoint_sha256(owner, fold) for fold in range(folds.k)],
         },
     )
-    to_run, kept, wipe = plan_folds(experiment, record, list(range(folds.k)), folds.k, force)
+    to_run, kept, wipe = plan_folds(experiment, record, list(range(folds.k)), force)
     if not to_run:
         fold_scores, oof_score = summarize(experiment, competition, folds, metric)
         return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, [], kept)
     checkpoints, size = fold_checkpoints(owner, to_run, settings, competition.classes)
     device = resolve_device(device_name)
     started = time.perf_counter()
-    train_images = read_images(competition.train_image_paths(), competition.train_ids, size)
-    test_images = read_images(competition.test_image_paths(), competition.test_ids, size)
+    # The decoded-image cache that training filled (or fills now): each image is decoded once.
+    train_images, train_cached = cached_images(workspace.root, competition.train_image_paths(), competition.train_ids, size)
+    test_images, test_cached = cached_images(workspace.root, competition.test_image_paths(), competition.test_ids, size)
     if progress:
-        progress(ImagesRead(len(train_images), len(test_images), size, time.perf_counter() - started))
+        progress(ImagesRead(len(train_images), len(test_images), size, time.perf_counter() - started, train_cached and test_cached))
 
     if wipe:
         shutil.rmtree(experiment.root)

@@ -204,14 +204,14 @@ def test_wide_leaderboard_and_correlation(trained_copy):
 def test_leaderboard_reads_attention_sizes_and_tta_when_settings_have_them(trained_copy):
     settings = trained_copy / "models" / "a" / "settings.json"
     record = json.loads(settings.read_text())
-    record["train"].pop("attention", None)  # as an experiment trained before attention existed
-    record.pop("tta", None)
+    for key in ("attention", "stages", "tta", "tta_merge"):  # as an experiment trained before they existed
+        record["train"].pop(key, None)
     settings.write_text(json.dumps(record))
     row = next(row for row in json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout) if row["name"] == "a")
     assert (row["attention"], row["sizes"], row["tta"]) == ("-", [16], "-")
-    record["train"].update(attention="cbam", sizes=[16, 24])
-    record["tta"] = ["identity", "hflip"]
+    stages = [{"size": 16, "epochs": 1, "trainable": "head"}, {"size": 16, "epochs": 1}, {"size": 24, "epochs": 2}]
+    record["train"].update(attention="cbam", stages=stages, tta="hflip,vflip", tta_merge="gmean")
     settings.write_text(json.dumps(record))
     row = next(row for row in json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout) if row["name"] == "a")
-    assert (row["attention"], row["sizes"], row["tta"]) == ("cbam", [16, 24], "identity+hflip")
+    assert (row["attention"], row["sizes"], row["tta"]) == ("cbam", [16, 24], "hflip,vflip (gmean)")
     assert "16,24" in ens("leaderboard", "-w", trained_copy).stdout
