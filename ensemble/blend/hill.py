@@ -123,18 +123,22 @@ def logloss_candidates(probs: np.ndarray, targets: np.ndarray, members: np.ndarr
 def label_candidates(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, members: np.ndarray):
     """For metrics of the argmax label. Where the running sum's best class leads the second
     by more than 1, adding one member (probabilities in [0, 1]) cannot change the label; as
-    the blend grows most rows settle, and candidates are only built on the rows that remain."""
+    the blend grows most rows settle, and candidates are only built on the rows that remain.
+    Sums are taken in the members' own precision (float32), as the general path takes them:
+    the argmax needs nothing finer, and it halves the memory traffic of every candidate."""
     n_classes = probs.shape[2]
 
     def score(running: np.ndarray, chosen: int) -> np.ndarray:
         top_two = np.partition(running, n_classes - 2, axis=1)[:, -2:]
         open_rows = np.flatnonzero(top_two[:, 1] - top_two[:, 0] <= 1.0)
-        base = np.argmax(running, axis=1)
-        open_running = running[open_rows]
+        every_row = len(open_rows) == len(running)  # early steps: no gather needed
+        open_running = (running if every_row else running[open_rows]).astype(probs.dtype)
+        candidate = np.empty_like(open_running)
+        predicted = np.argmax(running, axis=1)  # settled rows keep it; open rows are overwritten below
         scores = np.empty(len(members))
         for slot, member in enumerate(members):
-            predicted = base.copy()
-            predicted[open_rows] = np.argmax(open_running + probs[member][open_rows], axis=1)
+            np.add(open_running, probs[member] if every_row else probs[member][open_rows], out=candidate)
+            predicted[open_rows] = np.argmax(candidate, axis=1)
             scores[slot] = metric.of_labels(targets, predicted, n_classes)
         return scores
 
