@@ -1,13 +1,15 @@
 """Running independent jobs (an experiment's folds) in this process, in worker processes on this
-machine (joblib's loky backend), or on a Dask cluster (joblib's dask backend).
+machine (--jobs), or on a Dask cluster (joblib's dask backend).
 
 Each job writes its own artifacts, atomically, from the process that ran it, so the parent
 only learns which jobs finished. A job that raises loses only itself: the others run on and
-the failures are reported together at the end. A worker process that dies: on Dask, the
-scheduler runs its job again on another worker (the fold resumes from its last saved epoch);
-with --jobs, joblib stops the whole pool, so the folds running beside it stop too, each
-keeping its last finished epoch. Either way finished folds are kept, the run says which
-folds did not finish, and the same command trains what is missing.
+the failures are reported together at the end. A worker process that dies loses only its
+own job too. With --jobs every job runs in a fresh process of its own, started and watched
+by one of joblib's threads: joblib's process pool (loky) would stop every job beside a dead
+worker, measured here, so it is not used for this. On Dask, the scheduler runs a dead worker's
+job again on another worker (the fold resumes from its last saved epoch). Either way finished
+folds are kept, the run says which folds did not finish, and the same command trains what is
+missing.
 
 On a cluster, the workers read the images and write the experiment through the workspace's
 own paths: it must be on a filesystem every worker mounts at the same path. That is checked
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import multiprocessing
 import os
+import signal
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -115,11 +119,39 @@ def guarded(task: Task, job: Any, threads: int | dict | None) -> Any:
         return Failure(job, str(error) if isinstance(error, EnsError) else f"{type(error).__name__}: {error}")
 
 
+def child_main(task: Task, job: Any, threads: int | None, send) -> None:
+    """The body of a job's own process: its result (or Failure) goes back through `send`."""
+    send.send(guarded(task, job, threads))
+    send.close()
+
+
+def in_own_process(task: Task, job: Any, threads: int | None) -> Any:
+    """guarded(task, job, threads) in a fresh process; if that process dies, a Failure of this job alone.
+
+    spawn, not fork: the parent may hold torch's threads, which a forked child inherits broken.
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=child_main, args=(task, job, threads, send))
+    process.start()
+    send.close()  # the child holds the only sending end: its death is EOF here
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    process.join()
+    if result is not None:
+        return result
+    code = process.exitcode
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    return Failure(job, f"its worker process died ({how}); run the same command again to resume it")
+
+
 def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None) -> Iterator[Any]:
     """Each job's result (or Failure) as it finishes; in order when in process.
 
-    Raises EnsError when a worker process dies (after the results that came first) and when
-    the cluster cannot be used.
+    Raises EnsError when the cluster cannot be used, and when a Dask worker dies more often
+    than the scheduler retries its job.
     """
     if executor.in_process:
         for job in jobs:
@@ -128,18 +160,21 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
     from joblib import Parallel, delayed
 
     if executor.cluster:
-        context = dask_backend(executor.cluster, shared_root)
-    else:
-        context = contextlib.nullcontext((executor.jobs, max(1, cpu_cores() // min(executor.jobs, len(jobs)))))
-    with context as (n_jobs, threads):
-        parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
-        try:
-            yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
-        except Exception as error:
-            if type(error).__name__ not in ("TerminatedWorkerError", "KilledWorker", "BrokenProcessPool"):
-                raise
-            reason = str(error).splitlines()[0][:200]
-            raise EnsError(f"a worker process died ({reason}); finished folds are kept: run the same command again to resume") from None
+        with dask_backend(executor.cluster, shared_root) as (n_jobs, threads):
+            parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
+            try:
+                yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
+            except Exception as error:
+                if type(error).__name__ != "KilledWorker":
+                    raise
+                reason = str(error).splitlines()[0][:200]
+                raise EnsError(f"a Dask worker died ({reason}); finished folds are kept: run the same command again to resume") from None
+        return
+    n_jobs = min(executor.jobs, len(jobs))
+    threads = max(1, cpu_cores() // n_jobs)
+    # Threads only start and watch the processes; the work is in the processes.
+    parallel = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
+    yield from parallel(delayed(in_own_process)(task, job, threads) for job in jobs)
 
 
 @contextlib.contextmanager
