@@ -1,6 +1,6 @@
 """TTA views folded into the batch (ens) against a per-view loop and against ttach, on the same checkpoints.
 
-    .venv/bin/python benchmarks/bench_tta.py [--tta d4] [--n 360] [--batch-size 64] [--folds 5]
+    .venv/bin/python benchmarks/bench_tta.py [--tta d4] [--n 360] [--batch-size 32] [--folds 5]
         [--model resnet10t] [--size 32] [--device cpu] [--repeats 5]
     .venv/bin/python benchmarks/bench_tta.py -w WORKSPACE --name EXP    # an experiment's own fold checkpoints
     .venv/bin/python benchmarks/bench_tta.py --images-per-pass 360      # one stacked pass over all images
@@ -27,11 +27,13 @@ import numpy as np
 import torch
 
 from ensemble import tta
+from ensemble.config import TrainSettings
+from ensemble.devices import memory_format
 from ensemble.train import Batches
 
 
-def fold_models(args, device) -> tuple[list, int]:
-    """(networks in eval mode, image side)."""
+def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
+    """(networks in eval mode, image side, their memory layout)."""
     if args.workspace:
         from ensemble import predict, store
         from ensemble.config import Workspace
@@ -40,13 +42,16 @@ def fold_models(args, device) -> tuple[list, int]:
         experiment = store.open_experiment(workspace.models_dir, args.name)
         owner = predict.checkpoint_owner(workspace.models_dir, experiment)
         checkpoints = [predict.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
-        nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device) for c in checkpoints]
-        return nets, checkpoints[0]["size"]
+        layout = memory_format(device, predict.settings_of(owner)["train"]["cpu_channels_last"])
+        nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in checkpoints]
+        return nets, checkpoints[0]["size"], layout
     from ensemble.nets import create_net
 
     torch.manual_seed(0)
-    nets = [create_net(args.model, 10, args.size).to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format).eval() for _ in range(args.folds)]
-    return nets, args.size
+    # The memory layout training leaves a fold's network in.
+    layout = memory_format(device)
+    nets = [create_net(args.model, 10, args.size).to(device, memory_format=layout).eval() for _ in range(args.folds)]
+    return nets, args.size, layout
 
 
 def ens_views(nets, batches_of, images, policy) -> np.ndarray:
@@ -100,7 +105,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tta", default="d4")
     parser.add_argument("--n", type=int, default=360)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=TrainSettings().batch_size, help="images per chunk (default: ens's own training default)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--model", default="resnet10t")
     parser.add_argument("--size", type=int, default=32)
@@ -113,9 +118,9 @@ def main():
     if args.images_per_pass:
         tta.images_per_pass = lambda *_: args.images_per_pass
     device = torch.device(args.device)
-    nets, size = fold_models(args, device)
+    nets, size, layout = fold_models(args, device)
     policy = tta.parse_policy(args.tta)
-    batches_of = [Batches(net, device, args.batch_size) for net in nets]
+    batches_of = [Batches(net, device, args.batch_size, layout) for net in nets]
     images = np.random.default_rng(0).integers(0, 256, size=(args.n, size, size, 3), dtype=np.uint8)
     transforms = ttach_transforms(policy.spec)
 

@@ -2,7 +2,7 @@
 
 On CUDA: bf16 autocast where the card has it (no loss scaling needed), fp16 with a gradient
 scaler where it does not. On the CPU: plain float32. Everywhere the channels_last memory
-layout: on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
+layout (on the CPU unless an experiment from before says not): on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
 training: efficientnet_b0 34 -> 71 images/s, resnet10t 103 -> 105).
 """
 
@@ -52,8 +52,9 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last
+def memory_format(device: torch.device, cpu_channels_last: bool = True) -> torch.memory_format:
+    """channels_last on CUDA; on the CPU too unless an older experiment says otherwise (TrainSettings)."""
+    return torch.channels_last if device.type == "cuda" or cpu_channels_last else torch.contiguous_format
 
 
 @contextlib.contextmanager

@@ -93,9 +93,8 @@ def check_fits(path: Path, checkpoint: dict, settings: dict, classes: tuple[str,
         )
 
 
-def net_from_checkpoint(checkpoint: dict, path: Path, device):
+def net_from_checkpoint(checkpoint: dict, path: Path, device, memory_format):
     """The fold's network, rebuilt from what runs.rebuild_record stored, with its weights, in eval mode."""
-    from ensemble import devices
     from ensemble.nets import create_net
 
     net = create_net(checkpoint["model"], len(checkpoint["classes"]), checkpoint["size"], **checkpoint.get("net_options", {}))
@@ -103,7 +102,7 @@ def net_from_checkpoint(checkpoint: dict, path: Path, device):
         net.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise EnsError(f"{path}: weights do not fit a {checkpoint['model']}: {str(error).splitlines()[0]}") from None
-    return net.to(device, memory_format=devices.memory_format(device)).eval()
+    return net.to(device, memory_format=memory_format).eval()
 
 
 def fold_checkpoints(owner: store.ExperimentDir, folds: list[int], settings: dict, classes) -> tuple[dict, int]:
@@ -119,11 +118,14 @@ def fold_checkpoints(owner: store.ExperimentDir, folds: list[int], settings: dic
     return checkpoints, sizes.pop()
 
 
-def fold_logits(checkpoint: dict, path: Path, device, batch_size: int, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:
+def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:
+    """train: the source experiment's settings.json train table (batch size and memory layout, as it trained)."""
+    from ensemble.devices import memory_format
     from ensemble.train import Batches
 
-    net = net_from_checkpoint(checkpoint, path, device)
-    prediction = tta.predict(net, Batches(net, device, batch_size), images, rows, policy)
+    layout = memory_format(device, train["cpu_channels_last"])
+    net = net_from_checkpoint(checkpoint, path, device, layout)
+    prediction = tta.predict(net, Batches(net, device, train["batch_size"], layout), images, rows, policy)
     if not np.isfinite(prediction.views).all():
         raise EnsError(f"{path}: the model's logits hold NaN or infinity")
     return prediction
@@ -201,13 +203,12 @@ def predict_experiment(
     experiment.test_path.unlink(missing_ok=True)
     store.write_json(experiment.settings_path, record)
 
-    batch_size = settings["train"]["batch_size"]
     for fold in to_run:
         fold_started = time.perf_counter()
         path = owner.checkpoint_path(fold)
         valid_rows = np.flatnonzero(folds.fold_of == fold)
-        valid = fold_logits(checkpoints[fold], path, device, batch_size, train_images, valid_rows, policy)
-        test = fold_logits(checkpoints[fold], path, device, batch_size, test_images, None, policy)
+        valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy)
+        test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy)
         score = metric.score(competition.targets[valid_rows], metrics.softmax(valid.logits))
         classes = competition.classes
         valid_ids = competition.train_ids[valid_rows]
@@ -320,7 +321,7 @@ def predict_test_set(
     total = np.zeros((len(ids), len(competition.classes)), dtype=np.float64)
     for fold in range(k):
         started = time.perf_counter()
-        prediction = fold_logits(checkpoints[fold], owner.checkpoint_path(fold), device, settings["train"]["batch_size"], images, None, policy)
+        prediction = fold_logits(checkpoints[fold], owner.checkpoint_path(fold), device, settings["train"], images, None, policy)
         total += prediction.logits
         if progress:
             progress(FoldPredicted(fold, "", None, policy.n_views, time.perf_counter() - started))

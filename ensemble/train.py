@@ -117,13 +117,13 @@ def seed_for(*parts: int) -> int:
 class Batches:
     """Moves uint8 image batches to the device and turns them into normalised float input."""
 
-    def __init__(self, net: nn.Module, device: torch.device, batch_size: int):
+    def __init__(self, net: nn.Module, device: torch.device, batch_size: int, memory_format: torch.memory_format = torch.channels_last):
         mean, std = normalization(net)
         self.device = device
         self.batch_size = batch_size
         self.scale = (1.0 / (255.0 * std)).to(device)
         self.shift = (mean / std).to(device)
-        self.memory_format = devices.memory_format(device)
+        self.memory_format = memory_format
         self.pin = device.type == "cuda"
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
@@ -210,8 +210,9 @@ def train_fold(
     net = create_net(settings.model, data.n_classes, plan[-1].size, settings.attention, settings.attention_in_blocks)
     if settings.pretrained:
         load_weights(net, settings.model, plan[-1].size, settings.pretrained)
-    net = net.to(device, memory_format=devices.memory_format(device))
-    batches = Batches(net, device, settings.batch_size)
+    layout = devices.memory_format(device, settings.cpu_channels_last)
+    net = net.to(device, memory_format=layout)
+    batches = Batches(net, device, settings.batch_size, layout)
     optimizer = OPTIMIZERS.get(settings.optimizer)(parameter_groups(net, settings), settings)
     steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
     # One schedule over every step of every stage; each stage scales it by its lr_scale.

@@ -231,10 +231,12 @@ def parse_policy(spec: str, merge: str = "mean") -> Policy:
 
 NO_TTA = parse_policy("none")
 
-# Rows (images x views) per stacked pass beyond which a CPU pass outgrows its caches and
-# the stacked pass loses to the per-view loop; measured with benchmarks/bench_tta.py.
-# Counted in pixels so that it holds for any image size.
-CPU_PIXELS_PER_PASS = 512 * 32 * 32
+# Rows per pass past which a CPU forward pass stops getting faster per row, counted in
+# pixels so that it holds for any image size: on 2 cores, resnet10t at 32 px ran 3,100 rows/s
+# in passes of 32 rows and 3,750 in passes of 64, and no faster in stacked passes of 128 to 512
+# rows (benchmarks/bench_tta.py --images-per-pass N). So views are stacked only until a pass
+# holds this many pixels, and never into a pass smaller than the loop's own.
+CPU_PIXELS_PER_PASS = 64 * 32 * 32
 
 
 def images_per_pass(device_type: str, batch_size: int, n_views: int, side: int) -> int:
@@ -242,14 +244,14 @@ def images_per_pass(device_type: str, batch_size: int, n_views: int, side: int) 
 
     One view: batch_size, as in training (the same chunks give the same logits bit for bit).
     On a GPU: batch_size images, so each pass has n_views x the rows of the loop's: a GPU
-    is never slower on fewer, larger passes. On the CPU: batch_size images too, unless the
-    stacked pass would outgrow CPU_PIXELS_PER_PASS; then fewer, and never fewer than the
-    loop's own pass of batch_size rows holds.
+    is never slower on fewer, larger passes. On the CPU: as many images as fill a pass of
+    CPU_PIXELS_PER_PASS, or of batch_size rows when that is more (the loop's own pass), at
+    least one image and at most batch_size.
     """
     if n_views == 1 or device_type != "cpu":
         return batch_size
-    budget = max(CPU_PIXELS_PER_PASS // (side * side), batch_size)
-    return max(1, min(batch_size, budget // n_views))
+    rows = max(CPU_PIXELS_PER_PASS // (side * side), batch_size)
+    return max(1, min(batch_size, rows // n_views))
 
 
 @dataclass(frozen=True)
