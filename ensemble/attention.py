@@ -19,7 +19,7 @@ A plain sigmoid gate starts at 0.5: inside a pretrained ResNet that halves every
 branch at the first step and undoes what the weights knew. So the gates here are 2*sigmoid(z)
 over a zero-initialised last layer: 1 at the start, still free to range over (0, 2).
 
-The constructors import torch only when called: cli.py lists `ATTENTION.names()` in its help
+The constructors import torch only when called: the CLI lists `ATTENTION.names()` in its help
 text, and `ens blend`/`ens leaderboard` never import torch.
 """
 

@@ -59,7 +59,7 @@ class TestSetResult:
 
 def settings_of(experiment: store.ExperimentDir) -> dict:
     """settings.json with the values of keys older versions did not write filled in."""
-    from ensemble.runs import with_legacy_values
+    from ensemble.identity import with_legacy_values
 
     return with_legacy_values(store.read_json(experiment.settings_path))
 
@@ -71,7 +71,7 @@ def checkpoint_owner(models_dir: Path, experiment: store.ExperimentDir) -> store
 
 
 def load_checkpoint(path: Path) -> dict:
-    """model.pt: state_dict plus runs.rebuild_record's keys. Memory-mapped: checking a header is cheap."""
+    """model.pt: state_dict plus fold_job.rebuild_record's keys. Memory-mapped: checking a header is cheap."""
     import torch
 
     if not path.is_file():
@@ -94,7 +94,7 @@ def check_fits(path: Path, checkpoint: dict, settings: dict, classes: tuple[str,
 
 
 def net_from_checkpoint(checkpoint: dict, path: Path, device, memory_format):
-    """The fold's network, rebuilt from what runs.rebuild_record stored, with its weights, in eval mode."""
+    """The fold's network, rebuilt from what fold_job.rebuild_record stored, with its weights, in eval mode."""
     from ensemble.nets import create_net
 
     net = create_net(checkpoint["model"], len(checkpoint["classes"]), checkpoint["size"], **checkpoint.get("net_options", {}))

@@ -11,77 +11,28 @@ them is refused unless --force starts the experiment again.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ensemble import __version__, locks, metrics, parallel, store, tta
+from ensemble import locks, metrics, parallel, store, tta
 from ensemble.cache import cached_images
 from ensemble.competition import Competition, load_competition
 from ensemble.config import TrainSettings, Workspace
+from ensemble.devices import resolve_device
 from ensemble.errors import EnsError
+from ensemble.fold_job import FoldJob, run_fold
 from ensemble.folds import Folds, read_folds
-from ensemble.scores import experiment_scores
-from ensemble.devices import out_of_memory_as_error, resolve_device
+from ensemble.identity import describe_run, differences, with_legacy_values
 from ensemble.nets import check_input_size, check_weights
-from ensemble.weights import weights_identity
-from ensemble.stages import check_stage_sizes, legacy_stages, plan_stages, stage_record
+from ensemble.scores import experiment_scores
+from ensemble.stages import check_stage_sizes
 from ensemble.store import ExperimentDir, Logits
-from ensemble.train import FoldData, FoldOutput, Progress, train_fold
-
-# Recorded in settings.json but free to change when a run is resumed: they change neither
-# the weights nor the logits (scores are recomputed with the current metric).
-NOT_IDENTITY = {
-    "name",  # a copied or renamed experiment folder resumes
-    "device",
-    "versions",
-    "competition.train_csv",  # its content hash is compared instead
-    "competition.test_csv",  # the test ids' hash is compared instead
-    "competition.sample_submission",
-    "competition.metric",
-    "competition.submission",
-    "competition.positive_class",
-    "competition.group_column",  # the folds file's hash is compared instead
-    "train.pretrained",  # the weights file's path: train.weights (its content hash) is compared instead
-}
-
-# What a key missing from an older settings.json stands for: the value that reproduces what
-# ens did before the key existed (a constant, or a function of the old record), so that
-# experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
-LEGACY: dict[str, Any] = {
-    "train.sizes": "",  # one stage at train.size
-    "train.stages": legacy_stages,
-    "train.augment": "none",
-    "train.ema": 0.0,
-    "train.mixup": 0.0,
-    "train.cutmix": 0.0,
-    "train.label_smoothing": 0.0,
-    "train.class_weights": "none",
-    "train.optimizer": "adamw",
-    "train.schedule": "onecycle",
-    "train.warmup": 0.2,
-    "train.clip_grad": 0.0,
-    # Before issue 11: no attention, random weights, nothing frozen, one learning rate.
-    "train.attention": "none",
-    "train.attention_in_blocks": False,
-    "train.pretrained": "",
-    "train.weights": "random",
-    "train.train_blocks": -1,
-    "train.freeze_bn": False,
-    "train.unfreeze_after": 0,
-    "train.backbone_lr_scale": 1.0,
-    # Before issue 7: no test-time augmentation.
-    "train.tta": "none",
-    "train.tta_merge": "mean",
-    # Before issue 9: channels_last on CUDA only.
-    "train.cpu_channels_last": False,
-}
+from ensemble.train import Progress
 
 
 @dataclass(frozen=True)
@@ -109,24 +60,6 @@ class WeightsChecked:
 
 
 @dataclass(frozen=True)
-class FoldStart:
-    fold: int
-    n_train: int
-    n_valid: int
-    resuming: bool
-    position: int = 1  # 1-based among the folds this run trains
-    count: int = 1
-
-
-@dataclass(frozen=True)
-class FoldEnd:
-    fold: int
-    metric: str
-    score: float
-    seconds: float
-
-
-@dataclass(frozen=True)
 class ExperimentResult:
     """fold_scores: one entry per fold, None where the fold is not trained yet."""
 
@@ -139,76 +72,12 @@ class ExperimentResult:
     kept: list[int]
 
 
-@dataclass(frozen=True)
-class FoldJob:
-    """One fold to train: everything a worker process needs (picklable; images are read by path)."""
-
-    experiment: ExperimentDir
-    competition: Competition
-    fold_of: np.ndarray
-    fold: int
-    train_images: Any  # uint8 (n_train, size, size, 3): cache.CachedImages or an ndarray
-    test_images: Any
-    settings: TrainSettings
-    metric: str
-    position: int = 1  # 1-based among the folds this run trains, for the progress view
-    count: int = 1
-
-
-def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings) -> dict:
-    """settings.json: everything that decides an experiment's numbers, plus a few notes."""
-    import timm
-    import torch
-
-    train = dataclasses.asdict(settings)
-    train["weights"] = weights_identity(settings.pretrained, settings.model)
-    return {
-        "name": name,
-        "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
-        "device": settings.device,
-        "competition": dataclasses.asdict(competition.settings),
-        "classes": list(competition.classes),
-        "train_sha256": competition.train_hash,
-        "test_ids_sha256": store.sha256_bytes("\n".join(competition.test_ids).encode()),
-        "k": folds.k,
-        "folds_sha256": folds.sha256,
-        "versions": {"ens": __version__, "torch": torch.__version__, "timm": timm.__version__},
-    }
-
-
 def resolve_settings(workspace: Workspace, settings: TrainSettings) -> TrainSettings:
     """Every "auto" settled, and a weights file's path made absolute (ens.toml paths are relative to the workspace)."""
     settings = settings.resolved()
     if settings.pretrained and settings.pretrained != "timm":
         settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
     return settings
-
-
-def with_legacy_values(record: dict) -> dict:
-    """A copy of an older settings.json record with every LEGACY key it lacks filled in."""
-    record = copy.deepcopy(record)
-    for dotted, value in LEGACY.items():
-        *parents, key = dotted.split(".")
-        table = record
-        for parent in parents:
-            table = table.setdefault(parent, {})
-        if key not in table:
-            table[key] = value(record) if callable(value) else value
-    return record
-
-
-def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """'key: old -> new' for every identity setting that differs."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        if f"{prefix}{key}" in NOT_IDENTITY:
-            continue
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key}: {str(a)[:20]} -> {str(b)[:20]}")
-    return changed
 
 
 def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool) -> tuple[list[int], list[int], bool]:
@@ -368,76 +237,6 @@ def _train_experiment(
         others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
         raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
-
-
-def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
-    """Train one fold and write its artifacts; runs in this process or in a worker."""
-    settings, fold, experiment = job.settings, job.fold, job.experiment
-    if slot.threads:
-        import torch
-
-        torch.set_num_threads(slot.threads)
-    if slot.gpu is not None and settings.device in ("auto", "cuda"):
-        settings = dataclasses.replace(settings, device=f"cuda:{slot.gpu}")
-    metric = metrics.get(job.metric)
-    valid_rows = np.flatnonzero(job.fold_of == fold)
-    train_rows = np.flatnonzero(job.fold_of != fold)
-    if progress:
-        progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), job.position, job.count))
-    fold_started = time.perf_counter()
-    competition = job.competition
-    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes))
-    with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
-        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
-    score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
-    seconds = output.resumed_seconds + time.perf_counter() - fold_started
-    write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
-    end = FoldEnd(fold, metric.name, score, seconds)
-    if progress:
-        progress(end)
-    return end
-
-
-def write_fold(
-    experiment: ExperimentDir,
-    fold: int,
-    competition: Competition,
-    valid_rows: np.ndarray,
-    output: FoldOutput,
-    settings: TrainSettings,
-    metric: metrics.Metric,
-    score: float,
-    seconds: float,
-) -> None:
-    """The fold's logits, weights and result; result.json last, as the mark of a finished fold."""
-    classes = competition.classes
-    store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
-    store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
-    checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes)}
-    store.save_torch(experiment.checkpoint_path(fold), checkpoint)
-    result = {
-        "fold": fold,
-        "metric": metric.name,
-        "score": score,
-        "seconds": seconds,
-        "checkpoint_sha256": store.sha256_file(experiment.checkpoint_path(fold)),  # predicted experiments compare it
-        "history": [dataclasses.asdict(event) for event in output.history],
-    }
-    store.write_json(experiment.fold_result_path(fold), result)
-    experiment.resume_path(fold).unlink(missing_ok=True)
-
-
-def rebuild_record(settings: TrainSettings, classes: tuple[str, ...]) -> dict:
-    """What predict.net_from_checkpoint needs to build the fold's network again, stored in model.pt.
-
-    size: the size the network predicts at; net_options: keywords for nets.create_net.
-    """
-    return {
-        "model": settings.model,
-        "classes": list(classes),
-        "size": settings.size,
-        "net_options": {"attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks},
-    }
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:

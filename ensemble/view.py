@@ -54,7 +54,7 @@ class TrainView:
             self.progress.stop()
 
     def __call__(self, event: object) -> None:
-        from ensemble.runs import FoldStart
+        from ensemble.fold_job import FoldStart
         from ensemble.train import EpochEnd, StepEnd
 
         if isinstance(event, StepEnd):

@@ -158,7 +158,7 @@ def test_running_out_of_gpu_memory_names_the_batch_size(trained_copy, monkeypatc
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("ensemble.runs.train_fold", out_of_memory)
+    monkeypatch.setattr("ensemble.fold_job.train_fold", out_of_memory)
     ends_in_error(
         ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "0"),
         "fold 0: out of GPU memory at batch size 16", "smaller --batch-size (e.g. 8)",

@@ -1,21 +1,21 @@
 """An experiment's identity: settings.json keys that older versions did not write."""
 
-from ensemble import runs
+from ensemble import identity
 
 
 def test_a_missing_key_stands_for_its_legacy_value(monkeypatch):
-    monkeypatch.setattr(runs, "LEGACY", {"train.colour": "none", "train.sizes": lambda record: [record["train"]["size"]]})
+    monkeypatch.setattr(identity, "LEGACY", {"train.colour": "none", "train.sizes": lambda record: [record["train"]["size"]]})
     old = {"train": {"size": 32}}
-    filled = runs.with_legacy_values(old)
+    filled = identity.with_legacy_values(old)
     assert filled == {"train": {"size": 32, "colour": "none", "sizes": [32]}}
     assert old == {"train": {"size": 32}}, "the record read from disk is not modified"
-    assert runs.differences(filled, {"train": {"size": 32, "colour": "none", "sizes": [32]}}) == []
-    assert runs.differences(filled, {"train": {"size": 32, "colour": "red", "sizes": [32]}}) == ["train.colour: none -> red"]
+    assert identity.differences(filled, {"train": {"size": 32, "colour": "none", "sizes": [32]}}) == []
+    assert identity.differences(filled, {"train": {"size": 32, "colour": "red", "sizes": [32]}}) == ["train.colour: none -> red"]
 
 
 def test_a_key_written_by_a_newer_run_is_kept(monkeypatch):
-    monkeypatch.setattr(runs, "LEGACY", {"train.colour": "none"})
-    assert runs.with_legacy_values({"train": {"colour": "red"}}) == {"train": {"colour": "red"}}
+    monkeypatch.setattr(identity, "LEGACY", {"train.colour": "none"})
+    assert identity.with_legacy_values({"train": {"colour": "red"}}) == {"train": {"colour": "red"}}
 
 
 def test_an_experiment_from_before_cpu_channels_last_keeps_its_layout():
@@ -26,7 +26,7 @@ def test_an_experiment_from_before_cpu_channels_last_keeps_its_layout():
 
     # Made when channels_last was CUDA only: it resumes (and predicts) in the layout it started in,
     # since the layout orders float sums differently.
-    old = runs.with_legacy_values({"train": {"size": 32, "epochs": 3}})["train"]
+    old = identity.with_legacy_values({"train": {"size": 32, "epochs": 3}})["train"]
     assert memory_format(torch.device("cpu"), old["cpu_channels_last"]) == torch.contiguous_format
     assert memory_format(torch.device("cuda"), old["cpu_channels_last"]) == torch.channels_last
     assert memory_format(torch.device("cpu"), TrainSettings().cpu_channels_last) == torch.channels_last

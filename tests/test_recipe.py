@@ -116,11 +116,11 @@ def test_recipe_learns_an_easy_task(tmp_path):
 def test_a_settings_json_from_before_the_recipe_names_the_recipe_that_reproduces_it():
     import dataclasses
 
-    from ensemble import runs
+    from ensemble import identity
 
     # The train table main wrote, before stages and the recipe existed.
     old = {"model": "resnet10t", "size": 32, "epochs": 3, "batch_size": 64, "lr": 0.001, "weight_decay": 0.01, "seed": 42}
-    filled = runs.with_legacy_values({"train": old})["train"]
+    filled = identity.with_legacy_values({"train": old})["train"]
     legacy = TrainSettings(**{key: value for key, value in filled.items() if key not in ("stages", "weights")})
     assert filled == {key: value for key, value in dataclasses.asdict(legacy).items() if key != "device"} | {
         "stages": [{"size": 32, "epochs": 3, "trainable": "all", "lr_scale": 1.0}], "weights": "random",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ensemble import runs
+from ensemble import identity
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
@@ -77,7 +77,7 @@ def test_resume_inside_a_stage_is_bit_identical(tmp_path):
 
 def test_an_older_settings_json_is_one_stage_at_its_size():
     old = {"train": {"model": "resnet10t", "size": 32, "epochs": 3}}
-    filled = runs.with_legacy_values(old)
+    filled = identity.with_legacy_values(old)
     settings = TrainSettings(size=32, epochs=3)
     assert filled["train"]["sizes"] == settings.sizes
     assert filled["train"]["stages"] == stage_record(plan_stages(settings))

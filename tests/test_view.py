@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from ensemble.runs import FoldEnd, FoldStart
+from ensemble.fold_job import FoldEnd, FoldStart
 from ensemble.train import EpochEnd, StepEnd
 from ensemble.view import TrainView, clock
 

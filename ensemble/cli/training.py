@@ -1,0 +1,175 @@
+"""Commands that run models: `ens train-folds` and `ens predict`, and their progress lines.
+
+Torch is imported inside the commands, never at import: `ens blend` and `ens leaderboard` load this module too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ensemble.attention import ATTENTION
+from ensemble.augment import TRANSFORMS
+from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default, err, handles_errors, out, parse_list
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
+from ensemble.errors import EnsError
+from ensemble.recipe import CLASS_WEIGHTS
+from ensemble.stages import OPTIMIZERS, SCHEDULES
+from ensemble.tables import score_text
+
+
+def print_event(event: object) -> None:
+    from ensemble.fold_job import FoldEnd, FoldStart
+    from ensemble.runs import FoldsSent, ImagesRead, WeightsChecked
+    from ensemble.train import EpochEnd
+
+    formats = {
+        ImagesRead: lambda e: (
+            f"read {e.n_train} train and {e.n_test} test images at {e.size}px in {e.seconds:.1f}s"
+            + (" (from the image cache)" if e.from_cache else "")
+        ),
+        WeightsChecked: lambda e: f"pretrained: {e.summary}",
+        FoldsSent: lambda e: f"training folds {','.join(map(str, e.folds))} on {e.where}",
+        FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
+        EpochEnd: lambda e: (
+            f"  fold {e.fold} epoch {e.epoch}/{e.epochs}" + (f" stage {e.stage}/{e.stages} {e.size}px" if e.stages > 1 else "")
+            + f"  train loss {e.train_loss:.4f}  "
+            f"valid loss {e.valid_loss:.4f}  {e.metric} {e.valid_score:.4f}  {e.seconds:.1f}s"
+        ),
+        FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
+    }
+    if type(event) in formats:  # step events: only the live view (ensemble/view.py) shows them
+        err.print(formats[type(event)](event))
+
+
+@app.command("train-folds")
+@handles_errors
+def train_folds(
+    name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
+    model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default(TrainSettings, 'model')}")] = None,
+    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule. {default(TrainSettings, 'size')}")] = None,
+    sizes: Annotated[Optional[str], typer.Option(help="Progressive resizing: growing stage sizes, e.g. 24,32; the last is the inference size. (default: ens.toml, else one stage at --size)")] = None,
+    epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default(TrainSettings, 'epochs')}")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default(TrainSettings, 'batch_size')}")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate of the --schedule. {default(TrainSettings, 'lr')}")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
+    folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
+    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
+    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default(TrainSettings, 'attention')}")] = None,
+    attention_in_blocks: Annotated[Optional[bool], typer.Option("--attention-in-blocks/--attention-on-features", help="Put the --attention block inside every residual block (ResNet family) instead of on the final feature map.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
+    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
+    freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
+    augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
+    ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
+    mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
+    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default(TrainSettings, 'cutmix')}")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default(TrainSettings, 'label_smoothing')}")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default(TrainSettings, 'class_weights')}")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default(TrainSettings, 'optimizer')}")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default(TrainSettings, 'schedule')}")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default(TrainSettings, 'warmup')}")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default(TrainSettings, 'clip_grad')}")] = None,
+    tta: TtaOption = None,
+    tta_merge: TtaMergeOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Train the asked folds again from scratch; with changed settings, delete the whole experiment first.",
+        ),
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", help="Folds trained at once, in separate processes (CPU cores or GPUs shared out).")
+    ] = 1,
+    cluster: Annotated[
+        Optional[str],
+        typer.Option("--cluster", help="Send the folds to a Dask scheduler, e.g. tcp://HOST:8786 (workspace on a shared filesystem)."),
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Train one model per fold; cache OOF and test logits under models/NAME/.
+
+    Run the same command again after a stop to resume: finished folds are kept, a running fold restarts from its last finished epoch.
+
+    Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
+    """
+    from ensemble.parallel import Executor
+    from ensemble.runs import train_experiment
+    from ensemble.view import TrainView
+
+    ws = Workspace.load(workspace)
+    settings = override(
+        ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, device=device, seed=seed,
+        sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
+        augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+        class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
+        attention=attention, attention_in_blocks=attention_in_blocks,
+        pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
+        train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
+        tta=tta, tta_merge=tta_merge,
+    )
+    executor = Executor(jobs, cluster)
+    with TrainView(err, print_event) as view:
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view, executor)
+    if not result.trained:
+        scores = " ".join(score_text(score) for score in result.fold_scores)
+        err.print(f"nothing trained: the asked folds are already trained with these settings (fold scores {scores}); --force trains them again")
+    elif result.kept:
+        err.print(f"kept finished folds {result.kept}")
+    oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
+    out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
+
+
+@app.command()
+@handles_errors
+def predict(
+    name: Annotated[str, typer.Option("--name", "-n", help="Experiment whose fold checkpoints predict.")],
+    tta: TtaOption = None,
+    tta_merge: TtaMergeOption = None,
+    as_name: Annotated[Optional[str], typer.Option("--as", help="New experiment: OOF and test logits again, under --tta.")] = None,
+    test_csv: Annotated[Optional[Path], typer.Option("--test-csv", help="A new test set: CSV with the id column.", dir_okay=False)] = None,
+    test_images: Annotated[Optional[Path], typer.Option("--test-images", help="Folder of the new test set's images.", file_okay=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="CSV to write for the new test set; may be outside the workspace.", dir_okay=False)] = None,
+    keep_views: Annotated[bool, typer.Option("--keep-views", help="With --as: also keep each view's logits, fold<k>/views.npz.")] = False,
+    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
+    force: ForceOption = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Predict with an experiment's saved fold models, without training. --tta and --tta-merge default to the experiment's own.
+
+    Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv
+    """
+    from ensemble.predict import predict_experiment, predict_test_set
+
+    new_test = (test_csv, test_images, out_path)
+    if (as_name is None) == all(value is None for value in new_test):
+        raise EnsError("give either --as NEW, or --test-csv, --test-images and --out")
+    if as_name is None and None in new_test:
+        raise EnsError("a new test set needs all three of --test-csv, --test-images and --out")
+    ws = Workspace.load(workspace)
+    if as_name is not None:
+        result = predict_experiment(ws, name, as_name, tta, tta_merge, device, keep_views, force, print_predict_event)
+        if not result.trained:
+            err.print("nothing predicted: every fold is already predicted with these settings; --force predicts them again")
+        elif result.kept:
+            err.print(f"kept finished folds {result.kept}")
+        out.print(f"{result.name}: OOF {result.metric} {score_text(result.oof_score)}; logits in {result.path}")
+        return
+    result = predict_test_set(ws, name, test_csv, test_images, out_path, tta, tta_merge, device, force, print_predict_event)
+    out.print(f"wrote {result.path}: {result.rows} rows, {result.kind}, TTA {result.policy} ({result.merge})")
+
+
+def print_predict_event(event: object) -> None:
+    from ensemble.predict import FoldPredicted
+
+    if not isinstance(event, FoldPredicted):
+        return print_event(event)
+    score = f"  {event.metric} {event.score:.4f}" if event.score is not None else ""
+    err.print(f"fold {event.fold}: predicted with {event.n_views} view(s){score} in {event.seconds:.1f}s")
