@@ -1,6 +1,6 @@
 """ens's speed as ratios against what one would write by hand, measured side by side in one run.
 
-    python benchmarks/run.py [--quick] [--threads N] [--baseline-src /path/to/older/ens]
+    python benchmarks/run.py [--quick] [--threads N] [--parts 1,2,3,4,5] [--baseline-src /path/to/older/ens]
 
 1. training throughput: `ens train-folds` (decodes each image once, into the cache) against a
    hand-written timm loop whose torch DataLoader decodes the JPEG files every epoch; same
@@ -67,7 +67,8 @@ def make_competition(root: Path, n_train: int, n_test: int, source_px: int, suff
 
 def ens_fold(workspace: Workspace, name: str) -> dict:
     """Train fold 0 in this process; wall seconds, and seconds until the fold started training."""
-    from ensemble.runs import FoldStart, train_experiment
+    from ensemble.fold_job import FoldStart
+    from ensemble.runs import train_experiment
 
     marks = {}
     started = time.perf_counter()
@@ -182,6 +183,8 @@ def other_benchmarks(quick: bool) -> list[tuple[str, str, str]]:
             rows.append((f"4. {name}", "-", "not present"))
             continue
         flags = ["--quick"] if quick and "--quick" in subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout else []
+        if name == "bench_blend.py":
+            flags.append("--memory-rows=0")  # speed only: its peak-memory run takes 20 minutes; run it alone
         result = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=900)
         lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
         rows.append((f"4. {name} {' '.join(flags)}".strip(), "exit " + str(result.returncode), lines[-1] if lines else ""))
@@ -193,72 +196,81 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, smaller images: a few minutes on 2 busy cores")
     parser.add_argument("--model", default="resnet10t")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, the same on every side")
+    parser.add_argument("--threads", type=int, help="torch threads, the same on every side (default: torch's own, one per core)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the hand-written loop")
+    parser.add_argument("--source-px", type=int, help="side of the JPEG files of parts 1-3 (default 320; quick 256)")
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs per side")
     parser.add_argument("--rss-model", default="test_vit")
     parser.add_argument("--rss-size", type=int, default=224)
     parser.add_argument("--rss-train", type=int, default=400)
     parser.add_argument("--rss-test", type=int, default=8000, help="test images of the RSS run: they make the cache large")
     parser.add_argument("--baseline-src", help="source folder of another ens (e.g. a main checkout) for the RSS comparison")
-    parser.add_argument("--memory-only", action="store_true", help="only part 5, the peak RSS")
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which of the numbered parts to run (1-3 run together)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
-    n_train, n_test, source_px, epochs = (240, 60, 256, 2) if args.quick else (800, 200, 320, 3)
+    # Full: ens's default number of epochs, over which the hand loop decodes every file again.
+    n_train, n_test, source_px, epochs = (240, 60, 256, 2) if args.quick else (800, 200, 320, TrainSettings().epochs)
+    source_px = args.source_px or source_px
     if args.quick:
         args.rss_test, args.rss_size = min(args.rss_test, 2000), min(args.rss_size, 160)
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     train = {"model": args.model, "size": 64, "epochs": epochs, "batch_size": 32, "device": "cpu"}
     settings = TrainSettings(**train)
-    rows = []
-    if args.memory_only:
-        with tempfile.TemporaryDirectory() as temporary:
-            rows = memory_rows(args, Path(temporary))
-        setup = f"peak RSS only: {args.rss_model} at {args.rss_size} px, {args.rss_train} train / {args.rss_test} test PNGs of 8 px, fold 0 of 4, 1 epoch"
-        return report(setup, rows, args)
+    parts = {part.strip() for part in args.parts.split(",")}
+    rows, setup = [], []
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        root = make_competition(folder / "comp", n_train, n_test, source_px, ".jpg", train)
-        workspace = Workspace.load(root)
-        from ensemble.cache import clear_cache
-        from ensemble.competition import load_competition
-        from ensemble.folds import write_folds
+        if parts & {"1", "2", "3"}:
+            rows += training_rows(args, folder, settings, n_train, n_test, source_px, epochs, train)
+            setup.append(
+                f"{args.model} at 64 px from {n_train} train / {n_test} test JPEGs of {source_px} px, fold 0 of 4 "
+                f"({epochs * int(n_train * 3 / 4)} training images over {epochs} epochs), batch 32, torch threads {args.threads}"
+                + (f", DataLoader workers {args.workers}" if args.workers else "")
+            )
+        if "4" in parts:
+            rows += other_benchmarks(args.quick)
+        if "5" in parts:
+            rows += memory_rows(args, folder)
+            setup.append(f"peak RSS: {args.rss_model} at {args.rss_size} px, {args.rss_train} train / {args.rss_test} test PNGs of 8 px, fold 0 of 4, 1 epoch")
+    report("; ".join(setup) + (", --quick" if args.quick else ""), rows, args)
 
-        write_folds(workspace, load_competition(workspace), FoldSettings(k=4), force=False)
-        trained = epochs * int(n_train * 3 / 4)
-        times: dict[str, list] = {"hand": [], "ceiling": [], "cold": [], "warm": []}
-        for repeat in range(args.repeats):
-            times["hand"].append(hand_fold(workspace, settings, args.workers, in_memory=False))
-            clear_cache(root)
-            times["cold"].append(ens_fold(workspace, f"cold{repeat}"))
-            times["warm"].append(ens_fold(workspace, f"warm{repeat}"))
-            times["ceiling"].append(hand_fold(workspace, settings, 0, in_memory=True))
-        hand, ceiling = min(times["hand"]), min(times["ceiling"])
-        cold = min(times["cold"], key=lambda run: run["seconds"])
-        warm = min(times["warm"], key=lambda run: run["seconds"])
-        first_cold = min(run["first_step"] for run in times["cold"])
-        first_warm = min(run["first_step"] for run in times["warm"])
-        rate = lambda seconds: f"{trained / seconds:.0f} img/s"  # noqa: E731
-        rows += [
-            ("1. ens (decodes once, into the cache)", rate(cold["seconds"]), f"{hand / cold['seconds']:.2f}x the hand loop (target >= 1.3x)"),
-            (f"   hand loop, DataLoader({args.workers} workers) decoding JPEGs each epoch", rate(hand), ""),
-            ("2. ens, cache built", rate(warm["seconds"]), f"{ceiling / warm['seconds']:.2f}x the ceiling (target >= 0.9x)"),
-            ("   same model on random tensors in memory (ceiling)", rate(ceiling), ""),
-            ("3. time to first step, second train-folds, with cache", f"{first_warm:.2f}s", f"{first_cold / first_warm:.1f}x sooner than without"),
-            ("   without the cache (cleared first)", f"{first_cold:.2f}s", ""),
-        ]
-        rows += other_benchmarks(args.quick)
-        rows += memory_rows(args, folder)
 
-    setup = (
-        f"{args.model} at 64 px from {n_train} train / {n_test} test JPEGs of {source_px} px, fold 0 of 4 "
-        f"({trained} training images over {epochs} epochs), batch 32, torch threads {args.threads}"
-        + (", --quick" if args.quick else "")
-    )
-    report(setup, rows, args)
+def training_rows(args, folder: Path, settings: TrainSettings, n_train: int, n_test: int, source_px: int, epochs: int, train: dict) -> list:
+    """Parts 1-3: ens against the hand loop, against the ceiling, and the cache's time to the first step."""
+    root = make_competition(folder / "comp", n_train, n_test, source_px, ".jpg", train)
+    workspace = Workspace.load(root)
+    from ensemble.cache import clear_cache
+    from ensemble.competition import load_competition
+    from ensemble.folds import write_folds
+
+    write_folds(workspace, load_competition(workspace), FoldSettings(k=4), force=False)
+    trained = epochs * int(n_train * 3 / 4)
+    times: dict[str, list] = {"hand": [], "ceiling": [], "cold": [], "warm": []}
+    for repeat in range(args.repeats):
+        times["hand"].append(hand_fold(workspace, settings, args.workers, in_memory=False))
+        clear_cache(root)
+        times["cold"].append(ens_fold(workspace, f"cold{repeat}"))
+        times["warm"].append(ens_fold(workspace, f"warm{repeat}"))
+        times["ceiling"].append(hand_fold(workspace, settings, 0, in_memory=True))
+    hand, ceiling = min(times["hand"]), min(times["ceiling"])
+    cold = min(times["cold"], key=lambda run: run["seconds"])
+    warm = min(times["warm"], key=lambda run: run["seconds"])
+    first_cold = min(run["first_step"] for run in times["cold"])
+    first_warm = min(run["first_step"] for run in times["warm"])
+    rate = lambda seconds: f"{trained / seconds:.0f} img/s"  # noqa: E731
+    return [
+        ("1. ens (decodes once, into the cache)", rate(cold["seconds"]), f"{hand / cold['seconds']:.2f}x the hand loop (target >= 1.3x)"),
+        (f"   hand loop, DataLoader({args.workers} workers) decoding JPEGs each epoch", rate(hand), ""),
+        ("2. ens, cache built", rate(warm["seconds"]), f"{ceiling / warm['seconds']:.2f}x the ceiling (target >= 0.9x)"),
+        ("   same model on random tensors in memory (ceiling)", rate(ceiling), ""),
+        ("3. time to first step, second train-folds, with cache", f"{first_warm:.2f}s", f"{first_cold / first_warm:.1f}x sooner than without"),
+        ("   without the cache (cleared first)", f"{first_cold:.2f}s", ""),
+    ]
 
 
 def report(setup: str, rows, args) -> None:
@@ -282,8 +294,8 @@ def record(setup: str, table: str, args) -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     text = (
         f"\n## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
-        f"Machine: {machine}. Load average at the end (1, 5, 15 min): {load}; the machine is shared "
-        f"(here: with about 8 agents working at once), so timings move by tens of percent between runs.\n"
+        f"Machine: {machine}. Load average at the end (1, 5, 15 min): {load}; on a busy machine "
+        f"timings move by tens of percent between runs.\n"
         f"Command: `python benchmarks/run.py {' '.join(sys.argv[1:])}`. Setup: {setup}.\n\n{table}\n"
     )
     results = HERE / "RESULTS.md"
