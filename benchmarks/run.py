@@ -14,7 +14,7 @@
 5. peak RSS of `ens train-folds` reading a cache several times larger than that RSS
    (and, with --baseline-src, of the same command with an older ens that decodes into memory).
 
-The images are JPEGs of 320 px (quick: 256 px), smooth colour fields whose hue depends on
+The images are JPEGs of 512 px (quick: 256 px; --source-px), smooth colour fields whose hue depends on
 the class, resized to 64 px. Prints a table and appends it, with the machine and date, to
 benchmarks/RESULTS.md. Timings on a busy machine move by tens of percent: see --repeats.
 """
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet10t")
     parser.add_argument("--threads", type=int, help="torch threads, the same on every side (default: torch's own, one per core)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the hand-written loop")
-    parser.add_argument("--source-px", type=int, help="side of the JPEG files of parts 1-3 (default 320; quick 256)")
+    parser.add_argument("--source-px", type=int, help="side of the JPEG files of parts 1-3 (default 512; quick 256)")
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs per side")
     parser.add_argument("--rss-model", default="test_vit")
     parser.add_argument("--rss-size", type=int, default=224)
@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
     # Full: ens's default number of epochs, over which the hand loop decodes every file again.
-    n_train, n_test, source_px, epochs = (240, 60, 256, 2) if args.quick else (800, 200, 320, TrainSettings().epochs)
+    n_train, n_test, source_px, epochs = (240, 60, 256, 2) if args.quick else (800, 200, 512, TrainSettings().epochs)
     source_px = args.source_px or source_px
     if args.quick:
         args.rss_test, args.rss_size = min(args.rss_test, 2000), min(args.rss_size, 160)

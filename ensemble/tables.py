@@ -68,14 +68,22 @@ def build(columns: list[tuple[str, list[str], bool]], available: int, title: str
     return table
 
 
+NOTHING = ("none", "-")  # what the attention and TTA columns show for an experiment without them
+
+
 def leaderboard_table(rows: list[dict], available: int, wide: bool = False) -> Table:
+    """Without `wide`, the attention and TTA columns are left out when no experiment has one:
+    at 80 columns their room goes to names, which then need not wrap."""
     metric = rows[0]["metric"]
-    columns = [
-        ("experiment", [row["name"] for row in rows], True),
-        ("model", [row["model"] for row in rows], True),
+    optional = [
         ("attention", [row.get("attention", "-") for row in rows], True),
         ("sizes", [",".join(str(size) for size in row.get("sizes", [])) or "-" for row in rows], False),
         ("TTA", [row.get("tta", "-") for row in rows], True),
+    ]
+    columns = [
+        ("experiment", [row["name"] for row in rows], True),
+        ("model", [row["model"] for row in rows], True),
+        *[column for column in optional if wide or column[0] == "sizes" or set(column[1]) - set(NOTHING)],
         ("OOF", [score_text(row["oof_score"]) for row in rows], False),
         ("mean", [score_text(row.get("fold_mean")) for row in rows], False),
         ("std", [score_text(row.get("fold_std")) for row in rows], False),

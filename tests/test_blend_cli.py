@@ -190,8 +190,10 @@ def test_wide_leaderboard_and_correlation(trained_copy):
     board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json", "--correlation").stdout)
     default = ens("leaderboard", "-w", trained_copy).stdout
     assert max(len(line) for line in default.splitlines()) <= 80
+    header = default.splitlines()[1].split()  # no experiment has attention or TTA: their columns give way
+    assert "experiment" in header and "attention" not in header and "TTA" not in header
     table = ens("leaderboard", "-w", trained_copy, "--wide", "--correlation").stdout
-    assert "…" not in table
+    assert "…" not in table and "TTA" in table
     for row in board:
         for score in [row["oof_score"], row["fold_mean"], row["fold_std"], *row["fold_scores"]]:
             assert f"{score:.4f}" in table
