@@ -217,7 +217,8 @@ def _train_experiment(
         for position, fold in enumerate(to_train, 1)
     ]
     if progress and not executor.in_process:
-        where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{executor.jobs} worker processes"
+        workers = min(executor.jobs, len(to_train))
+        where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{workers} worker process{'es' if workers > 1 else ''}"
         progress(FoldsSent(to_train, where))
     failures: list[parallel.Failure] = []
     try:
