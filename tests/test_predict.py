@@ -173,3 +173,30 @@ def test_train_folds_refuses_an_unknown_view(trained_dir):
     result = ens("train-folds", "-w", trained_dir, "-n", "x", "--tta", "flip")
     assert result.exit_code == 1 and result.output.startswith("error: unknown TTA view 'flip'; expected one of:")
     assert not (trained_dir / "models" / "x").exists()
+
+
+def test_views_kept_by_predict_are_blend_members(trained_copy):
+    from ensemble.blend.members import load_members, resolve_names
+    from ensemble.competition import load_competition
+
+    assert ens("predict", "-w", trained_copy, "-n", "a", "--tta", "hflip", "--as", "a-h", "--keep-views").exit_code == 0
+    models = trained_copy / "models"
+    competition = load_competition(Workspace.load(trained_copy), check_images=False)
+    names, _ = resolve_names(models, competition, ["a", "a-h:*"])
+    assert names == ["a", "a-h:identity", "a-h:hflip"]
+    members = load_members(models, competition, names)
+    # The identity view is the plain model, fold by fold: its OOF and fold-mean test logits are a's.
+    np.testing.assert_allclose(members.oof[1], members.oof[0], atol=1e-5)
+    np.testing.assert_allclose(members.test[1], members.test[0], atol=1e-5)
+    assert not np.allclose(members.oof[2], members.oof[0], atol=1e-3)
+
+    result = ens("blend", "-w", trained_copy, "-n", "v", "--method", "stack", "--experiments", "a,a-h:*")
+    assert result.exit_code == 0, result.output
+    made = json.loads((trained_copy / "submissions" / "v.json").read_text())
+    assert [member["name"] for member in made["members"]] == names
+    assert sorted(made["inputs_sha256"]["a-h:hflip"]) == ["fold0/views.npz", "fold1/views.npz", "fold2/views.npz"]
+
+    unknown = ens("blend", "-w", trained_copy, "-n", "x", "--experiments", "a-h:vflip")
+    assert unknown.exit_code == 1 and "views.npz: no view 'vflip'; it has identity, hflip" in unknown.output
+    never_kept = ens("blend", "-w", trained_copy, "-n", "x", "--experiments", "a:hflip")
+    assert never_kept.exit_code == 1 and "no per-view logits" in never_kept.output and "--keep-views" in never_kept.output

@@ -2,6 +2,11 @@
 
 Members are matched on ids, never on row positions: an experiment whose ids or classes
 differ from the competition (or from each other) is refused with the file and first id.
+
+A member is an experiment (`r18`) or one TTA view of one (`r18-d4:hflip`; `r18-d4:*` is every
+view), read from the fold<k>/views.npz that `ens predict --keep-views` writes, so that a blend
+can weigh views as it weighs models. A view's OOF logits come from the fold models that did
+not see the rows, and its test logits are the mean over fold models, as an experiment's are.
 """
 
 from __future__ import annotations
@@ -28,6 +33,66 @@ class Members:
     oof: np.ndarray
     test: np.ndarray
     fold_of: np.ndarray
+
+
+VIEW_MARK = ":"  # experiment names cannot hold it (store.check_name); view names may ("scale:1.1")
+
+
+def split_member(name: str) -> tuple[str, str | None]:
+    """'r18-d4:hflip' -> ('r18-d4', 'hflip'); 'r18' -> ('r18', None)."""
+    experiment, mark, view = name.partition(VIEW_MARK)
+    return experiment, view if mark else None
+
+
+def views_path(experiment: store.ExperimentDir, fold: int) -> Path:
+    return experiment.fold_dir(fold) / "views.npz"
+
+
+def read_views(experiment: store.ExperimentDir, fold: int) -> dict[str, np.ndarray]:
+    """One fold's views.npz (predict.save_views), whole."""
+    path = views_path(experiment, fold)
+    if not path.is_file():
+        raise EnsError(
+            f"{path}: no per-view logits; `ens predict --name {experiment.name} --tta SPEC --as NEW --keep-views` keeps them, "
+            "and NEW:VIEW is then a member"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in ("views", "classes", "oof_ids", "oof", "test_ids", "test")}
+    except (OSError, ValueError, KeyError) as error:
+        raise EnsError(f"{path}: cannot read per-view logits: {error}") from None
+
+
+def view_logits(experiment: store.ExperimentDir, fold: int, view: str) -> tuple[store.Logits, store.Logits, Path]:
+    """(held-out rows' logits, test logits, the file) of one view of one fold model."""
+    archive = read_views(experiment, fold)
+    names = archive["views"].astype(str).tolist()
+    if view not in names:
+        raise EnsError(f"{views_path(experiment, fold)}: no view {view!r}; it has {', '.join(names)}")
+    index, classes = names.index(view), tuple(archive["classes"].astype(str).tolist())
+    oof = store.Logits(archive["oof_ids"].astype(str), classes, archive["oof"][index])
+    return oof, store.Logits(archive["test_ids"].astype(str), classes, archive["test"][index]), views_path(experiment, fold)
+
+
+def expand_views(models_dir: Path, names: list[str]) -> list[str]:
+    """Each 'EXP:*' replaced by one member per view kept in EXP's fold 0."""
+    expanded = []
+    for name in names:
+        experiment_name, view = split_member(name)
+        if view != "*":
+            expanded.append(name)
+            continue
+        archive = read_views(store.open_experiment(models_dir, experiment_name), 0)
+        expanded += [f"{experiment_name}{VIEW_MARK}{each}" for each in archive["views"].astype(str).tolist()]
+    return expanded
+
+
+def member_files(models_dir: Path, name: str) -> dict[str, Path]:
+    """The files a member's logits are read from, by their path in the experiment (a blend records their hashes)."""
+    experiment_name, view = split_member(name)
+    experiment = store.ExperimentDir(models_dir, experiment_name)
+    paths = [experiment.oof_path, experiment.test_path] if view is None else [views_path(experiment, fold) for fold in experiment.done_folds()]
+    return {str(path.relative_to(experiment.root)): path for path in paths}
 
 
 def complete_experiments(models_dir: Path) -> list[str]:
@@ -67,6 +132,7 @@ def resolve_names(models_dir: Path, competition: Competition, experiments: list[
     """(members, left out: name -> why). The names given, or when none are, every experiment
     with all folds done, trained on this train.csv and on the folds most of them share."""
     if experiments:
+        experiments = expand_views(models_dir, experiments)
         if len(set(experiments)) != len(experiments):
             raise EnsError(f"--experiments: a name is given twice: {', '.join(experiments)}")
         return experiments, {}
@@ -135,14 +201,29 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
     test = np.empty((n_models, len(competition.test_ids), n_classes), dtype=np.float32)
     fold_of = None
     for index, name in enumerate(names):
-        experiment = usable_experiment(models_dir, competition, name)
+        experiment_name, view = split_member(name)
+        experiment = usable_experiment(models_dir, competition, experiment_name)
         member_folds = fold_assignment(experiment, competition)
         if fold_of is None:
             fold_of = member_folds
         elif not np.array_equal(member_folds, fold_of):
             raise EnsError(f"{experiment.root}: " + fold_disagreement(name, member_folds, names[0], fold_of, competition.train_ids))
-        aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes, oof[index])
-        aligned(store.load_logits(experiment.test_path), experiment.test_path, competition.test_ids, competition.classes, test[index])
+        if view is None:
+            aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes, oof[index])
+            aligned(store.load_logits(experiment.test_path), experiment.test_path, competition.test_ids, competition.classes, test[index])
+            continue
+        # As runs.summarize combines an experiment's folds: held-out rows in place, test summed in float64.
+        test_sum = np.zeros(test.shape[1:], dtype=np.float64)
+        folds = experiment.done_folds()
+        for fold in folds:
+            fold_oof, fold_test, path = view_logits(experiment, fold, view)
+            try:
+                rows = store.positions(competition.train_ids, fold_oof.ids)
+            except KeyError as missing:
+                raise EnsError(f"{path}: id {str(missing.args[0])!r} is not in {competition.train_csv.name}") from None
+            oof[index, rows] = aligned(fold_oof, path, fold_oof.ids, competition.classes)
+            test_sum += aligned(fold_test, path, competition.test_ids, competition.classes)
+        test[index] = test_sum / len(folds)
     return Members(names=list(names), oof=oof, test=test, fold_of=fold_of)
 
 
@@ -153,6 +234,12 @@ def fold_test_logits(models_dir: Path, competition: Competition, names: list[str
     for fold in folds:
         stack = np.empty((len(names), len(competition.test_ids), len(competition.classes)), dtype=np.float32)
         for index, name in enumerate(names):
-            path = store.ExperimentDir(models_dir, name).fold_test_path(fold)
-            aligned(store.load_logits(path), path, competition.test_ids, competition.classes, stack[index])
+            experiment_name, view = split_member(name)
+            experiment = store.ExperimentDir(models_dir, experiment_name)
+            if view is None:
+                path = experiment.fold_test_path(fold)
+                aligned(store.load_logits(path), path, competition.test_ids, competition.classes, stack[index])
+            else:
+                _, fold_test, path = view_logits(experiment, fold, view)
+                aligned(fold_test, path, competition.test_ids, competition.classes, stack[index])
         yield stack

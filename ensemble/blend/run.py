@@ -18,7 +18,7 @@ import numpy as np
 from ensemble import metrics, store
 from ensemble.blend import METHODS
 from ensemble.blend.base import Blender
-from ensemble.blend.members import Members, fold_test_logits, load_members, resolve_names
+from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
 from ensemble.blend.nested import out_of_fold_probabilities
 from ensemble.blend.thresholds import ThresholdTuned
 from ensemble.competition import Competition, load_competition
@@ -148,8 +148,7 @@ def describe(result: BlendResult, blender: Blender, competition: Competition, me
     base = blender.blender if tuned else blender
     inputs = {}
     for member in result.names:
-        experiment = store.ExperimentDir(workspace.models_dir, member)
-        inputs[member] = {path.name: store.sha256_file(path) for path in (experiment.oof_path, experiment.test_path)}
+        inputs[member] = {name: store.sha256_file(path) for name, path in member_files(workspace.models_dir, member).items()}
     weights = result.weights or [None] * len(result.names)
     return {
         "name": result.name,

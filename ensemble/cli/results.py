@@ -63,7 +63,7 @@ def blend(
     name: Annotated[str, typer.Option("--name", "-n", help="Submission name: submissions/NAME.csv, NAME.json and NAME.oof.npz.")],
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS.names())}.")] = "mean",
     experiments: Annotated[
-        Optional[str], typer.Option(help="Experiments to blend, e.g. a,b (default: all with every fold trained)")
+        Optional[str], typer.Option(help="Experiments to blend, e.g. a,b; EXP:VIEW is one TTA view kept by `ens predict --keep-views`, EXP:* each (default: all with every fold trained)")
     ] = None,
     metric: Annotated[Optional[str], typer.Option(help="Score and fit with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
     power: Annotated[Optional[float], typer.Option(help="power: the exponent of the probabilities (default 2).")] = None,
