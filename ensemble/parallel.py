@@ -23,6 +23,7 @@ import fcntl
 import multiprocessing
 import os
 import signal
+import threading
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def gpu_slot() -> Iterator[int | None]:
             return
 
 
-def guarded(task: Task, job: Any, threads: int | dict | None) -> Any:
+def guarded(task: Task, job: Any, threads: int | dict | None, progress=None) -> Any:
     """Run one job in a worker; its error comes back as a Failure instead of stopping the others.
 
     threads: torch threads for this worker, or {dask worker address: threads}.
@@ -114,19 +115,21 @@ def guarded(task: Task, job: Any, threads: int | dict | None) -> Any:
         threads = threads.get(get_worker().address)
     try:
         with gpu_slot() as gpu:
-            return task(job, None, Slot(threads, gpu))
+            return task(job, progress, Slot(threads, gpu))
     except Exception as error:  # noqa: BLE001 - reported, with its fold, by the parent
         return Failure(job, str(error) if isinstance(error, EnsError) else f"{type(error).__name__}: {error}")
 
 
 def child_main(task: Task, job: Any, threads: int | None, send) -> None:
-    """The body of a job's own process: its result (or Failure) goes back through `send`."""
-    send.send(guarded(task, job, threads))
+    """The body of a job's own process: its progress events, then its result (or Failure), go
+    back through `send`."""
+    send.send(("result", guarded(task, job, threads, lambda event: send.send(("event", event)))))
     send.close()
 
 
-def in_own_process(task: Task, job: Any, threads: int | None) -> Any:
-    """guarded(task, job, threads) in a fresh process; if that process dies, a Failure of this job alone.
+def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: threading.Lock) -> Any:
+    """guarded(task, job, threads) in a fresh process, its progress events passed to `progress`
+    (one thread at a time, under `lock`); if that process dies, a Failure of this job alone.
 
     spawn, not fork: the parent may hold torch's threads, which a forked child inherits broken.
     """
@@ -135,10 +138,18 @@ def in_own_process(task: Task, job: Any, threads: int | None) -> Any:
     process = context.Process(target=child_main, args=(task, job, threads, send))
     process.start()
     send.close()  # the child holds the only sending end: its death is EOF here
+    result = None
     try:
-        result = receive.recv()
+        while True:
+            kind, payload = receive.recv()
+            if kind == "result":
+                result = payload
+                break
+            if progress:
+                with lock:
+                    progress(payload)
     except EOFError:
-        result = None
+        pass
     process.join()
     if result is not None:
         return result
@@ -174,7 +185,8 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
     threads = max(1, cpu_cores() // n_jobs)
     # Threads only start and watch the processes; the work is in the processes.
     parallel = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
-    yield from parallel(delayed(in_own_process)(task, job, threads) for job in jobs)
+    lock = threading.Lock()
+    yield from parallel(delayed(in_own_process)(task, job, threads, progress, lock) for job in jobs)
 
 
 @contextlib.contextmanager

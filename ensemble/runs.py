@@ -32,7 +32,7 @@ from ensemble.nets import check_input_size, check_weights
 from ensemble.scores import experiment_scores
 from ensemble.stages import check_stage_sizes
 from ensemble.store import ExperimentDir, Logits
-from ensemble.train import Progress
+from ensemble.train import Progress, StepEnd
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ImagesRead:
 
 @dataclass(frozen=True)
 class FoldsSent:
-    """Folds handed to worker processes or a cluster; their epochs are not reported back."""
+    """Folds handed to worker processes (which report their epochs) or a cluster (which does not)."""
 
     folds: list[int]
     where: str
@@ -222,11 +222,11 @@ def _train_experiment(
         progress(FoldsSent(to_train, where))
     failures: list[parallel.Failure] = []
     try:
-        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, worker_progress(progress, executor)):
             if isinstance(end, parallel.Failure):
                 failures.append(end)
                 continue
-            if progress and not executor.in_process:
+            if progress and executor.cluster:  # a cluster's workers send no events: the fold's end is its result
                 progress(end)
             with writing(experiment):
                 fold_scores, oof_score = summarize(experiment, competition, folds, metric)
@@ -238,6 +238,19 @@ def _train_experiment(
         others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
         raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
+
+
+def worker_progress(progress: Progress | None, executor: parallel.Executor) -> Progress | None:
+    """What the folds' events go to. Folds in worker processes send all but their steps: the
+    steps of folds running side by side would fight over one progress bar."""
+    if progress is None or executor.in_process:
+        return progress
+
+    def without_steps(event: object) -> None:
+        if not isinstance(event, StepEnd):
+            progress(event)
+
+    return without_steps
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:

@@ -40,6 +40,10 @@ def test_jobs_2_equals_a_sequential_run(trained_copy):
     # Two folds, one per worker, keep the test quick; combining folds is the same code as sequential.
     result = train(trained_copy, "-n", "j", "--jobs", "2", "--folds", "0,1")
     assert "training folds 0,1 on 2 worker processes" in result.stderr
+    # Each worker's events reach the parent as they happen, once each.
+    for fold in (0, 1):
+        assert f"fold {fold}: training on" in result.stderr and f"  fold {fold} epoch 1/" in result.stderr
+        assert result.stderr.count(f"fold {fold}: accuracy") == 1, result.stderr
     assert_same_probabilities(trained_copy, "j", [0, 1])
     again = train(trained_copy, "-n", "j", "--jobs", "2", "--folds", "0,1")  # rerun-is-safe holds in parallel too
     assert "nothing trained" in again.stderr
