@@ -42,7 +42,7 @@ def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
         experiment = store.open_experiment(workspace.models_dir, args.name)
         owner = predict.checkpoint_owner(workspace.models_dir, experiment)
         checkpoints = [predict.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
-        layout = memory_format(device, predict.settings_of(owner)["train"]["cpu_channels_last"])
+        layout = memory_format(device, checkpoints[0]["state_dict"])
         nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in checkpoints]
         return nets, checkpoints[0]["size"], layout
     from ensemble.nets import create_net

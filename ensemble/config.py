@@ -103,11 +103,6 @@ class TrainSettings:
     tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)
     tta_merge: str = "mean"  # mean, gmean or max of the views' probabilities
 
-    # The channels_last memory layout on the CPU as on CUDA (devices.py says what it gains). It
-    # orders float sums differently, so it is part of the identity: older experiments, made
-    # when it was CUDA only, keep resuming bit for bit in the layout they started in.
-    cpu_channels_last: bool = True
-
     def __post_init__(self):
         normalise_stages(self)
         check_recipe(self)

@@ -2,7 +2,7 @@
 
 On CUDA: bf16 autocast where the card has it (no loss scaling needed), fp16 with a gradient
 scaler where it does not. On the CPU: plain float32. Everywhere the channels_last memory
-layout (on the CPU unless an experiment from before says not): on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
+layout (on the CPU unless a fold saved before says not): on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
 training: efficientnet_b0 34 -> 71 images/s, resnet10t 103 -> 105).
 """
 
@@ -52,9 +52,22 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
 
 
-def memory_format(device: torch.device, cpu_channels_last: bool = True) -> torch.memory_format:
-    """channels_last on CUDA; on the CPU too unless an older experiment says otherwise (TrainSettings)."""
-    return torch.channels_last if device.type == "cuda" or cpu_channels_last else torch.contiguous_format
+def memory_format(device: torch.device, saved: dict | None = None) -> torch.memory_format:
+    """channels_last; on the CPU, the layout of `saved` (the state dict a fold resumes or predicts
+    from) when it tells one.
+
+    The layout orders float sums differently. ens once kept the CPU contiguous: a fold saved
+    then resumes, and its checkpoint predicts, in that layout, so resume stays bit-identical.
+    Saved tensors keep their strides, so the file itself says which layout made it.
+    """
+    if device.type == "cuda" or saved is None:
+        return torch.channels_last
+    for tensor in saved.values():
+        # A convolution's weight with more than one input channel and a kernel over 1x1 is
+        # contiguous in exactly one of the two layouts.
+        if isinstance(tensor, torch.Tensor) and tensor.dim() == 4 and tensor.shape[1] > 1 and tensor.shape[2] * tensor.shape[3] > 1:
+            return torch.contiguous_format if tensor.is_contiguous() else torch.channels_last
+    return torch.channels_last
 
 
 @contextlib.contextmanager

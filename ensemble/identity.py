@@ -62,8 +62,6 @@ LEGACY: dict[str, Any] = {
     # Before issue 7: no test-time augmentation.
     "train.tta": "none",
     "train.tta_merge": "mean",
-    # Before issue 9: channels_last on CUDA only.
-    "train.cpu_channels_last": False,
 }
 
 

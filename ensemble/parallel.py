@@ -123,7 +123,10 @@ def guarded(task: Task, job: Any, threads: int | dict | None, progress=None) -> 
 def child_main(task: Task, job: Any, threads: int | None, send) -> None:
     """The body of a job's own process: its progress events, then its result (or Failure), go
     back through `send`."""
-    send.send(("result", guarded(task, job, threads, lambda event: send.send(("event", event)))))
+    try:
+        send.send(("result", guarded(task, job, threads, lambda event: send.send(("event", event)))))
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the parent alone says so
+        return
     send.close()
 
 
@@ -148,7 +151,7 @@ def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: th
             if progress:
                 with lock:
                     progress(payload)
-    except EOFError:
+    except (EOFError, OSError):  # OSError: the process died in the middle of a message
         pass
     process.join()
     if result is not None:

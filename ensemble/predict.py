@@ -119,11 +119,11 @@ def fold_checkpoints(owner: store.ExperimentDir, folds: list[int], settings: dic
 
 
 def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:
-    """train: the source experiment's settings.json train table (batch size and memory layout, as it trained)."""
+    """train: the source experiment's settings.json train table (its batch size)."""
     from ensemble.devices import memory_format
     from ensemble.train import Batches
 
-    layout = memory_format(device, train["cpu_channels_last"])
+    layout = memory_format(device, checkpoint["state_dict"])  # the layout the fold was trained in
     net = net_from_checkpoint(checkpoint, path, device, layout)
     prediction = tta.predict(net, Batches(net, device, train["batch_size"], layout), images, rows, policy)
     if not np.isfinite(prediction.views).all():

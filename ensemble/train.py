@@ -210,7 +210,8 @@ def train_fold(
     net = create_net(settings.model, data.n_classes, plan[-1].size, settings.attention, settings.attention_in_blocks)
     if settings.pretrained:
         load_weights(net, settings.model, plan[-1].size, settings.pretrained)
-    layout = devices.memory_format(device, settings.cpu_channels_last)
+    state = torch.load(resume_path, map_location=device, weights_only=True) if resume_path.is_file() else None
+    layout = devices.memory_format(device, state["model"] if state else None)
     net = net.to(device, memory_format=layout)
     batches = Batches(net, device, settings.batch_size, layout)
     optimizer = OPTIMIZERS.get(settings.optimizer)(parameter_groups(net, settings), settings)
@@ -225,8 +226,7 @@ def train_fold(
     mixing = settings.mixup > 0 or settings.cutmix > 0
     history: list[EpochEnd] = []
     first_epoch = 0
-    if resume_path.is_file():
-        state = torch.load(resume_path, map_location=device, weights_only=True)
+    if state:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

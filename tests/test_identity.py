@@ -17,16 +17,3 @@ def test_a_key_written_by_a_newer_run_is_kept(monkeypatch):
     monkeypatch.setattr(identity, "LEGACY", {"train.colour": "none"})
     assert identity.with_legacy_values({"train": {"colour": "red"}}) == {"train": {"colour": "red"}}
 
-
-def test_an_experiment_from_before_cpu_channels_last_keeps_its_layout():
-    import torch
-
-    from ensemble.config import TrainSettings
-    from ensemble.devices import memory_format
-
-    # Made when channels_last was CUDA only: it resumes (and predicts) in the layout it started in,
-    # since the layout orders float sums differently.
-    old = identity.with_legacy_values({"train": {"size": 32, "epochs": 3}})["train"]
-    assert memory_format(torch.device("cpu"), old["cpu_channels_last"]) == torch.contiguous_format
-    assert memory_format(torch.device("cuda"), old["cpu_channels_last"]) == torch.channels_last
-    assert memory_format(torch.device("cpu"), TrainSettings().cpu_channels_last) == torch.channels_last

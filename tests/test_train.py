@@ -85,3 +85,27 @@ def test_a_diverging_fold_stops_without_saving(tmp_path):
     with pytest.raises(EnsError, match="fold 0 diverged in epoch 1 .* lower --lr"):
         train_fold(fold_data(), settings, 0, get("accuracy"), tmp_path / "a.pt")
     assert not (tmp_path / "a.pt").exists()
+
+
+def test_a_fold_saved_in_the_contiguous_layout_resumes_in_it(tmp_path, monkeypatch):
+    """ens once trained contiguous on the CPU: a fold it saved resumes bit for bit after the upgrade to channels_last."""
+    from ensemble import devices
+
+    new_layout = devices.memory_format
+    monkeypatch.setattr(devices, "memory_format", lambda device, saved=None: torch.contiguous_format)  # the old ens
+    straight = train_fold(fold_data(), SETTINGS, 0, get("accuracy"), tmp_path / "straight.pt")
+
+    def kill(event):
+        if isinstance(event, EpochEnd) and event.epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_fold(fold_data(), SETTINGS, 0, get("accuracy"), tmp_path / "killed.pt", kill)
+    saved = torch.load(tmp_path / "killed.pt", weights_only=True)["model"]
+    monkeypatch.setattr(devices, "memory_format", new_layout)  # the upgrade
+    assert devices.memory_format(torch.device("cpu"), saved) == torch.contiguous_format
+    assert devices.memory_format(torch.device("cpu"), straight.state_dict) == torch.contiguous_format
+    assert devices.memory_format(torch.device("cpu")) == torch.channels_last  # a new fold
+    resumed = train_fold(fold_data(), SETTINGS, 0, get("accuracy"), tmp_path / "killed.pt")
+    np.testing.assert_array_equal(straight.valid_logits, resumed.valid_logits)
+    np.testing.assert_array_equal(straight.test_logits, resumed.test_logits)

@@ -230,7 +230,7 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
 def fold_test_logits(models_dir: Path, competition: Competition, names: list[str]) -> Iterator[np.ndarray]:
     """For each fold, float32 (n_models, n_test, n_classes): every member's fold<k>/test.npz,
     in test.csv order. Members share folds (load_members checked), so fold k means the same."""
-    folds = store.ExperimentDir(models_dir, names[0]).done_folds()
+    folds = store.ExperimentDir(models_dir, split_member(names[0])[0]).done_folds()
     for fold in folds:
         stack = np.empty((len(names), len(competition.test_ids), len(competition.classes)), dtype=np.float32)
         for index, name in enumerate(names):
