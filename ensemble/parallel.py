@@ -142,17 +142,20 @@ def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: th
     process.start()
     send.close()  # the child holds the only sending end: its death is EOF here
     result = None
-    try:
-        while True:
+    while True:  # read to the end whatever happens here, or the child would block on a full pipe
+        try:
             kind, payload = receive.recv()
-            if kind == "result":
-                result = payload
-                break
-            if progress:
+        except (EOFError, OSError):  # OSError: the process died in the middle of a message
+            break
+        if kind == "result":
+            result = payload
+            break
+        if progress:
+            try:
                 with lock:
                     progress(payload)
-    except (EOFError, OSError):  # OSError: the process died in the middle of a message
-        pass
+            except BaseException:  # noqa: BLE001 - a progress line that cannot be shown (stderr gone, disk full) is dropped, with the rest
+                progress = None
     process.join()
     if result is not None:
         return result

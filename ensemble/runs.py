@@ -32,7 +32,7 @@ from ensemble.nets import check_input_size, check_weights
 from ensemble.scores import experiment_scores
 from ensemble.stages import check_stage_sizes
 from ensemble.store import ExperimentDir, Logits
-from ensemble.train import Progress, StepEnd
+from ensemble.train import Progress
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,11 @@ class ImagesRead:
 
 @dataclass(frozen=True)
 class FoldsSent:
-    """Folds handed to worker processes (which report their epochs) or a cluster (which does not)."""
+    """Folds handed to worker processes (which report their progress) or a cluster (which does not)."""
 
     folds: list[int]
     where: str
+    workers: int = 1  # folds running at once
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,10 @@ def _train_experiment(
     if progress and not executor.in_process:
         workers = min(executor.jobs, len(to_train))
         where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{workers} worker process{'es' if workers > 1 else ''}"
-        progress(FoldsSent(to_train, where))
+        progress(FoldsSent(to_train, where, workers))
     failures: list[parallel.Failure] = []
     try:
-        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, worker_progress(progress, executor)):
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
             if isinstance(end, parallel.Failure):
                 failures.append(end)
                 continue
@@ -238,19 +239,6 @@ def _train_experiment(
         others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
         raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")
     return ExperimentResult(name, experiment.root, metric.name, fold_scores, oof_score, to_train, kept)
-
-
-def worker_progress(progress: Progress | None, executor: parallel.Executor) -> Progress | None:
-    """What the folds' events go to. Folds in worker processes send all but their steps: the
-    steps of folds running side by side would fight over one progress bar."""
-    if progress is None or executor.in_process:
-        return progress
-
-    def without_steps(event: object) -> None:
-        if not isinstance(event, StepEnd):
-            progress(event)
-
-    return without_steps
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:

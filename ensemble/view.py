@@ -1,9 +1,9 @@
 """How the CLI shows training progress: a live rich view on a terminal, plain lines elsewhere.
 
-The library sends events (ImagesRead, FoldStart, StepEnd, EpochEnd, FoldEnd). On a terminal
-a bar for the running fold shows its stage, epoch, step, running loss, last validation
-score, images per second and the run's time left, and each line the CLI prints for the other
-events appears above it. In CI logs and pipes, where a redrawn bar would be noise, step
+The library sends events (ImagesRead, FoldsSent, FoldStart, StepEnd, EpochEnd, FoldEnd). On a
+terminal a bar for each running fold (several under --jobs) shows its stage, epoch, step,
+running loss, last validation score, images per second and the run's time left, and each
+line the CLI prints for the other events appears above the bars. In CI logs and pipes, where a redrawn bar would be noise, step
 events are dropped and only those lines are printed.
 """
 
@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column
 
 if TYPE_CHECKING:
@@ -38,11 +38,11 @@ class TrainView:
             TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=False, ratio=1)),
             console=console, transient=True, expand=True,
         )
-        self.task = None
-        self.task_fold = None
-        self.score = ""  # the last validation score, shown until the next epoch ends
-        self.folds_left = 0  # after the running one
-        self.fold_started = 0.0
+        self.tasks: dict[int, TaskID] = {}  # fold -> its bar
+        self.scores: dict[int, str] = {}  # fold -> its last validation score, shown until its next epoch ends
+        self.started: dict[int, float] = {}
+        self.folds_left = 0  # not started yet
+        self.workers = 1  # folds running at once
 
     def __enter__(self) -> "TrainView":
         if self.live:
@@ -54,34 +54,36 @@ class TrainView:
             self.progress.stop()
 
     def __call__(self, event: object) -> None:
-        from ensemble.fold_job import FoldStart
+        from ensemble.fold_job import FoldEnd, FoldStart
+        from ensemble.runs import FoldsSent
         from ensemble.train import EpochEnd, StepEnd
 
         if isinstance(event, StepEnd):
             if self.live:
                 self.show_step(event)
             return
+        if isinstance(event, FoldsSent):
+            self.workers = event.workers
         if isinstance(event, FoldStart):
             self.folds_left = event.count - event.position
-            self.fold_started = time.perf_counter()
-            self.score = ""
+            self.started[event.fold] = time.perf_counter()
+            self.scores[event.fold] = ""
         if isinstance(event, EpochEnd):
-            self.score = f"{event.metric} {event.valid_score:.4f}"
+            self.scores[event.fold] = f"{event.metric} {event.valid_score:.4f}"
+        if isinstance(event, FoldEnd) and event.fold in self.tasks:
+            self.progress.remove_task(self.tasks.pop(event.fold))
         self.print_event(event)
 
     def show_step(self, event: StepEnd) -> None:
-        if self.task_fold != event.fold:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("", total=event.epochs * event.steps, detail="")
-            self.task_fold = event.fold
+        if event.fold not in self.tasks:
+            self.tasks[event.fold] = self.progress.add_task("", total=event.epochs * event.steps, detail="")
         done = (event.epoch - 1) * event.steps + event.step
-        # The folds still to come take about as long as this one will.
-        fold_seconds = time.perf_counter() - self.fold_started + event.seconds_left
-        left = event.seconds_left + self.folds_left * fold_seconds
+        # The folds still to come take about as long as this one will, `workers` of them at a time.
+        fold_seconds = time.perf_counter() - self.started.get(event.fold, time.perf_counter()) + event.seconds_left
+        left = event.seconds_left + -(-self.folds_left // self.workers) * fold_seconds
         stage = f" stage {event.stage}/{event.stages} {event.size}px" if event.stages > 1 else ""
         description = f"fold {event.fold}{stage} epoch {event.epoch}/{event.epochs} step {event.step}/{event.steps}"
         detail = "  ".join(
-            part for part in (f"loss {event.loss:.4f}", self.score, f"{event.images_per_second:.0f} img/s", f"{clock(left)} left") if part
+            part for part in (f"loss {event.loss:.4f}", self.scores.get(event.fold, ""), f"{event.images_per_second:.0f} img/s", f"{clock(left)} left") if part
         )
-        self.progress.update(self.task, completed=done, description=description, detail=detail)
+        self.progress.update(self.tasks[event.fold], completed=done, description=description, detail=detail, refresh=True)

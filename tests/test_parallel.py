@@ -100,3 +100,17 @@ def test_a_dead_worker_loses_only_its_own_job():
     assert sorted(result for result in results if isinstance(result, str)) == ["slow", "x"]
     assert [failure.job for failure in failures] == ["die"]
     assert failures[0].message == "its worker process died (killed by SIGKILL); run the same command again to resume it"
+
+
+def chatty(job, progress, slot):
+    for event in range(5000):  # far more than a pipe holds
+        progress(event)
+    return job
+
+
+def test_a_progress_callback_that_fails_neither_hangs_nor_loses_the_result():
+    def broken_stderr(event):
+        raise OSError(28, "No space left on device")
+
+    results = list(parallel.run_jobs(chatty, ["x", "y"], parallel.Executor(jobs=2), ".", broken_stderr))
+    assert sorted(results) == ["x", "y"]

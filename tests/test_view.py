@@ -52,3 +52,24 @@ def test_on_a_terminal_the_live_view_shows_each_step():
 
 def test_clock():
     assert [clock(5), clock(65), clock(3725), clock(-1)] == ["0:05", "1:05", "1:02:05", "0:00"]
+
+
+def test_folds_running_side_by_side_have_a_bar_each():
+    from ensemble.runs import FoldsSent
+
+    def step(fold, number):
+        return StepEnd(fold=fold, epoch=1, epochs=1, stage=1, stages=1, size=32, step=number, steps=4, loss=0.5,
+                       images_per_second=50.0, seconds_left=30.0)
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with TrainView(console, lambda event: None) as view:
+        view(FoldsSent(folds=[0, 1, 2], where="2 worker processes", workers=2))
+        view(FoldStart(fold=0, n_train=80, n_valid=20, resuming=False, position=1, count=3))
+        view(FoldStart(fold=1, n_train=80, n_valid=20, resuming=False, position=2, count=3))
+        view(step(0, 1))
+        view(step(1, 3))
+        assert len(view.progress.tasks) == 2
+        bars = {task.description: task.completed for task in view.progress.tasks}
+        assert bars == {"fold 0 epoch 1/1 step 1/4": 1, "fold 1 epoch 1/1 step 3/4": 3}
+        view(FoldEnd(fold=0, metric="accuracy", score=0.8, seconds=2.0))
+        assert [task.description for task in view.progress.tasks] == ["fold 1 epoch 1/1 step 3/4"]
