@@ -35,13 +35,13 @@ from ensemble.train import Batches
 def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
     """(networks in eval mode, image side, their memory layout)."""
     if args.workspace:
-        from ensemble import predict, store
+        from ensemble import predict, store, torch_files
         from ensemble.config import Workspace
 
         workspace = Workspace.load(args.workspace)
         experiment = store.open_experiment(workspace.models_dir, args.name)
         owner = predict.checkpoint_owner(workspace.models_dir, experiment)
-        checkpoints = [predict.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
+        checkpoints = [torch_files.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
         layout = memory_format(device, checkpoints[0]["state_dict"])
         nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in checkpoints]
         return nets, checkpoints[0]["size"], layout

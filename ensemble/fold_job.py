@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble import metrics, parallel, store
+from ensemble import metrics, parallel, store, torch_files
 from ensemble.competition import Competition
 from ensemble.config import TrainSettings
 from ensemble.devices import out_of_memory_as_error
@@ -98,7 +98,7 @@ def write_fold(
     store.save_logits(experiment.fold_oof_path(fold), Logits(competition.train_ids[valid_rows], classes, output.valid_logits))
     store.save_logits(experiment.fold_test_path(fold), Logits(competition.test_ids, classes, output.test_logits))
     checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes)}
-    store.save_torch(experiment.checkpoint_path(fold), checkpoint)
+    torch_files.save_torch(experiment.checkpoint_path(fold), checkpoint)
     result = {
         "fold": fold,
         "metric": metric.name,

@@ -70,18 +70,6 @@ def checkpoint_owner(models_dir: Path, experiment: store.ExperimentDir) -> store
     return store.open_experiment(models_dir, source["experiment"]) if source else experiment
 
 
-def load_checkpoint(path: Path) -> dict:
-    """model.pt: state_dict plus fold_job.rebuild_record's keys. Memory-mapped: checking a header is cheap."""
-    import torch
-
-    if not path.is_file():
-        raise EnsError(f"{path}: checkpoint not found; train the fold first")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
-        raise EnsError(f"{path}: cannot read checkpoint: {str(error).splitlines()[0]}") from None
-
-
 def check_fits(path: Path, checkpoint: dict, settings: dict, classes: tuple[str, ...]) -> None:
     """Refuse a checkpoint built for another model, size or classes than the experiment says."""
     expected = (settings["train"]["model"], settings["train"]["size"], tuple(classes))
@@ -107,6 +95,8 @@ def net_from_checkpoint(checkpoint: dict, path: Path, device, memory_format):
 
 def fold_checkpoints(owner: store.ExperimentDir, folds: list[int], settings: dict, classes) -> tuple[dict, int]:
     """Every fold's checkpoint, checked before anything is written; and the size they predict at."""
+    from ensemble.torch_files import load_checkpoint
+
     checkpoints = {}
     for fold in folds:
         path = owner.checkpoint_path(fold)

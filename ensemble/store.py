@@ -95,40 +95,6 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-class _WriteErrors(io.RawIOBase):
-    """A file wrapper that remembers the OSError a write raised: torch.save reports a full
-    disk as a RuntimeError ("unexpected pos ..."), which says nothing about why."""
-
-    def __init__(self, stream: io.BufferedWriter):
-        self.stream = stream
-        self.error: OSError | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        try:
-            return self.stream.write(data)
-        except OSError as error:
-            self.error = error
-            raise
-
-
-def save_torch(path: Path, document: Any) -> None:
-    """torch.save, atomically; a failed write is an EnsError naming `path`."""
-    import torch
-
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as stream:
-            writer = _WriteErrors(stream)
-            try:
-                torch.save(document, writer)
-            except RuntimeError:
-                if writer.error is None:
-                    raise
-                raise writer.error from None
-
-
 def write_json(path: Path, document: Any) -> None:
     write_text(path, json.dumps(document, indent=2) + "\n")
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ensemble import devices, store, tta
+from ensemble import devices, torch_files, tta
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import Metric, logloss, softmax
@@ -327,7 +327,7 @@ def train_fold(
             "ema": ema.state_dict() if ema else None,
             "history": [dataclasses.asdict(item) for item in history],
         }
-        store.save_torch(resume_path, state)
+        torch_files.save_torch(resume_path, state)
         if progress:
             progress(event)
 

@@ -63,9 +63,9 @@ def open_on_a_full_disk(path, mode="r", *args, **kwargs):
 
 
 def test_train_folds_on_a_full_disk_names_the_checkpoint(trained_copy, monkeypatch):
-    # torch.save reports a failed write as RuntimeError("unexpected pos ..."): the store
+    # torch.save reports a failed write as RuntimeError("unexpected pos ..."): torch_files
     # finds the OSError behind it.
-    monkeypatch.setattr("ensemble.store.open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr("ensemble.torch_files.open", open_on_a_full_disk, raising=False)
     result = ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "0")
     ends_in_error(result, f"{trained_copy / 'models/c/fold0/resume.pt'}: cannot write: No space left on device")
     assert not list((trained_copy / "models" / "c").rglob("*.tmp"))

@@ -84,10 +84,10 @@ from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 import torch
-from ensemble import store
+from ensemble import store, torch_files
 from ensemble.errors import EnsError
 try:
-    store.save_torch(Path(sys.argv[1]), {"weights": torch.zeros(10000)})
+    torch_files.save_torch(Path(sys.argv[1]), {"weights": torch.zeros(10000)})
 except EnsError as error:
     print(error)
 """
