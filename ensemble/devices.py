@@ -2,8 +2,9 @@
 
 On CUDA: bf16 autocast where the card has it (no loss scaling needed), fp16 with a gradient
 scaler where it does not. On the CPU: plain float32. Everywhere the channels_last memory
-layout (on the CPU unless a fold saved before says not): on the CPU too it pays (measured on 2 loaded cores, one thread, batch 64 at 32 px,
-training: efficientnet_b0 34 -> 71 images/s, resnet10t 103 -> 105).
+layout, unless a fold saved by an older ens says otherwise (memory_format): on the CPU too it
+pays (measured on 2 loaded cores, one thread, batch 64 at 32 px, training: efficientnet_b0
+34 -> 71 images/s, resnet10t 103 -> 105).
 """
 
 from __future__ import annotations
