@@ -78,7 +78,8 @@ CHILD = """
 import json, resource, sys, time
 import numpy as np
 from pathlib import Path
-from ensemble import metrics, store
+from ensemble import metrics
+from ensemble.artifacts import store
 from ensemble.blend import METHODS
 from ensemble.blend.members import aligned
 from ensemble.blend.nested import out_of_fold_probabilities
@@ -103,7 +104,7 @@ print(json.dumps({"peaks_gib": peaks, "seconds": time.perf_counter() - started})
 
 
 def memory(args) -> None:
-    from ensemble.store import Logits, save_logits
+    from ensemble.artifacts.store import Logits, save_logits
 
     rows, members, classes = args.memory_rows, args.members, args.classes
     with tempfile.TemporaryDirectory() as folder:

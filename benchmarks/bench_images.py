@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ensemble.images import read_images
+from ensemble.data.images import read_images
 
 
 def plain_loop(paths, size):

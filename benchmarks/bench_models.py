@@ -30,10 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_recipe import write_digits, write_shapes_competition  # noqa: E402  (the same two datasets)
 
-from ensemble.competition import load_competition  # noqa: E402
 from ensemble.config import FoldSettings, TrainSettings, Workspace  # noqa: E402
-from ensemble.folds import write_folds  # noqa: E402
-from ensemble.runs import train_experiment  # noqa: E402
+from ensemble.data.competition import load_competition  # noqa: E402
+from ensemble.data.folds import write_folds  # noqa: E402
+from ensemble.training.experiment import train_experiment  # noqa: E402
 
 BLOCKS = ("se", "eca", "cbam", "residual")
 

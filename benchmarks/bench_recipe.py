@@ -22,11 +22,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ensemble.competition import load_competition
-from ensemble.config import CONFIG_FILE, CompetitionSettings, FoldSettings, TrainSettings, Workspace, to_toml
-from ensemble.demo import write_digits_competition
-from ensemble.folds import write_folds
-from ensemble.runs import train_experiment
+from ensemble.config import (
+    CONFIG_FILE,
+    CompetitionSettings,
+    FoldSettings,
+    TrainSettings,
+    Workspace,
+    to_toml,
+)
+from ensemble.data.competition import load_competition
+from ensemble.data.digits import write_digits_competition
+from ensemble.data.folds import write_folds
+from ensemble.training.experiment import train_experiment
 
 SHAPES = ("circle", "square", "triangle", "cross")
 

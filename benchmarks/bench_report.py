@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble import metrics, store
-from ensemble.competition import load_competition
+from ensemble import metrics
+from ensemble.artifacts import store
 from ensemble.config import Workspace
-from ensemble.report import write_report
+from ensemble.data.competition import load_competition
+from ensemble.io import write_json
+from ensemble.results.report import write_report
 
 
 def make_workspace(root: Path, n_experiments: int, k: int, epochs: int, n_rows: int, n_classes: int) -> Workspace:
@@ -38,7 +40,7 @@ def make_workspace(root: Path, n_experiments: int, k: int, epochs: int, n_rows: 
     oofs = []
     for index in range(n_experiments):
         experiment = store.ExperimentDir(workspace.models_dir, f"exp{index:02d}")
-        store.write_json(experiment.settings_path, {
+        write_json(experiment.settings_path, {
             "name": experiment.name, "train": {"model": "resnet10t", "size": 32 + index, "epochs": epochs},
             "classes": list(competition.classes), "train_sha256": competition.train_hash, "versions": {"ens": "0.1.0"},
         })
@@ -52,14 +54,14 @@ def make_workspace(root: Path, n_experiments: int, k: int, epochs: int, n_rows: 
                  "valid_score": 1 - 1 / (epoch + 1), "metric": "accuracy", "seconds": 1.0}
                 for epoch in range(1, epochs + 1)
             ]
-            store.write_json(experiment.fold_result_path(fold), {"fold": fold, "metric": "accuracy", "score": 0.5, "seconds": 10.0, "history": history})
+            write_json(experiment.fold_result_path(fold), {"fold": fold, "metric": "accuracy", "score": 0.5, "seconds": 10.0, "history": history})
         test = np.zeros((2, n_classes), dtype=np.float32)
         store.save_logits(experiment.test_path, store.Logits(competition.test_ids, competition.classes, test))
         store.save_logits(experiment.oof_path, store.Logits(competition.train_ids, competition.classes, oof))
-        store.write_json(experiment.scores_path, {"name": experiment.name, "model": "resnet10t", "metric": "accuracy",
+        write_json(experiment.scores_path, {"name": experiment.name, "model": "resnet10t", "metric": "accuracy",
                                                   "fold_scores": [None] * k, "seconds": [10.0] * k})
     members = [{"name": f"exp{index:02d}", "weight": 1 / n_experiments, "oof_score": None} for index in range(n_experiments)]
-    store.write_json(workspace.submissions_dir / "all.json", {"name": "all", "method": "mean", "metric": "accuracy", "oof_score": None, "members": members})
+    write_json(workspace.submissions_dir / "all.json", {"name": "all", "method": "mean", "metric": "accuracy", "oof_score": None, "members": members})
     np.savez(workspace.submissions_dir / "all.oof.npz", ids=competition.train_ids, classes=np.array(competition.classes), probs=np.mean(oofs, axis=0))
     return workspace
 

@@ -26,17 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ensemble import tta
 from ensemble.config import TrainSettings
-from ensemble.devices import memory_format
-from ensemble.train import Batches
+from ensemble.inference import tta
+from ensemble.inference.batches import Batches
+from ensemble.nets.devices import memory_format
 
 
 def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
     """(networks in eval mode, image side, their memory layout)."""
     if args.workspace:
-        from ensemble import predict, store, torch_files
+        from ensemble.artifacts import store
         from ensemble.config import Workspace
+        from ensemble.inference import predict
+        from ensemble.nets import torch_files
 
         workspace = Workspace.load(args.workspace)
         experiment = store.open_experiment(workspace.models_dir, args.name)
@@ -45,7 +47,7 @@ def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
         layout = memory_format(device, checkpoints[0]["state_dict"])
         nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in checkpoints]
         return nets, checkpoints[0]["size"], layout
-    from ensemble.nets import create_net
+    from ensemble.nets.networks import create_net
 
     torch.manual_seed(0)
     # The memory layout training leaves a fold's network in.

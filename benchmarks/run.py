@@ -38,7 +38,13 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace, to_toml  # noqa: E402
+from ensemble.config import (  # noqa: E402
+    CompetitionSettings,
+    FoldSettings,
+    TrainSettings,
+    Workspace,
+    to_toml,
+)
 
 LABELS = ("a", "b", "c", "d")
 
@@ -67,8 +73,8 @@ def make_competition(root: Path, n_train: int, n_test: int, source_px: int, suff
 
 def ens_fold(workspace: Workspace, name: str) -> dict:
     """Train fold 0 in this process; wall seconds, and seconds until the fold started training."""
-    from ensemble.fold_job import FoldStart
-    from ensemble.runs import train_experiment
+    from ensemble.training.experiment import train_experiment
+    from ensemble.training.fold_job import FoldStart
 
     marks = {}
     started = time.perf_counter()
@@ -89,8 +95,8 @@ def hand_fold(workspace: Workspace, settings: TrainSettings, workers: int, in_me
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-    from ensemble.competition import load_competition
-    from ensemble.folds import read_folds
+    from ensemble.data.competition import load_competition
+    from ensemble.data.folds import read_folds
 
     started = time.perf_counter()
     competition = load_competition(workspace)
@@ -244,9 +250,9 @@ def training_rows(args, folder: Path, settings: TrainSettings, n_train: int, n_t
     """Parts 1-3: ens against the hand loop, against the ceiling, and the cache's time to the first step."""
     root = make_competition(folder / "comp", n_train, n_test, source_px, ".jpg", train)
     workspace = Workspace.load(root)
-    from ensemble.cache import clear_cache
-    from ensemble.competition import load_competition
-    from ensemble.folds import write_folds
+    from ensemble.data.cache import clear_cache
+    from ensemble.data.competition import load_competition
+    from ensemble.data.folds import write_folds
 
     write_folds(workspace, load_competition(workspace), FoldSettings(k=4), force=False)
     trained = epochs * int(n_train * 3 / 4)

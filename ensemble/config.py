@@ -77,7 +77,7 @@ class TrainSettings:
     weight_decay: float = 0.01
     seed: int = 42
     device: str = "auto"
-    # The training recipe (ensemble/augment.py, recipe.py, stages.py); README's table measures each.
+    # The training recipe (ensemble/training/augment.py, recipe.py, optim.py; docs/training.md).
     augment: str = "none"  # comma list of train-time transforms, or none
     ema: float = 0.0  # decay of the weights' moving average, evaluated and saved; 0 = off
     mixup: float = 0.0  # Beta(A, A) of mixup; 0 = off
@@ -107,6 +107,8 @@ class TrainSettings:
         normalise_stages(self)
         check_recipe(self)
         check_models(self)
+        # Names (augment, optimizer, attention...) are checked against their registries at the
+        # training boundary (training/preflight.py): the registries live with the code they name.
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(0 <= self.seed <= SEED_MAX, f"train seed must be between 0 and {SEED_MAX}, got {self.seed}")
@@ -117,15 +119,20 @@ class TrainSettings:
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs over every stage: one count per size, or one count for every size."""
+        epochs = [int(count) for count in str(self.epochs).split(",")]
+        n_sizes = len(self.sizes.split(",")) if self.sizes else 1
+        return sum(epochs) if len(epochs) > 1 else epochs[0] * n_sizes
+
     def resolved(self) -> "TrainSettings":
         """A copy with every "auto" settled: from scratch nothing changes; with pretrained
         weights the defaults measured in benchmarks/bench_models.py (README table)."""
-        from ensemble.stages import size_stages, total_epochs
-
         pretrained = bool(self.pretrained)
         defaults = {
             "freeze_bn": False,
-            "unfreeze_after": min(PRETRAINED_WARMUP_EPOCHS, total_epochs(size_stages(self)) - 1) if pretrained else 0,
+            "unfreeze_after": min(PRETRAINED_WARMUP_EPOCHS, self.total_epochs - 1) if pretrained else 0,
             "backbone_lr_scale": PRETRAINED_BACKBONE_LR_SCALE if pretrained else 1.0,
         }
         given = {name: getattr(self, name) for name in defaults if getattr(self, name) != "auto"}
@@ -171,29 +178,16 @@ def normalise_stages(settings: "TrainSettings") -> None:
 
 
 def check_recipe(settings: "TrainSettings") -> None:
-    """Names through their registries (one error line listing the valid ones), numbers by range."""
-    from ensemble import augment, recipe, stages
-
-    augment.parse(settings.augment)
-    object.__setattr__(settings, "augment", augment.canonical(settings.augment))
-    recipe.CLASS_WEIGHTS.get(settings.class_weights)
-    stages.OPTIMIZERS.get(settings.optimizer)
-    stages.SCHEDULES.get(settings.schedule)
+    """The recipe's numbers, by range."""
     _check(0 <= settings.ema < 1, f"train ema must be in 0..1 (0 = off), e.g. 0.999; got {settings.ema}")
     _check(settings.mixup >= 0 and settings.cutmix >= 0, f"train mixup and cutmix must be >= 0 (0 = off); got {settings.mixup}, {settings.cutmix}")
     _check(0 <= settings.label_smoothing < 1, f"train label_smoothing must be in 0..1, e.g. 0.1; got {settings.label_smoothing}")
     _check(0 <= settings.warmup < 1, f"train warmup must be a fraction of the steps in 0..1, e.g. 0.2; got {settings.warmup}")
     _check(settings.clip_grad >= 0, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
 
-def check_models(settings: "TrainSettings") -> None:
-    """The models settings (attention, pretrained weights, freezing): names through the attention registry."""
-    from ensemble.attention import ATTENTION
 
-    ATTENTION.get(settings.attention)
-    _check(
-        settings.attention != "none" or not settings.attention_in_blocks,
-        "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none"),
-    )
+def check_models(settings: "TrainSettings") -> None:
+    """The models settings (attention, pretrained weights, freezing), by type and range."""
     _check(settings.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {settings.train_blocks}")
     for field in dataclasses.fields(settings):
         if "auto" in field.metadata:

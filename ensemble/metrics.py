@@ -64,6 +64,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, float64, stable for any finite logits."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 @register_labels("accuracy", greater_is_better=True)
 def accuracy(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     return float(np.mean(predicted == targets))

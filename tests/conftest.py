@@ -88,10 +88,10 @@ def competition_dir(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
     """A workspace with folds and two finished experiments ('a', 'b'); copy it before changing it."""
-    from ensemble.competition import load_competition
     from ensemble.config import Workspace, override
-    from ensemble.folds import write_folds
-    from ensemble.runs import train_experiment
+    from ensemble.data.competition import load_competition
+    from ensemble.data.folds import write_folds
+    from ensemble.training.experiment import train_experiment
 
     root = make_competition(tmp_path_factory.mktemp("trained") / "comp")
     workspace = Workspace.load(root)

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ensemble.attention import ATTENTION
 from ensemble.errors import EnsError
-from ensemble.nets import HeadAttention, added_modules, backbone_of, create_net
+from ensemble.nets.attention import ATTENTION
+from ensemble.nets.networks import HeadAttention, added_modules, backbone_of, create_net
 
 BLOCKS = [name for name in ATTENTION.names() if name != "none"]
 # (model, sizes): a ResNet, an EfficientNet and a ConvNeXt (which needs 32px and more).

@@ -4,10 +4,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ensemble.augment import TRANSFORMS, Augment, canonical
 from ensemble.cli import app
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
+from ensemble.training.augment import TRANSFORMS, Augment, canonical
+from ensemble.training.preflight import validate
 
 # A parameter for each transform that takes one; every registered name must be here.
 EXAMPLES = {
@@ -60,12 +61,12 @@ def test_geometric_transforms_move_pixels_as_their_units_say():
 )
 def test_bad_specs_are_refused_by_the_registry(spec, message):
     with pytest.raises(EnsError, match=message):
-        TrainSettings(augment=spec)
+        validate(TrainSettings(augment=spec))
 
 
 def test_specs_are_spelled_one_way():
     assert canonical(" hflip , shift:0.1,") == "hflip,shift:0.1"
-    assert TrainSettings(augment="").augment == "none" == TrainSettings().augment
+    assert validate(TrainSettings(augment="")).augment == "none" == TrainSettings().augment
     assert not Augment("none")
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ensemble import metrics
+from ensemble.artifacts.store import load_logits
 from ensemble.blend import METHODS
-from ensemble.store import load_logits
 from tests.test_cli import ens, one_line_error, snapshot
 
 LONG = "effnet-b0-size224-epochs20-lr3e-4-seed1"
@@ -109,7 +109,7 @@ def test_folds_come_from_the_members_own_fold_files_not_folds_csv(trained_copy):
 
 def move_one_id_between_folds(root, name):
     """Rewrite models/NAME/fold0 and fold1 as if one id had been held out by fold 1."""
-    from ensemble.store import Logits, save_logits
+    from ensemble.artifacts.store import Logits, save_logits
 
     zero, one = (load_logits(root / "models" / name / f"fold{k}" / "oof.npz") for k in (0, 1))
     save_logits(root / "models" / name / "fold0" / "oof.npz", Logits(zero.ids[1:], zero.classes, zero.values[1:]))

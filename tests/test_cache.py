@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from ensemble import cache
 from ensemble.cli import app
-from ensemble.images import read_images
+from ensemble.data import cache
+from ensemble.data.images import read_images
 
 
 @pytest.fixture

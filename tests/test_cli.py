@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble import __version__, metrics
+from ensemble.artifacts.store import load_logits
 from ensemble.cli import app
-from ensemble.store import load_logits
+from ensemble.io import sha256_file
 
 runner = CliRunner()
 
@@ -86,8 +87,9 @@ def test_leaderboard_json_and_table(trained_copy):
 
 @pytest.mark.parametrize("sample", ["labels", "probabilities"])
 def test_blend_writes_submission_shaped_like_the_sample(tmp_path, sample, trained_dir):
-    from tests.conftest import make_competition
     import shutil
+
+    from tests.conftest import make_competition
 
     root = tmp_path / "ws"
     shutil.copytree(trained_dir, root)
@@ -328,9 +330,8 @@ def test_a_renamed_experiment_folder_resumes_and_stale_temporaries_go(trained_co
 
 
 def test_a_fold_that_would_train_on_one_row_is_refused(tmp_path):
-    from ensemble import store
-    from ensemble.competition import load_competition
     from ensemble.config import Workspace
+    from ensemble.data.competition import load_competition
     from tests.conftest import make_competition
 
     root = make_competition(tmp_path / "c", n_train=4, labels=("x", "y"))
@@ -340,7 +341,7 @@ def test_a_fold_that_would_train_on_one_row_is_refused(tmp_path):
     meta = {
         "k": 2,
         "train_sha256": load_competition(Workspace.load(root)).train_hash,
-        "folds_sha256": store.sha256_file(folds_csv),
+        "folds_sha256": sha256_file(folds_csv),
     }
     (root / "folds" / "folds.json").write_text(json.dumps(meta))
     one_line_error(ens("train-folds", "-w", root, "-n", "x"), "fold 0's model would train on fewer than 2 rows")

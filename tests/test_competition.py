@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from ensemble.competition import load_competition, sort_classes
 from ensemble.config import Workspace
+from ensemble.data.competition import load_competition, sort_classes
 from ensemble.errors import EnsError
 
 

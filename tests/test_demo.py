@@ -7,7 +7,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.demo import write_digits_competition
+from ensemble.data.digits import write_digits_competition
 
 
 def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):

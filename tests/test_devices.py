@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ensemble import devices
 from ensemble.errors import EnsError
+from ensemble.nets import devices
 
 
 @pytest.fixture

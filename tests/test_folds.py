@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from ensemble.competition import load_competition
 from ensemble.config import FoldSettings, Workspace
+from ensemble.data.competition import load_competition
+from ensemble.data.folds import STRATEGIES, assign_folds, read_folds, write_folds
 from ensemble.errors import EnsError
-from ensemble.folds import STRATEGIES, assign_folds, read_folds, write_folds
 from tests.conftest import add_group_column
 
 

@@ -65,7 +65,7 @@ def open_on_a_full_disk(path, mode="r", *args, **kwargs):
 def test_train_folds_on_a_full_disk_names_the_checkpoint(trained_copy, monkeypatch):
     # torch.save reports a failed write as RuntimeError("unexpected pos ..."): torch_files
     # finds the OSError behind it.
-    monkeypatch.setattr("ensemble.torch_files.open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr("ensemble.nets.torch_files.open", open_on_a_full_disk, raising=False)
     result = ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "0")
     ends_in_error(result, f"{trained_copy / 'models/c/fold0/resume.pt'}: cannot write: No space left on device")
     assert not list((trained_copy / "models" / "c").rglob("*.tmp"))
@@ -84,7 +84,7 @@ def test_other_write_errors_are_one_line(tmp_path, monkeypatch):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from ensemble import locks
+from ensemble.artifacts import locks
 with locks.hold(Path(sys.argv[1]), "busy"):
     print("held", flush=True)
     sys.stdin.read()
@@ -158,7 +158,7 @@ def test_running_out_of_gpu_memory_names_the_batch_size(trained_copy, monkeypatc
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("ensemble.fold_job.train_fold", out_of_memory)
+    monkeypatch.setattr("ensemble.training.fold_job.train_fold", out_of_memory)
     ends_in_error(
         ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "0"),
         "fold 0: out of GPU memory at batch size 16", "smaller --batch-size (e.g. 8)",
@@ -180,7 +180,7 @@ def test_an_interrupted_demo_resumes_with_the_command_it_names(tmp_path, monkeyp
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ensemble.demo.train_experiment", interrupt)
+    monkeypatch.setattr("ensemble.workflows.demo.train_experiment", interrupt)
     root = tmp_path / "d"
     first = ens("demo", root, "--force")
     assert first.exit_code == 130 and f"run `ens demo {root}` again to resume" in first.stderr
@@ -196,21 +196,21 @@ def test_a_run_started_meanwhile_on_the_same_experiment(trained_copy, monkeypatc
     """Two runs begin a new experiment at once with different --folds: the second to write
     settings.json carries on beside the first when their settings agree, and is refused
     (never overwriting the first's settings) when they differ."""
-    from ensemble import runs
     from ensemble.config import Workspace, override
+    from ensemble.training import experiment
 
     workspace = Workspace.load(trained_copy)
-    real_read_images = runs.cached_images
+    real_read_images = experiment.competition_images
     started = []
 
     def read_images_while_another_run_starts(*args, **kwargs):
         if not started:  # the other run writes settings.json and trains fold 0 meanwhile
             started.append(True)
-            monkeypatch.setattr(runs, "cached_images", real_read_images)
-            runs.train_experiment(workspace, "c", override(workspace.train, lr=other_lr), [0])
+            monkeypatch.setattr(experiment, "competition_images", real_read_images)
+            experiment.train_experiment(workspace, "c", override(workspace.train, lr=other_lr), [0])
         return real_read_images(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "cached_images", read_images_while_another_run_starts)
+    monkeypatch.setattr(experiment, "competition_images", read_images_while_another_run_starts)
     result = ens("train-folds", "-w", trained_copy, "-n", "c", "--folds", "1")
     settings = json.loads((trained_copy / "models" / "c" / "settings.json").read_text())
     assert settings["train"]["lr"] == (other_lr or workspace.train.lr)

@@ -1,6 +1,6 @@
 """An experiment's identity: settings.json keys that older versions did not write."""
 
-from ensemble import identity
+from ensemble.artifacts import identity
 
 
 def test_a_missing_key_stands_for_its_legacy_value(monkeypatch):

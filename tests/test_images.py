@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ensemble.data.images import read_image, read_images
 from ensemble.errors import EnsError
-from ensemble.images import read_image, read_images
 
 
 def save(path, image):

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import write_image
 from ensemble.cli import app
 from ensemble.config import CompetitionSettings, Workspace
 from ensemble.errors import EnsError
 from ensemble.init import Given, init_workspace
+from tests.conftest import write_image
 
 runner = CliRunner()
 CLASSES = ("cat", "dog", "owl")

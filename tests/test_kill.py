@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ensemble.store import load_logits
+from ensemble.artifacts.store import load_logits
 
 COMMAND = [sys.executable, "-m", "ensemble", "train-folds", "-n", "k", "--epochs", "10"]
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from ensemble.artifacts.store import Logits, load_logits, save_logits
 from ensemble.blend.members import load_members
-from ensemble.competition import load_competition
 from ensemble.config import Workspace
+from ensemble.data.competition import load_competition
 from ensemble.errors import EnsError
-from ensemble.store import Logits, load_logits, save_logits
 
 
 def rewrite(path, change):

@@ -1,7 +1,7 @@
 import pytest
 
 from ensemble.errors import EnsError
-from ensemble.nets import check_input_size, create_net
+from ensemble.nets.networks import check_input_size, create_net
 
 
 def test_transformers_are_built_for_the_training_size():

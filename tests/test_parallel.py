@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ensemble import parallel
+from ensemble.artifacts.store import load_logits
 from ensemble.cli import app
 from ensemble.errors import EnsError
 from ensemble.metrics import softmax
-from ensemble.store import load_logits
+from ensemble.training import parallel
 
 runner = CliRunner()
 

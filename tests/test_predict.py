@@ -11,10 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ensemble import metrics, predict
+from ensemble import metrics
+from ensemble.artifacts.store import load_logits
 from ensemble.cli import app
 from ensemble.config import Workspace
-from ensemble.store import load_logits
+from ensemble.inference import predict
 
 runner = CliRunner()
 
@@ -177,7 +178,7 @@ def test_train_folds_refuses_an_unknown_view(trained_dir):
 
 def test_views_kept_by_predict_are_blend_members(trained_copy):
     from ensemble.blend.members import load_members, resolve_names
-    from ensemble.competition import load_competition
+    from ensemble.data.competition import load_competition
 
     assert ens("predict", "-w", trained_copy, "-n", "a", "--tta", "hflip", "--as", "a-h", "--keep-views").exit_code == 0
     models = trained_copy / "models"

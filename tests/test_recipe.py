@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from ensemble.config import TrainSettings
+from ensemble.inference.batches import Batches
 from ensemble.metrics import get
-from ensemble.recipe import WeightsEma, balanced_weights, mix_batch
-from ensemble.stages import SCHEDULES
-from ensemble.train import Batches, EpochEnd, train_fold
+from ensemble.training.optim import SCHEDULES
+from ensemble.training.recipe import WeightsEma, balanced_weights, mix_batch
+from ensemble.training.trainer import EpochEnd, train_fold
 from tests.test_train import fold_data, kill_then_resume
 
 EVERYTHING = TrainSettings(
@@ -26,17 +27,17 @@ def test_resume_with_every_option_on_is_bit_identical(tmp_path):
 
 
 def test_ema_weights_differ_from_raw_and_are_the_ones_cached(tmp_path, monkeypatch):
-    from ensemble import train
+    from ensemble.training import trainer
 
     nets = []
-    original = train.WeightsEma
+    original = trainer.WeightsEma
 
     def keep(net, decay):
         ema = original(net, decay)
         nets.append((net, ema))
         return ema
 
-    monkeypatch.setattr(train, "WeightsEma", keep)
+    monkeypatch.setattr(trainer, "WeightsEma", keep)
     settings = TrainSettings(model="test_resnet", size=16, epochs=2, batch_size=16, device="cpu", ema=0.9)
     data = fold_data()
     output = train_fold(data, settings, 0, get("accuracy"), tmp_path / "a.pt")
@@ -116,7 +117,7 @@ def test_recipe_learns_an_easy_task(tmp_path):
 def test_a_settings_json_from_before_the_recipe_names_the_recipe_that_reproduces_it():
     import dataclasses
 
-    from ensemble import identity
+    from ensemble.artifacts import identity
 
     # The train table main wrote, before stages and the recipe existed.
     old = {"model": "resnet10t", "size": 32, "epochs": 3, "batch_size": 64, "lr": 0.001, "weight_decay": 0.01, "seed": 42}

@@ -13,16 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble import metrics
+from ensemble.artifacts.store import load_logits
 from ensemble.blend.run import blend_experiments
 from ensemble.cli import app
-from ensemble.competition import load_competition
 from ensemble.config import Workspace
+from ensemble.data.competition import load_competition
 from ensemble.errors import EnsError
-from ensemble.leaderboard import leaderboard
-from ensemble.report import write_report
-from ensemble.report.figures import reliability_bins
-from ensemble.report.page import SECTIONS
-from ensemble.store import load_logits
+from ensemble.results.leaderboard import leaderboard
+from ensemble.results.report import write_report
+from ensemble.results.report.figures import reliability_bins
+from ensemble.results.report.page import SECTIONS
 
 runner = CliRunner()
 IMAGE_SOURCE = re.compile(r'src="([^"]*)"')
@@ -82,8 +82,8 @@ def test_report_embeds_every_image_and_reaches_nothing_outside(reported):
 
 
 def test_blend_without_weights_or_probabilities_is_listed():
-    from ensemble.report.collect import BlendView
-    from ensemble.report.page import blends_section
+    from ensemble.results.report.collect import BlendView
+    from ensemble.results.report.page import blends_section
 
     stacker = BlendView("st", "stack", "logloss", 0.25, [{"name": "a", "weight": None, "oof_score": 0.3}], None, "no st.oof.npz", 0.2)
     html_text = blends_section(type("Data", (), {"blends": [stacker]})())

@@ -2,12 +2,12 @@
 
 import pytest
 
-from ensemble import identity
+from ensemble.artifacts import identity
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
 from ensemble.stages import Stage, plan_stages, stage_of_epoch, stage_record
-from ensemble.train import EpochEnd, train_fold
+from ensemble.training.trainer import EpochEnd, train_fold
 from tests.test_train import fold_data, kill_then_resume
 
 PROGRESSIVE = TrainSettings(model="test_resnet", sizes="16,24", epochs="1,2", batch_size=16, device="cpu")
@@ -41,17 +41,17 @@ def test_bad_schedules_are_refused(fields, message):
 
 def record_input_sides(monkeypatch) -> list:
     """(training?, side) of every batch the fold's net sees."""
-    from ensemble import train
+    from ensemble.training import trainer
 
     seen = []
-    original = train.create_net
+    original = trainer.create_net
 
     def create(*args, **kwargs):
         net = original(*args, **kwargs)
         net.register_forward_pre_hook(lambda module, inputs: seen.append((module.training, inputs[0].shape[-1])))
         return net
 
-    monkeypatch.setattr(train, "create_net", create)
+    monkeypatch.setattr(trainer, "create_net", create)
     return seen
 
 

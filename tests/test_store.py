@@ -7,19 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble import store
+from ensemble.artifacts import store
+from ensemble.artifacts.store import Logits, load_logits, save_logits
 from ensemble.errors import EnsError
-from ensemble.store import Logits, load_logits, save_logits
+from ensemble.io import FILE_MODE, atomic_path, read_json, write_json, write_text
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "a.json"
-    store.write_json(path, {"v": 1})
+    write_json(path, {"v": 1})
     with pytest.raises(RuntimeError):
-        with store.atomic_path(path) as temporary:
+        with atomic_path(path) as temporary:
             temporary.write_text("half")
             raise RuntimeError("killed")
-    assert store.read_json(path) == {"v": 1}
+    assert read_json(path) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind
 
 
@@ -59,22 +60,22 @@ def test_unsafe_names_are_refused(name):
 
 
 def test_artifacts_are_readable_by_the_group(tmp_path):
-    store.write_text(tmp_path / "x.txt", "x")
-    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == store.FILE_MODE
-    assert store.FILE_MODE & 0o044  # not the owner-only mode of temporary files
+    write_text(tmp_path / "x.txt", "x")
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044  # not the owner-only mode of temporary files
 
 
 def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
     path = tmp_path / "a.json"
-    store.write_json(path, {"v": 1})
+    write_json(path, {"v": 1})
     with pytest.raises(EnsError, match=r"a\.json: cannot write: No space left on device"):
-        with store.atomic_path(path) as temporary:
+        with atomic_path(path) as temporary:
             temporary.write_text("half")
             raise OSError(errno.ENOSPC, "No space left on device")
-    assert store.read_json(path) == {"v": 1}
+    assert read_json(path) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     with pytest.raises(FileNotFoundError):  # a file the block reads is not the write's failure
-        with store.atomic_path(path) as temporary:
+        with atomic_path(path) as temporary:
             (tmp_path / "missing.txt").read_text()
 
 
@@ -84,7 +85,7 @@ from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 import torch
-from ensemble import store, torch_files
+from ensemble.nets import torch_files
 from ensemble.errors import EnsError
 try:
     torch_files.save_torch(Path(sys.argv[1]), {"weights": torch.zeros(10000)})

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.competition import load_competition
 from ensemble.config import Workspace
+from ensemble.data.competition import load_competition
+from ensemble.data.submission import KINDS, submission_frame
 from ensemble.errors import EnsError
-from ensemble.submission import KINDS, submission_frame
 from tests.conftest import make_competition
 
 

@@ -7,7 +7,7 @@ import torch
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
-from ensemble.train import EpochEnd, FoldData, batch_indices, train_fold
+from ensemble.training.trainer import EpochEnd, FoldData, batch_indices, train_fold
 
 
 def fold_data(n_train=40, n_valid=12, n_test=6, size=16):
@@ -89,7 +89,7 @@ def test_a_diverging_fold_stops_without_saving(tmp_path):
 
 def test_a_fold_saved_in_the_contiguous_layout_resumes_in_it(tmp_path, monkeypatch):
     """ens once trained contiguous on the CPU: a fold it saved resumes bit for bit after the upgrade to channels_last."""
-    from ensemble import devices
+    from ensemble.nets import devices
 
     new_layout = devices.memory_format
     monkeypatch.setattr(devices, "memory_format", lambda device, saved=None: torch.contiguous_format)  # the old ens

@@ -5,9 +5,9 @@ import pytest
 import timm
 import torch
 
-from ensemble import tta
 from ensemble.errors import EnsError
-from ensemble.train import Batches
+from ensemble.inference import tta
+from ensemble.inference.batches import Batches
 
 VALUES = {"scale": "1.25", "shift": "0.125"}  # a value for each family that takes one
 

@@ -4,9 +4,9 @@ import io
 
 from rich.console import Console
 
-from ensemble.fold_job import FoldEnd, FoldStart
-from ensemble.train import EpochEnd, StepEnd
-from ensemble.view import TrainView, clock
+from ensemble.cli.progress import TrainView, clock
+from ensemble.training.fold_job import FoldEnd, FoldStart
+from ensemble.training.trainer import EpochEnd, StepEnd
 
 EVENTS = [
     FoldStart(fold=0, n_train=80, n_valid=20, resuming=False, position=1, count=3),
@@ -55,7 +55,7 @@ def test_clock():
 
 
 def test_folds_running_side_by_side_have_a_bar_each():
-    from ensemble.runs import FoldsSent
+    from ensemble.training.experiment import FoldsSent
 
     def step(fold, number):
         return StepEnd(fold=fold, epoch=1, epochs=1, stage=1, stages=1, size=32, step=number, steps=4, loss=0.5,

@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from ensemble.errors import EnsError
-from ensemble.nets import backbone_of, create_net, load_weights
-from ensemble.weights import weights_identity
+from ensemble.nets.networks import backbone_of, create_net, load_weights
+from ensemble.nets.weights import weights_identity
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ensemble import store
-from ensemble.competition import Competition
+from ensemble.artifacts import store
+from ensemble.artifacts.scores import check_usable, stale_reason
+from ensemble.data.competition import Competition
 from ensemble.errors import EnsError
-from ensemble.scores import stale_reason
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,9 @@ def split_member(name: str) -> tuple[str, str | None]:
     return experiment, view if mark else None
 
 
-def views_path(experiment: store.ExperimentDir, fold: int) -> Path:
-    return experiment.fold_dir(fold) / "views.npz"
-
-
 def read_views(experiment: store.ExperimentDir, fold: int) -> dict[str, np.ndarray]:
     """One fold's views.npz (predict.save_views), whole."""
-    path = views_path(experiment, fold)
+    path = experiment.views_path(fold)
     if not path.is_file():
         raise EnsError(
             f"{path}: no per-view logits; `ens predict --name {experiment.name} --tta SPEC --as NEW --keep-views` keeps them, "
@@ -68,10 +64,10 @@ def view_logits(experiment: store.ExperimentDir, fold: int, view: str) -> tuple[
     archive = read_views(experiment, fold)
     names = archive["views"].astype(str).tolist()
     if view not in names:
-        raise EnsError(f"{views_path(experiment, fold)}: no view {view!r}; it has {', '.join(names)}")
+        raise EnsError(f"{experiment.views_path(fold)}: no view {view!r}; it has {', '.join(names)}")
     index, classes = names.index(view), tuple(archive["classes"].astype(str).tolist())
     oof = store.Logits(archive["oof_ids"].astype(str), classes, archive["oof"][index])
-    return oof, store.Logits(archive["test_ids"].astype(str), classes, archive["test"][index]), views_path(experiment, fold)
+    return oof, store.Logits(archive["test_ids"].astype(str), classes, archive["test"][index]), experiment.views_path(fold)
 
 
 def expand_views(models_dir: Path, names: list[str]) -> list[str]:
@@ -91,7 +87,7 @@ def member_files(models_dir: Path, name: str) -> dict[str, Path]:
     """The files a member's logits are read from, by their path in the experiment (a blend records their hashes)."""
     experiment_name, view = split_member(name)
     experiment = store.ExperimentDir(models_dir, experiment_name)
-    paths = [experiment.oof_path, experiment.test_path] if view is None else [views_path(experiment, fold) for fold in experiment.done_folds()]
+    paths = [experiment.oof_path, experiment.test_path] if view is None else [experiment.views_path(fold) for fold in experiment.done_folds()]
     return {str(path.relative_to(experiment.root)): path for path in paths}
 
 
@@ -183,14 +179,7 @@ def aligned(
 
 def usable_experiment(models_dir: Path, competition: Competition, name: str) -> store.ExperimentDir:
     experiment = store.open_experiment(models_dir, name)
-    if not experiment.is_complete():
-        raise EnsError(
-            f"{experiment.root}: not every fold is trained (done: {experiment.done_folds()}); "
-            f"run `ens train-folds --name {name}` again to finish it"
-        )
-    stale = stale_reason(experiment, competition)
-    if stale:
-        raise EnsError(f"{experiment.root}: {stale}")
+    check_usable(experiment, competition)
     return experiment
 
 

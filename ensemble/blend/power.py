@@ -10,7 +10,6 @@ import numpy as np
 
 from ensemble.blend.mean import MeanBlender
 from ensemble.errors import EnsError
-from ensemble.metrics import softmax
 
 
 class PowerBlender(MeanBlender):
@@ -22,11 +21,6 @@ class PowerBlender(MeanBlender):
             raise EnsError(f"--power must be in (0, 16], got {self.power!r}")
         return self
 
-    def predict_proba(self, logits) -> np.ndarray:
-        """float64 (n_samples, n_classes): sum_m w_m p_m ** power, each row divided by its sum."""
-        self._check_fitted()
-        logits = self._check_logits(logits)
-        blend = np.zeros(logits.shape[1:], dtype=np.float64)
-        for weight, member_logits in zip(self.weights_, logits):
-            blend += weight * softmax(member_logits) ** self.power
-        return blend / blend.sum(axis=1, keepdims=True)
+    def transform(self, probs: np.ndarray) -> np.ndarray:
+        """p ** power: sum_m w_m p_m ** power, each row then divided by its sum."""
+        return probs ** self.power

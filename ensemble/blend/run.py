@@ -8,23 +8,30 @@ last: a CSV without its JSON counts as not written (a rerun replaces it without 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ensemble import metrics, store
+from ensemble import metrics
+from ensemble.artifacts import store
 from ensemble.blend import METHODS
 from ensemble.blend.base import Blender
-from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
+from ensemble.blend.members import (
+    Members,
+    fold_test_logits,
+    load_members,
+    member_files,
+    resolve_names,
+)
 from ensemble.blend.nested import out_of_fold_probabilities
 from ensemble.blend.thresholds import ThresholdTuned
-from ensemble.competition import Competition, load_competition
 from ensemble.config import Workspace
+from ensemble.data.competition import Competition, load_competition
+from ensemble.data.submission import submission_frame, to_csv_text
 from ensemble.errors import EnsError
-from ensemble.submission import submission_frame, to_csv_text
+from ensemble.io import npz_bytes, sha256_file, write_group
 
 
 @dataclass(frozen=True)
@@ -123,19 +130,17 @@ def blend_experiments(
         left_out=left_out,
     )
     document = describe(result, blender, competition, members, workspace)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
+    oof_archive = npz_bytes(
         ids=np.asarray(competition.train_ids, dtype=str),
         classes=np.asarray(competition.classes, dtype=str),
         probs=out_of_fold.astype(np.float32),
         in_sample_probs=in_sample.astype(np.float32),
         fold=members.fold_of,
     )
-    store.write_group(
+    write_group(
         {
             csv_path: to_csv_text(frame).encode(),
-            oof_path: buffer.getvalue(),
+            oof_path: oof_archive,
             json_path: (json.dumps(document, indent=2) + "\n").encode(),  # last: it marks the submission written
         }
     )
@@ -148,7 +153,7 @@ def describe(result: BlendResult, blender: Blender, competition: Competition, me
     base = blender.blender if tuned else blender
     inputs = {}
     for member in result.names:
-        inputs[member] = {name: store.sha256_file(path) for name, path in member_files(workspace.models_dir, member).items()}
+        inputs[member] = {name: sha256_file(path) for name, path in member_files(workspace.models_dir, member).items()}
     weights = result.weights or [None] * len(result.names)
     return {
         "name": result.name,

@@ -19,6 +19,7 @@ import numpy as np
 
 from ensemble.blend.base import Blender
 from ensemble.errors import EnsError
+from ensemble.metrics import log_softmax
 
 FLOOR = -15.0  # log-probabilities below this carry no information and slow the solver
 
@@ -46,12 +47,7 @@ STACK_TEST = ("per-fold", "mean-logits")
 
 def features(logits: np.ndarray) -> np.ndarray:
     """float64 (n_samples, n_models * n_classes): every member's log-softmax, side by side."""
-    columns = []
-    for member_logits in logits:
-        shifted = np.asarray(member_logits, dtype=np.float64)
-        shifted = shifted - shifted.max(axis=1, keepdims=True)
-        columns.append(np.maximum(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), FLOOR))
-    return np.concatenate(columns, axis=1)
+    return np.concatenate([np.maximum(log_softmax(member_logits), FLOOR) for member_logits in logits], axis=1)
 
 
 class StackBlender(Blender):

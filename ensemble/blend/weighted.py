@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.blend.base import Blender, weighted_probabilities
 from ensemble import metrics
+from ensemble.blend.base import Blender, weighted_probabilities
 from ensemble.metrics import softmax
 
 

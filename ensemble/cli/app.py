@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ensemble import __version__
 from ensemble.errors import EnsError
-from ensemble.tta import MERGES, VIEWS
+from ensemble.inference.tta import MERGES, VIEWS
 
 app = typer.Typer(
     name="ens",

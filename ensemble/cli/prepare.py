@@ -7,9 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.app import ForceOption, WorkspaceOption, app, default, err, handles_errors, out
+from ensemble.cli.app import (
+    ForceOption,
+    WorkspaceOption,
+    app,
+    default,
+    err,
+    handles_errors,
+    out,
+)
 from ensemble.config import FoldSettings, Workspace, override
-from ensemble.folds import STRATEGIES
+from ensemble.data.folds import STRATEGIES
 
 
 @app.command()
@@ -81,8 +89,8 @@ def folds(
 
     Example: ens folds --k 5 --strategy stratified
     """
-    from ensemble.competition import load_competition
-    from ensemble.folds import write_folds
+    from ensemble.data.competition import load_competition
+    from ensemble.data.folds import write_folds
 
     ws = Workspace.load(workspace)
     settings = override(ws.folds, k=k, strategy=strategy, seed=seed)

@@ -10,10 +10,18 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.blend import METHODS
-from ensemble.cli.app import ForceOption, WorkspaceOption, app, err, handles_errors, out, parse_list
+from ensemble.cli.app import (
+    ForceOption,
+    WorkspaceOption,
+    app,
+    err,
+    handles_errors,
+    out,
+    parse_list,
+)
+from ensemble.cli.tables import score_text
 from ensemble.config import Workspace
 from ensemble.metrics import METRICS
-from ensemble.tables import score_text
 
 
 class Format(str, Enum):
@@ -34,7 +42,7 @@ def leaderboard(
 
     Example: ens leaderboard --format json
     """
-    from ensemble.leaderboard import leaderboard as rows_of
+    from ensemble.results.leaderboard import leaderboard as rows_of
 
     rows = rows_of(Workspace.load(workspace), metric, correlation)
     if format is Format.json:
@@ -44,7 +52,7 @@ def leaderboard(
 
 
 def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = False) -> None:
-    from ensemble.tables import correlation_table, leaderboard_table
+    from ensemble.cli.tables import correlation_table, leaderboard_table
 
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
@@ -92,7 +100,7 @@ def blend(
 
 
 def print_blend(result) -> None:
-    from ensemble.tables import blend_table
+    from ensemble.cli.tables import blend_table
 
     for member, reason in result.left_out.items():
         err.print(f"note: left out {member}: {reason}")

@@ -25,7 +25,7 @@ def cache(
 
     Example: ens cache --clear
     """
-    from ensemble.cache import clear_cache, list_cache
+    from ensemble.data.cache import clear_cache, list_cache
 
     root = Workspace.load(workspace).root
     if clear:
@@ -54,10 +54,9 @@ def demo(
 
     Example: ens demo ./ens-demo
     """
-    from ensemble.demo import run_demo
-    from ensemble.leaderboard import leaderboard as rows_of
-
-    from ensemble.view import TrainView
+    from ensemble.cli.progress import TrainView
+    from ensemble.results.leaderboard import leaderboard as rows_of
+    from ensemble.workflows.demo import run_demo
 
     try:
         with TrainView(err, print_event) as view:
@@ -87,7 +86,7 @@ def report(
 
     Example: ens report --out results.html
     """
-    from ensemble.report import write_report
+    from ensemble.results.report import write_report
 
     result = write_report(Workspace.load(workspace), out_path, force)
     best = f"; best experiment {result.best}" if result.best else ""

@@ -10,20 +10,40 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.attention import ATTENTION
-from ensemble.augment import TRANSFORMS
-from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default, err, handles_errors, out, parse_list
-from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
+from ensemble.cli.app import (
+    ForceOption,
+    TtaMergeOption,
+    TtaOption,
+    WorkspaceOption,
+    app,
+    default,
+    err,
+    handles_errors,
+    out,
+    parse_list,
+)
+from ensemble.cli.tables import score_text
+from ensemble.artifacts.writer import PREDICT, TRAIN, ExperimentResult, Verb
+from ensemble.config import (
+    PRETRAINED_BACKBONE_LR_SCALE,
+    PRETRAINED_WARMUP_EPOCHS,
+    TrainSettings,
+    Workspace,
+    override,
+)
 from ensemble.errors import EnsError
-from ensemble.recipe import CLASS_WEIGHTS
-from ensemble.stages import OPTIMIZERS, SCHEDULES
-from ensemble.tables import score_text
+from ensemble.nets.attention import ATTENTION
+from ensemble.training.augment import TRANSFORMS
+from ensemble.training.optim import OPTIMIZERS, SCHEDULES
+from ensemble.training.recipe import CLASS_WEIGHTS
 
 
 def print_event(event: object) -> None:
-    from ensemble.fold_job import FoldEnd, FoldStart
-    from ensemble.runs import FoldsSent, ImagesRead, WeightsChecked
-    from ensemble.train import EpochEnd
+    from ensemble.data.cache import ImagesRead
+    from ensemble.training.experiment import FoldsSent
+    from ensemble.training.preflight import WeightsChecked
+    from ensemble.training.fold_job import FoldEnd, FoldStart
+    from ensemble.training.trainer import EpochEnd
 
     formats = {
         ImagesRead: lambda e: (
@@ -99,9 +119,9 @@ def train_folds(
 
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
-    from ensemble.parallel import Executor
-    from ensemble.runs import train_experiment
-    from ensemble.view import TrainView
+    from ensemble.cli.progress import TrainView
+    from ensemble.training.experiment import train_experiment
+    from ensemble.training.parallel import Executor
 
     ws = Workspace.load(workspace)
     settings = override(
@@ -118,12 +138,20 @@ def train_folds(
     executor = Executor(jobs, cluster)
     with TrainView(err, print_event) as view:
         result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view, executor)
+    print_experiment(result, TRAIN)
+
+
+def print_experiment(result: ExperimentResult, verb: Verb) -> None:
+    """How train-folds and predict end: what was done or kept, and the OOF score."""
     if not result.trained:
         scores = " ".join(score_text(score) for score in result.fold_scores)
-        err.print(f"nothing trained: the asked folds are already trained with these settings (fold scores {scores}); --force trains them again")
+        err.print(
+            f"nothing {verb.past}: the asked folds are already {verb.past} with these settings "
+            f"(fold scores {scores}); --force {verb.verb}s them again"
+        )
     elif result.kept:
         err.print(f"kept finished folds {result.kept}")
-    oof = f"{result.oof_score:.4f}" if result.oof_score is not None else "- (not every fold is trained)"
+    oof = f"{result.oof_score:.4f}" if result.oof_score is not None else f"- (not every fold is {verb.past})"
     out.print(f"{result.name}: OOF {result.metric} {oof}; logits in {result.path}")
 
 
@@ -146,7 +174,7 @@ def predict(
 
     Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv
     """
-    from ensemble.predict import predict_experiment, predict_test_set
+    from ensemble.inference.predict import predict_experiment, predict_test_set
 
     new_test = (test_csv, test_images, out_path)
     if (as_name is None) == all(value is None for value in new_test):
@@ -156,18 +184,15 @@ def predict(
     ws = Workspace.load(workspace)
     if as_name is not None:
         result = predict_experiment(ws, name, as_name, tta, tta_merge, device, keep_views, force, print_predict_event)
-        if not result.trained:
-            err.print("nothing predicted: every fold is already predicted with these settings; --force predicts them again")
-        elif result.kept:
-            err.print(f"kept finished folds {result.kept}")
-        out.print(f"{result.name}: OOF {result.metric} {score_text(result.oof_score)}; logits in {result.path}")
-        return
+        return print_experiment(result, PREDICT)
+    if keep_views:
+        raise EnsError("--keep-views keeps the views of an --as experiment; a new test set (--test-csv) has no views to keep")
     result = predict_test_set(ws, name, test_csv, test_images, out_path, tta, tta_merge, device, force, print_predict_event)
     out.print(f"wrote {result.path}: {result.rows} rows, {result.kind}, TTA {result.policy} ({result.merge})")
 
 
 def print_predict_event(event: object) -> None:
-    from ensemble.predict import FoldPredicted
+    from ensemble.inference.predict import FoldPredicted
 
     if not isinstance(event, FoldPredicted):
         return print_event(event)

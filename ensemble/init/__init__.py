@@ -24,7 +24,7 @@ from ensemble.errors import EnsError
 from ensemble.init import files
 from ensemble.init.class_layout import from_class_folders
 from ensemble.init.csv_layout import from_csvs, given_or_picked
-from ensemble.init.inference import Given, InitResult, Inference, check, write_config
+from ensemble.init.inference import Given, Inference, InitResult, check, write_config
 
 __all__ = ["Given", "InitResult", "init_workspace"]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble import store
-from ensemble.competition import read_table
 from ensemble.config import CompetitionSettings
+from ensemble.data.competition import read_table
 from ensemble.errors import EnsError
 from ensemble.init import files
 from ensemble.init.columns import Choice
 from ensemble.init.inference import Given, Inference, InitResult, check, write_config
+from ensemble.io import write_text
 
 
 def from_class_folders(inference: Inference, given: Given, sample_path: Path | None, config_path: Path, force: bool) -> InitResult:
@@ -71,7 +71,7 @@ def from_class_folders(inference: Inference, given: Given, sample_path: Path | N
     staging = Path(tempfile.mkdtemp(dir=inference.root, prefix=f".{files.LISTS_DIR}."))
     try:
         for name, frame in lists.values():
-            store.write_text(staging / name, frame.to_csv(index=False))
+            write_text(staging / name, frame.to_csv(index=False))
         try:
             checked = check(inference, dataclasses.replace(settings, **{key: f"{staging.name}/{name}" for key, (name, _) in lists.items()}), given)
         except EnsError as error:  # name the files as they will be called, not the staging folder

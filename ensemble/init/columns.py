@@ -15,7 +15,6 @@ import pandas as pd
 from ensemble.errors import EnsError
 
 
-
 class Choice(NamedTuple):
     """What was chosen, whether the files left no doubt, and why, in words."""
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble import metrics, store
-from ensemble.competition import Competition, load_competition
+from ensemble import metrics
 from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace
+from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
 from ensemble.init.columns import Choice
 from ensemble.init.toml import config_text
+from ensemble.io import write_text
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def write_config(inference: Inference, checked: Checked, config_path: Path, layo
     why = {finding.key: ("" if finding.sure else "guess: ") + finding.why for finding in findings}
     if checked.settings.submission == "auto":
         why["submission"] = f"auto reads {checked.kind} off the sample"
-    store.write_text(config_path, config_text(str(inference.source), checked.settings, checked.folds, why))
+    write_text(config_path, config_text(str(inference.source), checked.settings, checked.folds, why))
     return InitResult(
         config_path, layout, findings, written + [config_path], checked.n_train, checked.n_test, checked.classes, checked.kind, checked.notes
     )
@@ -134,7 +135,7 @@ def write_config(inference: Inference, checked: Checked, config_path: Path, layo
 
 def check_some_images(competition: Competition) -> None:
     """Decode a few train and test images: a folder of files Pillow cannot read fails now, not mid-run."""
-    from ensemble.images import read_image
+    from ensemble.data.images import read_image
 
     for paths, ids in ((competition.train_image_paths(), competition.train_ids), (competition.test_image_paths(), competition.test_ids)):
         for row in np.unique(np.linspace(0, len(paths) - 1, num=min(3, len(paths))).astype(int)):
@@ -153,7 +154,7 @@ def guess_metric(kind: str) -> str:
 def fold_settings(competition: Competition) -> FoldSettings:
     """The default k, fewer when the largest class (or the number of groups) is smaller; group
     folds when a group column is set. Checked by making the folds as `ens folds` will."""
-    from ensemble.folds import assign_folds
+    from ensemble.data.folds import assign_folds
 
     k = min(FoldSettings().k, int(np.bincount(competition.targets).max()))
     strategy = FoldSettings().strategy

@@ -1,0 +1,113 @@
+"""An experiment's identity: the settings.json record a run writes, and comparing two of them.
+
+Every setting that changes the logits is in the record. A key missing from an older record
+stands for what ens did before the key existed (LEGACY), so experiments trained before an
+upgrade keep resuming and blending. Resuming with settings that differ is refused (runs.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from ensemble import __version__
+from ensemble.config import TrainSettings
+from ensemble.data.competition import Competition
+from ensemble.data.folds import Folds
+from ensemble.stages import legacy_stages, plan_stages, stage_record
+
+# Recorded in settings.json but free to change when a run is resumed: they change neither
+# the weights nor the logits (scores are recomputed with the current metric).
+NOT_IDENTITY = {
+    "name",  # a copied or renamed experiment folder resumes
+    "device",
+    "versions",
+    "competition.train_csv",  # its content hash is compared instead
+    "competition.test_csv",  # the test ids' hash is compared instead
+    "competition.sample_submission",
+    "competition.metric",
+    "competition.submission",
+    "competition.positive_class",
+    "competition.group_column",  # the folds file's hash is compared instead
+    "train.pretrained",  # the weights file's path: train.weights (its content hash) is compared instead
+}
+
+# What a key missing from an older settings.json stands for: the value that reproduces what
+# ens did before the key existed (a constant, or a function of the old record), so that
+# experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
+LEGACY: dict[str, Any] = {
+    "train.sizes": "",  # one stage at train.size
+    "train.stages": legacy_stages,
+    "train.augment": "none",
+    "train.ema": 0.0,
+    "train.mixup": 0.0,
+    "train.cutmix": 0.0,
+    "train.label_smoothing": 0.0,
+    "train.class_weights": "none",
+    "train.optimizer": "adamw",
+    "train.schedule": "onecycle",
+    "train.warmup": 0.2,
+    "train.clip_grad": 0.0,
+    # Before issue 11: no attention, random weights, nothing frozen, one learning rate.
+    "train.attention": "none",
+    "train.attention_in_blocks": False,
+    "train.pretrained": "",
+    "train.weights": "random",
+    "train.train_blocks": -1,
+    "train.freeze_bn": False,
+    "train.unfreeze_after": 0,
+    "train.backbone_lr_scale": 1.0,
+    # Before issue 7: no test-time augmentation.
+    "train.tta": "none",
+    "train.tta_merge": "mean",
+}
+
+
+def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings, weights: str, versions: dict) -> dict:
+    """settings.json: everything that decides an experiment's numbers, plus a few notes.
+
+    weights: what the pretrained weights are ('random', timm's tag, or a file's content hash);
+    versions: the libraries' versions; both given by the training side, which imports them.
+    """
+    train = dataclasses.asdict(settings)
+    train["weights"] = weights
+    return {
+        "name": name,
+        "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
+        "device": settings.device,
+        "competition": dataclasses.asdict(competition.settings),
+        "classes": list(competition.classes),
+        "train_sha256": competition.train_hash,
+        "test_ids_sha256": competition.test_ids_hash,
+        "k": folds.k,
+        "folds_sha256": folds.sha256,
+        "versions": {"ens": __version__, **versions},
+    }
+
+
+def with_legacy_values(record: dict) -> dict:
+    """A copy of an older settings.json record with every LEGACY key it lacks filled in."""
+    record = copy.deepcopy(record)
+    for dotted, value in LEGACY.items():
+        *parents, key = dotted.split(".")
+        table = record
+        for parent in parents:
+            table = table.setdefault(parent, {})
+        if key not in table:
+            table[key] = value(record) if callable(value) else value
+    return record
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old -> new' for every identity setting that differs."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if f"{prefix}{key}" in NOT_IDENTITY:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}: {str(a)[:20]} -> {str(b)[:20]}")
+    return changed

@@ -1,0 +1,1 @@
+"""The competition's data: its files, the submission's shape, folds, decoded images and their cache. Torch-free."""

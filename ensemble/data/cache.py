@@ -1,0 +1,194 @@
+"""The decoded-image cache: each (image list, size) decoded once into a uint8 .npy file.
+
+Files live in the workspace's cache/ folder, named by a hash of every image's path, byte size
+and modification time, the size, and images.DECODER (bumped when decoding changes). A cache made
+from other files, or from the same files since edited, has another name and is never read.
+
+Peak memory does not depend on the dataset: decoding writes one chunk at a time into a
+temporary file that is renamed into place when complete, and `CachedImages` reads the rows of
+one batch with pread instead of mapping the file, so the pages it reads stay in the page cache
+(shared, evictable) and out of the process's resident set. 100,000 images at 384 px are 44 GB
+on disk and a batch in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from ensemble.data.images import DECODER, read_images
+from ensemble.io import atomic_path, sha256_bytes, write_json
+
+if TYPE_CHECKING:
+    from ensemble.data.competition import Competition
+
+CACHE_DIR = "cache"
+CHUNK_BYTES = 32 << 20  # decoded pixels held in memory at once while building a cache
+
+
+def cache_dir(workspace_root: Path) -> Path:
+    return Path(workspace_root) / CACHE_DIR
+
+
+def cache_key(paths: Sequence[Path], size: int) -> str:
+    """Hash of the files as they are now (path, bytes, mtime) and of how they are decoded."""
+    lines = [f"ens-images {DECODER} {size}"]
+    for path in paths:
+        stat = os.stat(path)
+        lines.append(f"{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return sha256_bytes("\n".join(lines).encode())
+
+
+class CachedImages:
+    """uint8 (n_images, size, size, 3) in a .npy file, read a batch of rows at a time.
+
+    Indexing with an int array or a slice returns a fresh ndarray of those rows. Pickles as
+    its path, so processes on other machines read the same file (given a shared filesystem).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(stream)
+            self.offset = stream.tell()
+        if dtype != np.uint8 or fortran or len(shape) != 4 or shape[3] != 3:
+            raise ValueError(f"{self.path}: not an image cache (shape {shape}, dtype {dtype})")
+        if os.path.getsize(self.path) != self.offset + int(np.prod(shape)):
+            raise ValueError(f"{self.path}: truncated")
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(np.uint8)
+        self.row_bytes = int(np.prod(shape[1:]))
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None}
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(self)))
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        if not len(rows):
+            return out
+        flat = out.reshape(len(rows), self.row_bytes)
+        # Consecutive rows come in one read: prediction walks the file in order.
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for start, stop in zip([0, *breaks], [*breaks, len(rows)]):
+            first = int(rows[start])
+            if first < 0 or int(rows[stop - 1]) >= len(self):
+                raise IndexError(f"row {first} outside {self.path} ({len(self)} rows)")
+            os.preadv(self._fd, [flat[start:stop]], self.offset + first * self.row_bytes)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every row at once; for small sets and tests, not for training."""
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    n_images: int
+    size: int
+    bytes: int
+    created: str
+    source: str  # the folder of the first image, to tell entries apart
+
+
+def build(target: Path, paths: Sequence[Path], ids: Sequence[str], size: int) -> None:
+    """Decode every image into `target` chunk by chunk; the file appears only when complete."""
+    shape = (len(paths), size, size, 3)
+    rows_per_chunk = max(1, CHUNK_BYTES // (size * size * 3))
+    with atomic_path(target) as temporary:
+        with open(temporary, "wb") as stream:
+            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_2_0(stream, header)
+            for start in range(0, len(paths), rows_per_chunk):
+                stop = min(start + rows_per_chunk, len(paths))
+                read_images(paths[start:stop], ids[start:stop], size).tofile(stream)
+
+
+def cached_images(
+    workspace_root: Path, paths: Sequence[Path], ids: Sequence[str], size: int
+) -> tuple[CachedImages, bool]:
+    """The images of `paths` at `size`, from the cache, decoded into it first if missing.
+
+    Returns (images, whether they were already cached). Several processes may ask at once:
+    each builds its own temporary file and the last rename wins; the files are identical.
+    """
+    key = cache_key(paths, size)
+    folder = cache_dir(workspace_root)
+    target = folder / f"images-{size}px-{len(paths)}-{key[:24]}.npy"
+    if target.is_file():
+        try:
+            images = CachedImages(target)
+            if images.shape == (len(paths), size, size, 3):
+                return images, True
+        except (OSError, ValueError):
+            pass  # damaged: decoded again below
+    build(target, list(paths), list(ids), size)
+    source = str(Path(paths[0]).parent) if len(paths) else ""
+    note = {"n_images": len(paths), "size": size, "key": key, "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(target.with_suffix(".json"), note)
+    return CachedImages(target), False
+
+
+@dataclass(frozen=True)
+class ImagesRead:
+    """Progress event: a run's train and test images are decoded (or found in the cache)."""
+
+    n_train: int
+    n_test: int
+    size: int
+    seconds: float
+    from_cache: bool = False
+
+
+def competition_images(workspace_root: Path, competition: "Competition", size: int) -> tuple[CachedImages, CachedImages, ImagesRead]:
+    """The competition's train and test images at `size`, through the cache: (train, test, event)."""
+    started = time.perf_counter()
+    train, train_cached = cached_images(workspace_root, competition.train_image_paths(), competition.train_ids, size)
+    test, test_cached = cached_images(workspace_root, competition.test_image_paths(), competition.test_ids, size)
+    return train, test, ImagesRead(len(train), len(test), size, time.perf_counter() - started, train_cached and test_cached)
+
+
+def list_cache(workspace_root: Path) -> list[CacheEntry]:
+    entries = []
+    for path in sorted(cache_dir(workspace_root).glob("images-*.npy")):
+        note_path = path.with_suffix(".json")
+        note = json.loads(note_path.read_text()) if note_path.is_file() else {}
+        try:
+            n_images, size = CachedImages(path).shape[:2]
+        except (OSError, ValueError):
+            n_images, size = 0, 0
+        entries.append(CacheEntry(path, n_images, size, path.stat().st_size, note.get("created", "?"), note.get("source", "?")))
+    return entries
+
+
+def clear_cache(workspace_root: Path) -> tuple[int, int]:
+    """Delete every cache file, and temporaries a killed build left. Returns (files, bytes)."""
+    removed = freed = 0
+    folder = cache_dir(workspace_root)
+    for pattern in ("images-*.npy", "images-*.json", ".images-*.tmp"):
+        for path in folder.glob(pattern):
+            freed += path.stat().st_size
+            path.unlink()
+            removed += path.suffix == ".npy"
+    return removed, freed

@@ -1,0 +1,124 @@
+"""The ground floor's file handling: atomic writes, JSON, npz archives, content hashes.
+
+Every file is written to a temporary name in its own folder and renamed into place, so a
+killed run leaves either the old file or the new one, never half of one. The folds file, the
+image cache, experiments and submissions all write through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ensemble.errors import EnsError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files only their owner can read; artifacts get the usual mode instead.
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A failed write (a full disk, a quota, a read-only folder) becomes an EnsError naming
+    `path`; the temporary file is removed and an existing `path` is left as it was.
+    """
+    path = Path(path)
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        yield Path(temporary)
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is not None and Path(error.filename) not in (Path(temporary or path), path, *path.parents):
+            raise  # about another file the block read: not this write's failure
+        raise EnsError(f"{path}: cannot write: {error.strerror or error}") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, document: Any) -> None:
+    write_text(path, json.dumps(document, indent=2) + "\n")
+
+
+def write_group(files: dict[Path, bytes]) -> None:
+    """Write several files that belong together: every temporary first, then the renames,
+    in the order given. Put the file that marks the group complete last: a reader that finds
+    the others without it treats the group as not written. A failure while writing (a full
+    disk) renames nothing and is one EnsError naming the path."""
+    temporaries: dict[Path, str] = {}
+    path = None
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporaries[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(handle)
+            Path(temporaries[path]).write_bytes(data)
+            os.chmod(temporaries[path], FILE_MODE)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    except OSError as error:
+        raise EnsError(f"{path}: cannot write: {error.strerror or error}") from None
+    finally:
+        for temporary in temporaries.values():
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise EnsError(f"{path}: cannot read JSON: {error}") from None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """An .npz archive of `arrays` (plain arrays: no pickles), in memory, for write_bytes or write_group."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    write_bytes(path, npz_bytes(**arrays))

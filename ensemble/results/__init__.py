@@ -1,0 +1,1 @@
+"""What the cached logits say: the leaderboard and the report. Torch-free."""

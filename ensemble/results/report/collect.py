@@ -1,0 +1,152 @@
+"""What `ens report` shows, read from cached files only: scores, histories, OOF probabilities, blends.
+
+Scores come from leaderboard.leaderboard (recomputed from the logits with the current metric);
+per-epoch histories from models/NAME/fold<k>/result.json; blends from submissions/NAME.json
+and, where the blend wrote them, its OOF probabilities from submissions/NAME.oof.npz.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ensemble import __version__, metrics
+from ensemble.artifacts import store
+from ensemble.blend.members import aligned
+from ensemble.config import Workspace
+from ensemble.data.competition import Competition, load_competition
+from ensemble.errors import EnsError
+from ensemble.io import read_json
+from ensemble.results.leaderboard import leaderboard
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    """One experiment. histories: fold -> that fold's epochs (dicts of result.json's history);
+    oof_probs: float (n_train, n_classes) in train.csv order, None until every fold is trained."""
+
+    name: str
+    model: str
+    fold_scores: list[float | None]
+    oof_score: float | None
+    seconds: float
+    note: str | None
+    settings: dict
+    histories: dict[int, list[dict]]
+    oof_probs: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class BlendView:
+    """One blend from submissions/NAME.json. members: dicts with name, weight (None for a
+    stacker), oof_score. oof_score_in_sample: where the blend records it beside the out-of-fold one.
+    oof_probs: float (n_train, n_classes) in train.csv order, from NAME.oof.npz, or None."""
+
+    name: str
+    method: str
+    metric: str
+    oof_score: float | None
+    members: list[dict]
+    oof_probs: np.ndarray | None
+    note: str | None = None
+    oof_score_in_sample: float | None = None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    root: Path
+    competition: Competition
+    metric: metrics.Metric
+    experiments: list[ExperimentView]  # best OOF score first, as the leaderboard ranks them
+    blends: list[BlendView]
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def best(self) -> ExperimentView | None:
+        """The best experiment with OOF probabilities (every fold trained, not stale)."""
+        return next((experiment for experiment in self.experiments if experiment.oof_probs is not None), None)
+
+
+def collect(workspace: Workspace) -> ReportData:
+    competition = load_competition(workspace, check_images=False)
+    experiments = []
+    for row in leaderboard(workspace):
+        experiment = store.ExperimentDir(workspace.models_dir, row["name"])
+        oof_probs = None
+        if row["oof_score"] is not None:
+            oof = aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes)
+            oof_probs = metrics.softmax(oof)
+        experiments.append(
+            ExperimentView(
+                name=row["name"],
+                model=row["model"],
+                fold_scores=row["fold_scores"],
+                oof_score=row["oof_score"],
+                seconds=row["seconds"],
+                note=row["note"],
+                settings=read_json(experiment.settings_path),
+                histories={fold: read_json(experiment.fold_result_path(fold)).get("history", []) for fold in experiment.done_folds()},
+                oof_probs=oof_probs,
+            )
+        )
+    return ReportData(
+        root=workspace.root,
+        competition=competition,
+        metric=metrics.get(competition.settings.metric),
+        experiments=experiments,
+        blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json"))],
+        versions=versions(),
+    )
+
+
+def read_blend(json_path: Path, competition: Competition) -> BlendView:
+    record = read_json(json_path)
+    name = json_path.stem
+    probs_path = json_path.with_name(f"{name}.oof.npz")
+    oof_probs, note = None, None
+    if probs_path.is_file():
+        try:
+            oof_probs = read_blend_probs(probs_path, competition)
+        except EnsError as error:
+            note = str(error)
+    else:
+        note = f"no {probs_path.name}: this blend's OOF probabilities were not saved"
+    return BlendView(
+        name=record.get("name", name),
+        method=str(record.get("method", "?")),
+        metric=str(record.get("metric", "?")),
+        oof_score=record.get("oof_score"),
+        members=list(record.get("members", [])),
+        oof_probs=oof_probs,
+        note=note,
+        oof_score_in_sample=record.get("oof_score_in_sample"),
+    )
+
+
+# What a blend's OOF file may call its values: probabilities, or logits to be softmaxed.
+PROBABILITY_KEYS = ("probs", "probabilities", "oof")
+
+
+def read_blend_probs(path: Path, competition: Competition) -> np.ndarray:
+    """A blend's OOF probabilities, float (n_train, n_classes) in train.csv order."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            ids, classes = archive["ids"].astype(str), tuple(archive["classes"].astype(str).tolist())
+            key = next((key for key in PROBABILITY_KEYS if key in archive.files), None)
+            values = archive[key] if key else metrics.softmax(archive["logits"])
+    except (OSError, ValueError, KeyError) as error:
+        raise EnsError(f"{path}: cannot read OOF probabilities: {error}") from None
+    if values.shape != (len(ids), len(classes)):
+        raise EnsError(f"{path}: values have shape {values.shape}, expected ({len(ids)}, {len(classes)})")
+    return aligned(store.Logits(ids, classes, np.asarray(values, dtype=np.float64)), path, competition.train_ids, competition.classes)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what made the report; each experiment's settings.json has those that trained it."""
+    import matplotlib
+    import pandas
+
+    return {"ens": __version__, "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__, "matplotlib": matplotlib.__version__}

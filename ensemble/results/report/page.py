@@ -1,0 +1,227 @@
+"""The report as one HTML file: inline CSS, figures as base64 PNG, no script and no outside address.
+
+Every text taken from the workspace (names, settings, notes) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ensemble.results.report import figures
+from ensemble.results.report.collect import ExperimentView, ReportData
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; padding: 0 16px; }
+h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 36px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.number { text-align: right; font-variant-numeric: tabular-nums; }
+.wide { overflow-x: auto; } .note { color: #8a5a00; } .muted { color: #666; font-size: 13px; }
+img { max-width: 100%; display: block; margin: 4px 0 12px; }
+nav a { margin-right: 12px; }
+.figures { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; } .figures > div { max-width: 100%; }
+"""
+
+SECTIONS = (
+    ("experiments", "Experiments"),
+    ("curves", "Training curves"),
+    ("confusion", "Confusion matrices"),
+    ("diversity", "Diversity"),
+    ("blends", "Blends"),
+    ("calibration", "Calibration"),
+    ("settings", "Settings"),
+    ("versions", "Versions"),
+)
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def score(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def img(png: bytes, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    """Cells are HTML already (escape text before); columns in `numeric` are right-aligned."""
+    head = "".join(f"<th>{esc(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="number">{cell}</td>' if column in numeric else f"<td>{cell}</td>" for column, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<div class="wide"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def spread(fold_scores: list) -> str:
+    values = np.array([value for value in fold_scores if value is not None], dtype=float)
+    return f"{values.mean():.4f} &plusmn; {values.std():.4f}" if len(values) else "-"
+
+
+def experiments_section(data: ReportData) -> str:
+    rows = [
+        [
+            esc(experiment.name), esc(experiment.model), score(experiment.oof_score), spread(experiment.fold_scores),
+            " ".join(score(value) for value in experiment.fold_scores), f"{experiment.seconds:.0f}s",
+            f'<span class="note">{esc(experiment.note)}</span>' if experiment.note else "",
+        ]
+        for experiment in data.experiments
+    ]
+    header = ["experiment", "model", f"OOF {data.metric.name}", "fold mean ± std", "folds", "train time", "note"]
+    better = "higher" if data.metric.greater_is_better else "lower"
+    body = f'<p class="muted">Best first; {esc(data.metric.name)}: {better} is better. Scores are recomputed from the cached logits.</p>'
+    body += table(header, rows, numeric={2, 3, 5})
+    scored = [experiment for experiment in data.experiments if any(value is not None for value in experiment.fold_scores)]
+    if scored:
+        body += "<h3>Fold scores and their spread</h3>" + img(
+            figures.fold_scores([e.name for e in scored], [e.fold_scores for e in scored], data.metric.name), "fold scores"
+        )
+    return body
+
+
+def curves_section(data: ReportData) -> str:
+    parts = []
+    for experiment in data.experiments:
+        if not any(experiment.histories.values()):
+            parts.append(f"<h3>{esc(experiment.name)}</h3><p>No per-epoch history in its result.json files.</p>")
+            continue
+        parts.append(f"<h3>{esc(experiment.name)} <span class=\"muted\">({esc(experiment.model)})</span></h3>")
+        parts.append(img(figures.training_curves(experiment.histories, data.metric.name), f"training curves of {experiment.name}"))
+    return "".join(parts)
+
+
+def confusion_section(data: ReportData) -> str:
+    """The best experiment's matrix and each blend's, side by side."""
+    targets, classes = data.competition.targets, data.competition.classes
+    parts = []
+    best = data.best
+    if best is not None:
+        drawn = img(figures.confusion(targets, best.oof_probs, classes, f"{best.name} (OOF)"), f"confusion matrix of {best.name}")
+        parts.append(f"<div><h3>Best experiment: {esc(best.name)}</h3>{drawn}</div>")
+    else:
+        parts.append("<p>No experiment has every fold trained yet.</p>")
+    for blend in data.blends:
+        if blend.oof_probs is not None:
+            drawn = img(figures.confusion(targets, blend.oof_probs, classes, f"{blend.name} (OOF)"), f"confusion matrix of {blend.name}")
+        else:
+            drawn = f'<p class="note">{esc(blend.note)}</p>'
+        parts.append(f"<div><h3>Blend: {esc(blend.name)}</h3>{drawn}</div>")
+    return '<div class="figures">' + "".join(parts) + "</div>"
+
+
+def oof_correlation(experiments: list[ExperimentView]) -> np.ndarray:
+    """Pearson correlation of the experiments' OOF probabilities, every row and class flattened: (n, n)."""
+    flat = np.stack([experiment.oof_probs.ravel() for experiment in experiments])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.corrcoef(flat)
+    return np.nan_to_num(matrix, nan=0.0)
+
+
+def diversity_section(data: ReportData) -> str:
+    complete = [experiment for experiment in data.experiments if experiment.oof_probs is not None]
+    if len(complete) < 2:
+        return "<p>Needs two experiments with every fold trained.</p>"
+    matrix = oof_correlation(complete)
+    text = ('<p class="muted">Pearson correlation of OOF probabilities (every row and class). '
+            "Blending gains most from good experiments that are least correlated.</p>")
+    return text + img(figures.correlation([experiment.name for experiment in complete], matrix), "correlation heatmap")
+
+
+def blends_section(data: ReportData) -> str:
+    if not data.blends:
+        return "<p>No blends yet: run <code>ens blend</code>.</p>"
+    parts = []
+    for blend in data.blends:
+        parts.append(f"<h3>{esc(blend.name)} <span class=\"muted\">({esc(blend.method)})</span></h3>")
+        in_sample = f" (fit and scored on the same rows: {score(blend.oof_score_in_sample)})" if blend.oof_score_in_sample is not None else ""
+        parts.append(f"<p>OOF {esc(blend.metric)}: <b>{score(blend.oof_score)}</b>{in_sample}</p>")
+        # A stacker has no weights: its members are inputs of a learned model.
+        rows = [[esc(member.get("name")), "-" if member.get("weight") is None else f"{member['weight']:.3f}", score(member.get("oof_score"))] for member in blend.members]
+        parts.append(table(["member", "weight", f"OOF {blend.metric}"], rows, numeric={1, 2}))
+    return "".join(parts)
+
+
+def calibration_section(data: ReportData) -> str:
+    best = data.best
+    if best is None:
+        return "<p>No experiment has every fold trained yet.</p>"
+    targets = data.competition.targets
+    *_, ece = figures.reliability_bins(targets, best.oof_probs)
+    text = (f"<p>{esc(best.name)}: expected calibration error {ece:.4f} "
+            '<span class="muted">(mean gap between confidence and accuracy, weighted by rows; 0 is perfect)</span></p>')
+    return text + img(figures.reliability(targets, best.oof_probs, f"{best.name} (OOF)"), f"reliability diagram of {best.name}")
+
+
+def flatten(record: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def settings_section(data: ReportData) -> str:
+    """Settings every experiment shares, once; then a row per experiment of the settings that differ."""
+    flats = {
+        experiment.name: flatten({key: experiment.settings.get(key) for key in ("train", "device", "versions") if key in experiment.settings})
+        for experiment in data.experiments
+    }
+    keys = list(dict.fromkeys(key for flat in flats.values() for key in flat))
+    shared = [key for key in keys if len({repr(flat.get(key)) for flat in flats.values()}) == 1]
+    differing = [key for key in keys if key not in shared]
+    body = '<p class="muted">From each experiment\'s settings.json: what made it, and the versions it was trained with.</p>'
+    if shared:
+        body += "<h3>Shared by every experiment</h3>" + table(
+            ["setting", "value"], [[esc(key.removeprefix("train.")), esc(next(iter(flats.values()))[key])] for key in shared]
+        )
+    if differing:
+        rows = [[esc(name)] + [esc(flat.get(key, "")) for key in differing] for name, flat in flats.items()]
+        body += "<h3>Different between experiments</h3>" + table(["experiment"] + [key.removeprefix("train.") for key in differing], rows)
+    return body
+
+
+def versions_section(data: ReportData) -> str:
+    return table(["package", "version"], [[esc(name), esc(version)] for name, version in data.versions.items()])
+
+
+BUILDERS = {
+    "experiments": experiments_section,
+    "curves": curves_section,
+    "confusion": confusion_section,
+    "diversity": diversity_section,
+    "blends": blends_section,
+    "calibration": calibration_section,
+    "settings": settings_section,
+    "versions": versions_section,
+}
+
+
+def render(data: ReportData) -> str:
+    competition = data.competition
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = (
+        f"<h1>ens report</h1><p class=\"muted\">{esc(data.root)} &middot; {made} &middot; {len(competition.train_ids)} train rows, "
+        f"{len(competition.classes)} classes, metric {esc(data.metric.name)}</p>"
+    )
+    if not data.experiments:
+        body = section("experiments", "Experiments", "<p><b>No experiments yet.</b> Run <code>ens folds</code>, then "
+                                                     "<code>ens train-folds --name NAME</code>, and <code>ens report</code> again.</p>")
+        body += section("versions", "Versions", versions_section(data))
+    else:
+        nav = "<nav>" + "".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title in SECTIONS) + "</nav>"
+        body = nav + "".join(section(anchor, title, BUILDERS[anchor](data)) for anchor, title in SECTIONS)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ens report: {esc(data.root.name)}</title>'
+            f"<style>{STYLE}</style></head><body>{header}{body}</body></html>\n")

@@ -1,0 +1,128 @@
+"""Running every fold of an experiment and caching what blending needs, under models/<name>/.
+
+A run checks everything it can before it writes anything: the competition files, the folds
+file, every image (decoded once, up front, at the training size). Then each fold is trained
+and its artifacts written atomically, `result.json` last. A run stopped at any point is
+resumed by the same command: finished folds are kept, a running fold restarts from its last
+finished epoch. Settings that change the result make a different experiment: resuming with
+them is refused unless --force starts the experiment again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ensemble import metrics
+from ensemble.artifacts.identity import describe_run
+from ensemble.artifacts.store import ExperimentDir
+from ensemble.artifacts.writer import ExperimentResult, ExperimentWriter
+from ensemble.config import TrainSettings, Workspace
+from ensemble.data.cache import competition_images
+from ensemble.data.competition import load_competition
+from ensemble.data.folds import Folds, read_folds
+from ensemble.errors import EnsError
+from ensemble.training import parallel
+from ensemble.training.fold_job import FoldJob, run_fold
+from ensemble.training.preflight import check_network, resolve
+from ensemble.training.trainer import Progress
+
+
+@dataclass(frozen=True)
+class FoldsSent:
+    """Folds handed to worker processes (which report their progress) or a cluster (which does not)."""
+
+    folds: list[int]
+    where: str
+    workers: int = 1  # folds running at once
+
+
+def library_versions() -> dict:
+    """The versions settings.json notes (not part of the identity)."""
+    import timm
+    import torch
+
+    return {"torch": torch.__version__, "timm": timm.__version__}
+
+
+def train_experiment(
+    workspace: Workspace,
+    name: str,
+    settings: TrainSettings,
+    folds_to_run: list[int] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    executor: parallel.Executor = parallel.Executor(),
+) -> ExperimentResult:
+    """Train the asked folds (default: all) of experiment `name`, resuming what a stopped run left.
+
+    The folds are locked while this process runs them: another process asking for one of
+    them is refused, while other folds of the experiment may run in other processes.
+    `executor` says where the folds train (here, worker processes, a Dask cluster); the
+    locks stay with this process.
+    """
+    from ensemble.nets.weights import weights_identity
+
+    settings = resolve(workspace, settings)  # names first: a typo is refused before any file is read
+    experiment = ExperimentDir(workspace.models_dir, name)
+    competition = load_competition(workspace)
+    folds = read_folds(workspace, competition)
+    metric = metrics.get(competition.settings.metric)
+    requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))
+    outside = [fold for fold in requested if not 0 <= fold < folds.k]
+    if outside:
+        raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
+    weights = weights_identity(settings.pretrained, settings.model)
+    record = describe_run(competition, folds, name, settings, weights, library_versions())
+    with ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
+        to_train = writer.plan.to_run
+        if not to_train:  # nothing left to train; combines the folds if a run stopped before that
+            return writer.result(competition, folds, metric, [])
+        check_network(settings, len(competition.classes), progress)
+        if not executor.cluster:  # the workers of a cluster may have devices this machine lacks
+            from ensemble.nets.devices import resolve_device
+
+            resolve_device(settings.device)
+        check_training_rows(workspace, folds, to_train)
+        train_images, test_images, read = competition_images(workspace.root, competition, settings.size)
+        if progress:
+            progress(read)
+        writer.prepare()
+        jobs = [
+            FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train))
+            for position, fold in enumerate(to_train, 1)
+        ]
+        run_jobs(jobs, writer, competition, folds, metric, executor, workspace, progress)
+        return writer.result(competition, folds, metric, to_train)
+
+
+def check_training_rows(workspace: Workspace, folds: Folds, to_train: list[int]) -> None:
+    for fold in to_train:
+        if np.count_nonzero(folds.fold_of != fold) < 2:
+            raise EnsError(f"{workspace.folds_dir / 'folds.csv'}: fold {fold}'s model would train on fewer than 2 rows; make fewer or other folds")
+
+
+def run_jobs(jobs, writer: ExperimentWriter, competition, folds: Folds, metric, executor: parallel.Executor, workspace: Workspace, progress) -> None:
+    """Every fold job through the executor; the folds are combined after each one ends."""
+    to_train = [job.fold for job in jobs]
+    if progress and not executor.in_process:
+        workers = min(executor.jobs, len(to_train))
+        where = f"the Dask cluster at {executor.cluster}" if executor.cluster else f"{workers} worker process{'es' if workers > 1 else ''}"
+        progress(FoldsSent(to_train, where, workers))
+    failures: list[parallel.Failure] = []
+    try:
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
+            if isinstance(end, parallel.Failure):
+                failures.append(end)
+                continue
+            if progress and executor.cluster:  # a cluster's workers send no events: the fold's end is its result
+                progress(end)
+            writer.combine(competition, folds, metric)
+    except EnsError as error:  # a worker died: name the folds it left undone
+        missing = sorted(set(to_train) - set(writer.experiment.done_folds()))
+        raise EnsError(f"{error}; folds not finished: {','.join(map(str, missing))}") from None
+    if failures:
+        first = failures[0]
+        others = f" (and {len(failures) - 1} more: folds {','.join(str(f.job.fold) for f in failures[1:])})" if len(failures) > 1 else ""
+        raise EnsError(f"fold {first.job.fold}: {first.message}{others}; the other folds are kept")

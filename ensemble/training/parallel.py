@@ -1,0 +1,248 @@
+"""Running independent jobs (an experiment's folds) in this process, in worker processes on this
+machine (--jobs), or on a Dask cluster (joblib's dask backend).
+
+Each job writes its own artifacts, atomically, from the process that ran it, so the parent
+only learns which jobs finished. A job that raises loses only itself: the others run on and
+the failures are reported together at the end. A worker process that dies loses only its
+own job too. With --jobs every job runs in a fresh process of its own, started and watched
+by one of joblib's threads: joblib's process pool (loky) would stop every job beside a dead
+worker, measured here, so it is not used for this. On Dask, the scheduler runs a dead worker's
+job again on another worker (the fold resumes from its last saved epoch). Either way finished
+folds are kept, the run says which folds did not finish, and the same command trains what is
+missing.
+
+On a cluster, the workers read the images and write the experiment through the workspace's
+own paths: it must be on a filesystem every worker mounts at the same path. That is checked
+before any job is sent (a file written here must be visible there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ensemble.errors import EnsError
+
+DASK_EXTRA = "dask[distributed] is needed for --cluster; install it with: pip install 'ens[dask]'"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where jobs run: jobs=1 and no cluster is in this process, one after another."""
+
+    jobs: int = 1
+    cluster: str | None = None  # tcp://HOST:PORT of a Dask scheduler
+
+    def __post_init__(self):
+        if self.jobs < 1:
+            raise EnsError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.jobs > 1 and self.cluster:
+            raise EnsError(f"--jobs {self.jobs} with --cluster: a cluster runs as many folds at once as it has workers; give one of them")
+
+    @property
+    def in_process(self) -> bool:
+        return self.jobs == 1 and not self.cluster
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a worker may use: torch threads (None: torch's default) and a CUDA device index."""
+
+    threads: int | None = None
+    gpu: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    job: Any
+    message: str
+
+
+Task = Callable[[Any, Any, Slot], Any]  # task(job, progress, slot) -> result
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS)
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def gpu_slot() -> Iterator[int | None]:
+    """A CUDA device no other ens worker on this machine holds, when there are several.
+
+    An advisory file lock per device: held while the job runs, released when its process
+    ends, dies included.
+    """
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        yield None
+        return
+    folder = Path(tempfile.gettempdir())
+    for attempt in range(2):  # first look for a free one; then wait for the first
+        for index in range(count):
+            handle = open(folder / f"ens-cuda-{index}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if attempt == 0 else 0))
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield index
+            finally:
+                handle.close()
+            return
+
+
+def guarded(task: Task, job: Any, threads: int | dict | None, progress=None) -> Any:
+    """Run one job in a worker; its error comes back as a Failure instead of stopping the others.
+
+    threads: torch threads for this worker, or {dask worker address: threads}.
+    """
+    if isinstance(threads, dict):
+        from distributed import get_worker
+
+        threads = threads.get(get_worker().address)
+    try:
+        with gpu_slot() as gpu:
+            return task(job, progress, Slot(threads, gpu))
+    except Exception as error:  # noqa: BLE001 - reported, with its fold, by the parent
+        return Failure(job, str(error) if isinstance(error, EnsError) else f"{type(error).__name__}: {error}")
+
+
+def child_main(task: Task, job: Any, threads: int | None, send) -> None:
+    """The body of a job's own process: its progress events, then its result (or Failure), go
+    back through `send`."""
+    try:
+        send.send(("result", guarded(task, job, threads, lambda event: send.send(("event", event)))))
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the parent alone says so
+        return
+    send.close()
+
+
+def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: threading.Lock) -> Any:
+    """guarded(task, job, threads) in a fresh process, its progress events passed to `progress`
+    (one thread at a time, under `lock`); if that process dies, a Failure of this job alone.
+
+    spawn, not fork: the parent may hold torch's threads, which a forked child inherits broken.
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=child_main, args=(task, job, threads, send))
+    process.start()
+    send.close()  # the child holds the only sending end: its death is EOF here
+    result = None
+    while True:  # read to the end whatever happens here, or the child would block on a full pipe
+        try:
+            kind, payload = receive.recv()
+        except (EOFError, OSError):  # OSError: the process died in the middle of a message
+            break
+        if kind == "result":
+            result = payload
+            break
+        if progress:
+            try:
+                with lock:
+                    progress(payload)
+            except BaseException:  # noqa: BLE001 - a progress line that cannot be shown (stderr gone, disk full) is dropped, with the rest
+                progress = None
+    process.join()
+    if result is not None:
+        return result
+    code = process.exitcode
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    return Failure(job, f"its worker process died ({how}); run the same command again to resume it")
+
+
+def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None) -> Iterator[Any]:
+    """Each job's result (or Failure) as it finishes; in order when in process.
+
+    Raises EnsError when the cluster cannot be used, and when a Dask worker dies more often
+    than the scheduler retries its job.
+    """
+    if executor.in_process:
+        for job in jobs:
+            yield task(job, progress, Slot())
+        return
+    from joblib import Parallel, delayed
+
+    if executor.cluster:
+        with dask_backend(executor.cluster, shared_root) as (n_jobs, threads):
+            parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
+            try:
+                yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
+            except Exception as error:
+                if type(error).__name__ != "KilledWorker":
+                    raise
+                reason = str(error).splitlines()[0][:200]
+                raise EnsError(f"a Dask worker died ({reason}); finished folds are kept: run the same command again to resume") from None
+        return
+    n_jobs = min(executor.jobs, len(jobs))
+    threads = max(1, cpu_cores() // n_jobs)
+    # Threads only start and watch the processes; the work is in the processes.
+    parallel = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
+    lock = threading.Lock()
+    yield from parallel(delayed(in_own_process)(task, job, threads, progress, lock) for job in jobs)
+
+
+@contextlib.contextmanager
+def dask_backend(address: str, shared_root: Path) -> Iterator[tuple[int, dict]]:
+    """joblib's dask backend on the scheduler at `address`; yields (n_jobs, threads per worker)."""
+    try:
+        from distributed import Client
+        from joblib import parallel_config
+    except ImportError:
+        raise EnsError(DASK_EXTRA) from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise EnsError(f"--cluster {address}: cannot reach a Dask scheduler there: {error}") from None
+    with client:
+        cores_by_worker = check_shared(client, shared_root)
+        workers_on_host: dict[str, int] = {}
+        for worker in cores_by_worker:
+            host = client.scheduler_info()["workers"][worker]["host"]
+            workers_on_host[host] = workers_on_host.get(host, 0) + 1
+        threads = {
+            worker: max(1, cores // workers_on_host[client.scheduler_info()["workers"][worker]["host"]])
+            for worker, cores in cores_by_worker.items()
+        }
+        with parallel_config(backend="dask"):
+            yield len(threads), threads
+
+
+def probe(token: str) -> tuple[int, bool]:
+    """Run on each Dask worker: its CPU cores, and whether it sees the file written here."""
+    return cpu_cores(), os.path.isfile(token)
+
+
+def check_shared(client, shared_root: Path) -> dict[str, int]:
+    """{worker address: CPU cores}; an EnsError when there are no workers or one cannot see
+    the workspace at the same path."""
+    if not client.scheduler_info()["workers"]:
+        raise EnsError(f"--cluster {client.scheduler.address}: no workers are connected to the scheduler; start some with `dask worker`")
+    token = Path(shared_root) / f".ens-shared-{uuid.uuid4().hex}"
+    token.write_text("written by ens to check that Dask workers share this filesystem\n")
+    try:
+        answers = client.run(probe, str(token))
+    finally:
+        token.unlink()
+    blind = sorted(worker for worker, (_, sees) in answers.items() if not sees)
+    if blind:
+        raise EnsError(
+            f"--cluster: Dask worker {blind[0]} cannot see {shared_root}; the workers read the images and write "
+            "the experiment there, so the workspace (and its images) must be on a filesystem every worker mounts at the same path"
+        )
+    return {worker: cores for worker, (cores, _) in answers.items()}

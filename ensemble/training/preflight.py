@@ -1,0 +1,84 @@
+"""Preflight: settings checked and settled, and the network built once and tried, before a run writes anything.
+
+`resolve` checks every name against its registry (one error line listing the valid names) and
+settles each "auto"; `check_network` builds the net the folds will train, attention and all,
+and refuses what would otherwise fail in the first fold: an image size, a stage size, or a
+pretrained weights file the network cannot take.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from ensemble.config import TrainSettings, Workspace
+from ensemble.errors import EnsError
+from ensemble.inference import tta
+from ensemble.nets.attention import ATTENTION
+from ensemble.stages import plan_stages
+from ensemble.training import augment
+from ensemble.training.optim import OPTIMIZERS, SCHEDULES
+from ensemble.training.recipe import CLASS_WEIGHTS
+
+
+@dataclass(frozen=True)
+class WeightsChecked:
+    """Pretrained weights fit the network; summary says how they were matched."""
+
+    summary: str
+
+
+def validate(settings: TrainSettings) -> TrainSettings:
+    """A copy whose names are checked against their registries, augment and TTA in their one
+    spelling ('hflip, none' and 'hflip' are one experiment)."""
+    augment.parse(settings.augment)
+    CLASS_WEIGHTS.get(settings.class_weights)
+    OPTIMIZERS.get(settings.optimizer)
+    SCHEDULES.get(settings.schedule)
+    ATTENTION.get(settings.attention)
+    if settings.attention == "none" and settings.attention_in_blocks:
+        raise EnsError(
+            "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none")
+        )
+    policy = tta.parse_policy(settings.tta, settings.tta_merge)
+    return dataclasses.replace(settings, augment=augment.canonical(settings.augment), tta=policy.spec, tta_merge=policy.merge)
+
+
+def resolve(workspace: Workspace, settings: TrainSettings) -> TrainSettings:
+    """Validated, every "auto" settled, and a weights file's path made absolute (ens.toml paths
+    are relative to the workspace): the settings a run records and trains with."""
+    settings = validate(settings).resolved()
+    if settings.pretrained and settings.pretrained != "timm":
+        settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
+    return settings
+
+
+def check_network(settings: TrainSettings, n_classes: int, progress: Callable[[object], None] | None = None) -> None:
+    """Build the network once, as the folds will, and refuse before anything is written an input
+    size, a stage size or a weights file it cannot take."""
+    from ensemble.nets.networks import check_input_size, load_weights
+
+    net = check_input_size(settings.model, n_classes, settings.size, settings.attention, settings.attention_in_blocks)
+    if settings.pretrained:
+        mapping = load_weights(net, settings.model, settings.size, settings.pretrained)
+        if progress:
+            progress(WeightsChecked(mapping.summary()))
+    check_stage_sizes(net, settings)
+
+
+def check_stage_sizes(net, settings: TrainSettings) -> None:
+    """Refuse a stage size the net (built for the last) cannot take. Convolutional nets take any
+    size; transformers fix theirs at construction."""
+    import torch
+
+    plan = plan_stages(settings)
+    for size in sorted({stage.size for stage in plan} - {plan[-1].size}):
+        try:
+            with torch.inference_mode():
+                net(torch.zeros(1, 3, size, size))
+        except (RuntimeError, AssertionError, ValueError) as error:
+            raise EnsError(
+                f"timm model {settings.model!r} built for {plan[-1].size}px cannot take the {size}px stage of "
+                f"--sizes {settings.sizes} ({str(error).splitlines()[0]}); use one --size, or a convolutional model"
+            ) from None

@@ -1,0 +1,1 @@
+"""Whole workflows that train and blend: the demo."""
