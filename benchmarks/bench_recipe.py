@@ -22,14 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ensemble.config import (
-    CONFIG_FILE,
-    CompetitionSettings,
-    FoldSettings,
-    TrainSettings,
-    Workspace,
-    to_toml,
-)
+from ensemble.config import CONFIG_FILE, CompetitionSettings, FoldSettings, TrainSettings, Workspace, to_toml
 from ensemble.data.competition import load_competition
 from ensemble.data.digits import write_digits_competition
 from ensemble.data.folds import write_folds

@@ -37,16 +37,16 @@ def fold_models(args, device) -> tuple[list, int, torch.memory_format]:
     if args.workspace:
         from ensemble.artifacts import store
         from ensemble.config import Workspace
-        from ensemble.inference import predict
+        from ensemble.inference import checkpoints
         from ensemble.nets import torch_files
 
         workspace = Workspace.load(args.workspace)
         experiment = store.open_experiment(workspace.models_dir, args.name)
-        owner = predict.checkpoint_owner(workspace.models_dir, experiment)
-        checkpoints = [torch_files.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
-        layout = memory_format(device, checkpoints[0]["state_dict"])
-        nets = [predict.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in checkpoints]
-        return nets, checkpoints[0]["size"], layout
+        owner = checkpoints.checkpoint_owner(workspace.models_dir, experiment)
+        saved = [torch_files.load_checkpoint(owner.checkpoint_path(fold)) for fold in owner.done_folds()]
+        layout = memory_format(device, saved[0]["state_dict"])
+        nets = [checkpoints.net_from_checkpoint(c, owner.checkpoint_path(0), device, layout) for c in saved]
+        return nets, saved[0]["size"], layout
     from ensemble.nets.networks import create_net
 
     torch.manual_seed(0)

@@ -38,13 +38,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ensemble.config import (  # noqa: E402
-    CompetitionSettings,
-    FoldSettings,
-    TrainSettings,
-    Workspace,
-    to_toml,
-)
+from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace, to_toml  # noqa: E402
 
 LABELS = ("a", "b", "c", "d")
 

@@ -7,9 +7,10 @@ import torch
 from ensemble.config import TrainSettings
 from ensemble.inference.batches import Batches
 from ensemble.metrics import get
+from ensemble.training.events import EpochEnd
 from ensemble.training.optim import SCHEDULES
 from ensemble.training.recipe import WeightsEma, balanced_weights, mix_batch
-from ensemble.training.trainer import EpochEnd, train_fold
+from ensemble.training.trainer import train_fold
 from tests.test_train import fold_data, kill_then_resume
 
 EVERYTHING = TrainSettings(

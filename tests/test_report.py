@@ -82,10 +82,10 @@ def test_report_embeds_every_image_and_reaches_nothing_outside(reported):
 
 
 def test_blend_without_weights_or_probabilities_is_listed():
-    from ensemble.results.report.collect import BlendView
+    from ensemble.results.report.collect import BlendSummary
     from ensemble.results.report.page import blends_section
 
-    stacker = BlendView("st", "stack", "logloss", 0.25, [{"name": "a", "weight": None, "oof_score": 0.3}], None, "no st.oof.npz", 0.2)
+    stacker = BlendSummary("st", "stack", "logloss", 0.25, [{"name": "a", "weight": None, "oof_score": 0.3}], None, "no st.oof.npz", 0.2)
     html_text = blends_section(type("Data", (), {"blends": [stacker]})())
     assert "<b>0.2500</b> (fit and scored on the same rows: 0.2000)" in html_text
     assert '<td>a</td><td class="number">-</td><td class="number">0.3000</td>' in html_text

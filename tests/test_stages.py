@@ -7,7 +7,8 @@ from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
 from ensemble.stages import Stage, plan_stages, stage_of_epoch, stage_record
-from ensemble.training.trainer import EpochEnd, train_fold
+from ensemble.training.events import EpochEnd
+from ensemble.training.trainer import train_fold
 from tests.test_train import fold_data, kill_then_resume
 
 PROGRESSIVE = TrainSettings(model="test_resnet", sizes="16,24", epochs="1,2", batch_size=16, device="cpu")

@@ -9,14 +9,11 @@ import torch
 from test_cli import ens, one_line_error
 from test_train import Killed, fold_data, kill_then_resume
 
-from ensemble.config import (
-    PRETRAINED_BACKBONE_LR_SCALE,
-    PRETRAINED_WARMUP_EPOCHS,
-    TrainSettings,
-)
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings
 from ensemble.metrics import get
 from ensemble.stages import plan_stages
-from ensemble.training.trainer import EpochEnd, train_fold
+from ensemble.training.events import EpochEnd
+from ensemble.training.trainer import train_fold
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from ensemble import metrics
 from ensemble.artifacts import locks
 from ensemble.artifacts.identity import differences, with_legacy_values
 from ensemble.artifacts.scores import experiment_scores
-from ensemble.artifacts.store import (
-    ExperimentDir,
-    Logits,
-    load_logits,
-    positions,
-    save_logits,
-)
+from ensemble.artifacts.store import ExperimentDir, Logits, load_logits, positions, save_logits
 from ensemble.data.competition import Competition
 from ensemble.data.folds import Folds
 from ensemble.errors import EnsError

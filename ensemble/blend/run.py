@@ -18,13 +18,7 @@ from ensemble import metrics
 from ensemble.artifacts import store
 from ensemble.blend import METHODS
 from ensemble.blend.base import Blender
-from ensemble.blend.members import (
-    Members,
-    fold_test_logits,
-    load_members,
-    member_files,
-    resolve_names,
-)
+from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
 from ensemble.blend.nested import out_of_fold_probabilities
 from ensemble.blend.thresholds import ThresholdTuned
 from ensemble.config import Workspace

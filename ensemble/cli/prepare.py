@@ -7,15 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.app import (
-    ForceOption,
-    WorkspaceOption,
-    app,
-    default,
-    err,
-    handles_errors,
-    out,
-)
+from ensemble.cli.app import ForceOption, WorkspaceOption, app, default, err, handles_errors, out
 from ensemble.config import FoldSettings, Workspace, override
 from ensemble.data.folds import STRATEGIES
 

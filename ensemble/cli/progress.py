@@ -1,4 +1,4 @@
-"""How the CLI shows training progress: a live rich view on a terminal, plain lines elsewhere.
+"""How the CLI shows training progress: a live rich display on a terminal, plain lines elsewhere.
 
 The library sends events (ImagesRead, FoldsSent, FoldStart, StepEnd, EpochEnd, FoldEnd). On a
 terminal a bar for each running fold (several under --jobs) shows its stage, epoch, step,
@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column
 
 if TYPE_CHECKING:
-    from ensemble.training.trainer import StepEnd
+    from ensemble.training.events import StepEnd
 
 
 def clock(seconds: float) -> str:
@@ -25,7 +25,7 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class TrainView:
+class TrainProgress:
     """A progress callback for train_experiment; use as a context manager around the run."""
 
     def __init__(self, console: Console, print_event: Callable[[object], None]):
@@ -44,7 +44,7 @@ class TrainView:
         self.folds_left = 0  # not started yet
         self.workers = 1  # folds running at once
 
-    def __enter__(self) -> "TrainView":
+    def __enter__(self) -> "TrainProgress":
         if self.live:
             self.progress.start()
         return self
@@ -54,9 +54,9 @@ class TrainView:
             self.progress.stop()
 
     def __call__(self, event: object) -> None:
+        from ensemble.training.events import EpochEnd, StepEnd
         from ensemble.training.experiment import FoldsSent
         from ensemble.training.fold_job import FoldEnd, FoldStart
-        from ensemble.training.trainer import EpochEnd, StepEnd
 
         if isinstance(event, StepEnd):
             if self.live:

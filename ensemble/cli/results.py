@@ -10,15 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.blend import METHODS
-from ensemble.cli.app import (
-    ForceOption,
-    WorkspaceOption,
-    app,
-    err,
-    handles_errors,
-    out,
-    parse_list,
-)
+from ensemble.cli.app import ForceOption, WorkspaceOption, app, err, handles_errors, out, parse_list
 from ensemble.cli.tables import score_text
 from ensemble.config import Workspace
 from ensemble.metrics import METRICS

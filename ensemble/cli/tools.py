@@ -54,13 +54,13 @@ def demo(
 
     Example: ens demo ./ens-demo
     """
-    from ensemble.cli.progress import TrainView
+    from ensemble.cli.progress import TrainProgress
     from ensemble.results.leaderboard import leaderboard as rows_of
     from ensemble.workflows.demo import run_demo
 
     try:
-        with TrainView(err, print_event) as view:
-            result = run_demo(directory, force, view)
+        with TrainProgress(err, print_event) as progress:
+            result = run_demo(directory, force, progress)
     except KeyboardInterrupt:  # the same command with --force would start over, not resume
         err.print(f"interrupted; run `ens demo {directory}` again to resume")
         raise typer.Exit(130) from None

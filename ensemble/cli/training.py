@@ -10,27 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.app import (
-    ForceOption,
-    TtaMergeOption,
-    TtaOption,
-    WorkspaceOption,
-    app,
-    default,
-    err,
-    handles_errors,
-    out,
-    parse_list,
-)
-from ensemble.cli.tables import score_text
 from ensemble.artifacts.writer import PREDICT, TRAIN, ExperimentResult, Verb
-from ensemble.config import (
-    PRETRAINED_BACKBONE_LR_SCALE,
-    PRETRAINED_WARMUP_EPOCHS,
-    TrainSettings,
-    Workspace,
-    override,
-)
+from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default, err, handles_errors, out, parse_list
+from ensemble.cli.tables import score_text
+from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.nets.attention import ATTENTION
 from ensemble.training.augment import TRANSFORMS
@@ -40,10 +23,10 @@ from ensemble.training.recipe import CLASS_WEIGHTS
 
 def print_event(event: object) -> None:
     from ensemble.data.cache import ImagesRead
+    from ensemble.training.events import EpochEnd
     from ensemble.training.experiment import FoldsSent
-    from ensemble.training.preflight import WeightsChecked
     from ensemble.training.fold_job import FoldEnd, FoldStart
-    from ensemble.training.trainer import EpochEnd
+    from ensemble.training.preflight import WeightsChecked
 
     formats = {
         ImagesRead: lambda e: (
@@ -119,7 +102,7 @@ def train_folds(
 
     Example: ens train-folds --name r18 --model resnet18 --size 64 --epochs 5
     """
-    from ensemble.cli.progress import TrainView
+    from ensemble.cli.progress import TrainProgress
     from ensemble.training.experiment import train_experiment
     from ensemble.training.parallel import Executor
 
@@ -136,8 +119,8 @@ def train_folds(
         tta=tta, tta_merge=tta_merge,
     )
     executor = Executor(jobs, cluster)
-    with TrainView(err, print_event) as view:
-        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, view, executor)
+    with TrainProgress(err, print_event) as progress:
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, progress, executor)
     print_experiment(result, TRAIN)
 
 
@@ -174,7 +157,8 @@ def predict(
 
     Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv
     """
-    from ensemble.inference.predict import predict_experiment, predict_test_set
+    from ensemble.inference.predict import predict_experiment
+    from ensemble.inference.test_set import predict_test_set
 
     new_test = (test_csv, test_images, out_path)
     if (as_name is None) == all(value is None for value in new_test):

@@ -10,14 +10,7 @@ from ensemble.config import CompetitionSettings
 from ensemble.data.competition import read_table
 from ensemble.errors import EnsError
 from ensemble.init import files
-from ensemble.init.columns import (
-    Choice,
-    check_column,
-    pick_csv,
-    pick_id_column,
-    pick_label_column,
-    pick_train_csv,
-)
+from ensemble.init.columns import Choice, check_column, pick_csv, pick_id_column, pick_label_column, pick_train_csv
 from ensemble.init.inference import Given, Inference
 
 

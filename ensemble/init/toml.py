@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ensemble.config import (
-    CompetitionSettings,
-    FoldSettings,
-    TrainSettings,
-    _toml_value,
-)
+from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, _toml_value
 
 # What each key means, for keys init did not infer (the inferred ones say why instead).
 MEANING = {

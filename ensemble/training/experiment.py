@@ -24,9 +24,9 @@ from ensemble.data.competition import load_competition
 from ensemble.data.folds import Folds, read_folds
 from ensemble.errors import EnsError
 from ensemble.training import parallel
+from ensemble.training.events import Progress
 from ensemble.training.fold_job import FoldJob, run_fold
 from ensemble.training.preflight import check_network, resolve
-from ensemble.training.trainer import Progress
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from ensemble.io import sha256_file
 from ensemble.nets import torch_files
 from ensemble.nets.devices import out_of_memory_as_error
 from ensemble.training import parallel
-from ensemble.training.trainer import FoldData, FoldOutput, Progress, train_fold
+from ensemble.training.events import Progress
+from ensemble.training.trainer import FoldData, FoldOutput, train_fold
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class FoldJob:
     test_images: Any
     settings: TrainSettings
     metric: str
-    position: int = 1  # 1-based among the folds this run trains, for the progress view
+    position: int = 1  # 1-based among the folds this run trains, for the progress display
     count: int = 1
 
 
@@ -114,7 +115,7 @@ def write_fold(
 
 
 def rebuild_record(settings: TrainSettings, classes: tuple[str, ...]) -> dict:
-    """What predict.net_from_checkpoint needs to build the fold's network again, stored in model.pt.
+    """What inference.checkpoints.net_from_checkpoint needs to build the fold's network again, stored in model.pt.
 
     size: the size the network predicts at; net_options: keywords for nets.create_net.
     """

@@ -17,7 +17,6 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from ensemble.nets import devices, torch_files
 from ensemble.nets.networks import create_net, load_weights, train_mode
 from ensemble.stages import plan_stages, stage_of_epoch, total_epochs
 from ensemble.training.augment import Augment
+from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups
 from ensemble.training.recipe import CLASS_WEIGHTS, WeightsEma, loss_function, mix_batch
 
@@ -57,40 +57,6 @@ class FoldData:
         return self.targets[self.valid_rows]
 
 
-@dataclass(frozen=True)
-class EpochEnd:
-    """Progress event sent after each epoch."""
-
-    fold: int
-    epoch: int  # 1-based
-    epochs: int
-    train_loss: float
-    valid_loss: float
-    valid_score: float
-    metric: str
-    seconds: float
-    stage: int = 1  # 1-based; events saved before stages existed had one
-    stages: int = 1
-    size: int = 0  # the stage's image size; 0 in events saved before stages existed
-
-
-@dataclass(frozen=True)
-class StepEnd:
-    """Progress event sent after a training step, at most a few times a second."""
-
-    fold: int
-    epoch: int  # 1-based, over every stage
-    epochs: int
-    stage: int  # 1-based
-    stages: int
-    size: int
-    step: int  # 1-based, within the epoch
-    steps: int
-    loss: float  # mean training loss of the epoch so far
-    images_per_second: float
-    seconds_left: float  # this fold's, at this run's pace so far
-
-
 # Stream numbers for seed_for(seed, fold, epoch, stream): each random consumer its own.
 AUGMENT_STREAM, MIX_STREAM = 1, 2
 
@@ -107,9 +73,6 @@ class FoldOutput:
     state_dict: dict
     history: list[EpochEnd]
     resumed_seconds: float
-
-
-Progress = Callable[[object], None]
 
 
 def seed_for(*parts: int) -> int:
@@ -290,25 +253,6 @@ class FoldTrainer:
             history=self.history,
             resumed_seconds=resumed_seconds,
         )
-
-
-class Pace:
-    """Step events at most every `interval` seconds (and always an epoch's last), with the
-    time left at this run's pace so far."""
-
-    def __init__(self, interval: float = 0.5):
-        self.interval, self.last = interval, -float("inf")
-        self.started, self.steps = time.perf_counter(), 0
-
-    def throttle(self, last_step: bool) -> bool:
-        now = time.perf_counter()
-        if last_step or now - self.last >= self.interval:
-            self.last = now
-            return True
-        return False
-
-    def seconds_left(self, steps_left: int) -> float:
-        return (time.perf_counter() - self.started) / self.steps * steps_left
 
 
 def train_fold(

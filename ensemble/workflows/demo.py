@@ -16,8 +16,8 @@ from ensemble.data.competition import load_competition
 from ensemble.data.digits import MARKER, write_digits_competition
 from ensemble.data.folds import FoldsResult, folds_paths, read_folds, write_folds
 from ensemble.errors import EnsError
+from ensemble.training.events import Progress
 from ensemble.training.experiment import ExperimentResult, train_experiment
-from ensemble.training.trainer import Progress
 
 # Two different models, so the blend has something to gain; sized to train 5 folds each on
 # two CPU cores in about a minute.

@@ -24,7 +24,7 @@ from ensemble.results.leaderboard import leaderboard
 
 
 @dataclass(frozen=True)
-class ExperimentView:
+class ExperimentSummary:
     """One experiment. histories: fold -> that fold's epochs (dicts of result.json's history);
     oof_probs: float (n_train, n_classes) in train.csv order, None until every fold is trained."""
 
@@ -40,7 +40,7 @@ class ExperimentView:
 
 
 @dataclass(frozen=True)
-class BlendView:
+class BlendSummary:
     """One blend from submissions/NAME.json. members: dicts with name, weight (None for a
     stacker), oof_score. oof_score_in_sample: where the blend records it beside the out-of-fold one.
     oof_probs: float (n_train, n_classes) in train.csv order, from NAME.oof.npz, or None."""
@@ -60,12 +60,12 @@ class ReportData:
     root: Path
     competition: Competition
     metric: metrics.Metric
-    experiments: list[ExperimentView]  # best OOF score first, as the leaderboard ranks them
-    blends: list[BlendView]
+    experiments: list[ExperimentSummary]  # best OOF score first, as the leaderboard ranks them
+    blends: list[BlendSummary]
     versions: dict[str, str] = field(default_factory=dict)
 
     @property
-    def best(self) -> ExperimentView | None:
+    def best(self) -> ExperimentSummary | None:
         """The best experiment with OOF probabilities (every fold trained, not stale)."""
         return next((experiment for experiment in self.experiments if experiment.oof_probs is not None), None)
 
@@ -80,7 +80,7 @@ def collect(workspace: Workspace) -> ReportData:
             oof = aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes)
             oof_probs = metrics.softmax(oof)
         experiments.append(
-            ExperimentView(
+            ExperimentSummary(
                 name=row["name"],
                 model=row["model"],
                 fold_scores=row["fold_scores"],
@@ -102,7 +102,7 @@ def collect(workspace: Workspace) -> ReportData:
     )
 
 
-def read_blend(json_path: Path, competition: Competition) -> BlendView:
+def read_blend(json_path: Path, competition: Competition) -> BlendSummary:
     record = read_json(json_path)
     name = json_path.stem
     probs_path = json_path.with_name(f"{name}.oof.npz")
@@ -114,7 +114,7 @@ def read_blend(json_path: Path, competition: Competition) -> BlendView:
             note = str(error)
     else:
         note = f"no {probs_path.name}: this blend's OOF probabilities were not saved"
-    return BlendView(
+    return BlendSummary(
         name=record.get("name", name),
         method=str(record.get("method", "?")),
         metric=str(record.get("metric", "?")),

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ensemble.results.report import figures
-from ensemble.results.report.collect import ExperimentView, ReportData
+from ensemble.results.report.collect import ExperimentSummary, ReportData
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; padding: 0 16px; }
@@ -120,7 +120,7 @@ def confusion_section(data: ReportData) -> str:
     return '<div class="figures">' + "".join(parts) + "</div>"
 
 
-def oof_correlation(experiments: list[ExperimentView]) -> np.ndarray:
+def oof_correlation(experiments: list[ExperimentSummary]) -> np.ndarray:
     """Pearson correlation of the experiments' OOF probabilities, every row and class flattened: (n, n)."""
     flat = np.stack([experiment.oof_probs.ravel() for experiment in experiments])
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -4,9 +4,9 @@ import io
 
 from rich.console import Console
 
-from ensemble.cli.progress import TrainView, clock
+from ensemble.cli.progress import TrainProgress, clock
+from ensemble.training.events import EpochEnd, StepEnd
 from ensemble.training.fold_job import FoldEnd, FoldStart
-from ensemble.training.trainer import EpochEnd, StepEnd
 
 EVENTS = [
     FoldStart(fold=0, n_train=80, n_valid=20, resuming=False, position=1, count=3),
@@ -30,7 +30,7 @@ def show(console: Console) -> tuple[str, list]:
         printed.append(type(event).__name__)
         console.print(f"line for {type(event).__name__}")
 
-    with TrainView(console, print_event) as view:
+    with TrainProgress(console, print_event) as view:
         for event in EVENTS:
             view(event)
     return console.file.getvalue(), printed
@@ -62,7 +62,7 @@ def test_folds_running_side_by_side_have_a_bar_each():
                        images_per_second=50.0, seconds_left=30.0)
 
     console = Console(file=io.StringIO(), force_terminal=True, width=200)
-    with TrainView(console, lambda event: None) as view:
+    with TrainProgress(console, lambda event: None) as view:
         view(FoldsSent(folds=[0, 1, 2], where="2 worker processes", workers=2))
         view(FoldStart(fold=0, n_train=80, n_valid=20, resuming=False, position=1, count=3))
         view(FoldStart(fold=1, n_train=80, n_valid=20, resuming=False, position=2, count=3))
