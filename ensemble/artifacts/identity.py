@@ -40,6 +40,8 @@ LEGACY: dict[str, Any] = {
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
     "train.augment": "none",
+    # Before issue 15: shift, scale and rotate brought black in from outside the image.
+    "train.augment_fill": "black",
     "train.ema": 0.0,
     "train.mixup": 0.0,
     "train.cutmix": 0.0,

@@ -33,7 +33,7 @@ from ensemble.config import (
 )
 from ensemble.errors import EnsError
 from ensemble.nets.attention import ATTENTION
-from ensemble.training.augment import TRANSFORMS
+from ensemble.training.augment import FILLS, TRANSFORMS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
 
@@ -86,6 +86,7 @@ def train_folds(
     unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
+    augment_fill: Annotated[Optional[str], typer.Option(help=f"What shift, scale and rotate bring in from outside the image: {' or '.join(FILLS.names())} (the colour 0 after normalisation). {default(TrainSettings, 'augment_fill')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
     mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
     cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default(TrainSettings, 'cutmix')}")] = None,
@@ -128,7 +129,7 @@ def train_folds(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
-        augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+        augment=augment, augment_fill=augment_fill, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
         class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),

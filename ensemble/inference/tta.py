@@ -116,7 +116,7 @@ def scale(factor: float) -> list[View]:
             return resized[..., start : start + side, start : start + side]
         before = (side - new_side) // 2
         after = side - new_side - before
-        return F.pad(resized, (before, after, before, after))  # 0 is the mean colour after normalisation
+        return F.pad(resized, (before, after, before, after))  # 0: the mean colour (networks.normalization)
 
     return [View(f"scale:{factor:g}", apply)]
 
