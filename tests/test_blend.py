@@ -201,11 +201,30 @@ def test_threshold_tuning_helps_f1_in_sample_and_is_scored_out_of_fold():
     logits[0, :, 1] += targets * 1.5 - 1.0  # informative, but the argmax rarely says positive
     plain = metrics.f1_macro(targets, METHODS.get("mean")().fit(logits, targets).predict_proba(logits))
     tuned = ThresholdTuned(METHODS.get("mean")(), "f1_macro")
-    assert metrics.f1_macro(targets, tuned.fit(logits, targets).predict_proba(logits)) > plain + 0.02
+    assert metrics.f1_macro(targets, tuned.fit(logits, targets, np.arange(900) % 3).predict_proba(logits)) > plain + 0.02
     nested = metrics.f1_macro(targets, out_of_fold_probabilities(tuned, logits, targets, np.arange(900) % 3))
     assert nested > plain
     with pytest.raises(EnsError, match="--tune-thresholds works with the metrics f1_macro, qwk, not 'accuracy'"):
-        ThresholdTuned(METHODS.get("mean")(), "accuracy").fit(logits, targets)
+        ThresholdTuned(METHODS.get("mean")(), "accuracy").fit(logits, targets, np.arange(900) % 3)
+    with pytest.raises(EnsError, match="ThresholdTuned.fit needs fold_of"):
+        ThresholdTuned(METHODS.get("mean")(), "f1_macro").fit(logits, targets)
+
+
+def test_threshold_tuning_fits_a_clone_and_tunes_on_nested_out_of_fold_probabilities(monkeypatch):
+    from ensemble.blend import thresholds
+
+    logits, targets = members(n=90)
+    fold_of = np.arange(90) % 3
+    inner = METHODS.get("stack")()
+    before = dict(vars(inner))
+    tuned_on = []
+    real_tune = thresholds.tune_biases
+    monkeypatch.setattr(thresholds, "tune_biases", lambda probs, *rest: tuned_on.append(probs) or real_tune(probs, *rest))
+    tuned = thresholds.ThresholdTuned(inner, "f1_macro").fit(logits, targets, fold_of)
+    assert vars(inner) == before, "the blender passed in is neither fitted nor changed"
+    assert tuned.blender_ is not inner and tuned.blender is inner
+    np.testing.assert_array_equal(tuned_on[0], out_of_fold_probabilities(METHODS.get("stack")(), logits, targets, fold_of))
+    assert not np.allclose(tuned_on[0], tuned.blender_.predict_proba(logits)), "in-sample probabilities differ from OOF"
 
 
 @pytest.mark.parametrize("name", ["accuracy", "f1_macro", "qwk", "logloss"])

@@ -25,6 +25,9 @@ class Blender:
     # A stacker's meta-learner was fit on OOF rows that each came from one fold model; run.py
     # applies such a blender to every fold model's test logits and averages (see stack.py).
     applies_per_fold_model = False
+    # A blender that tunes something on nested out-of-fold predictions takes fit(..., fold_of=)
+    # (int (n_samples,), the fold of each OOF row); nested.fit passes it (see thresholds.py).
+    uses_folds = False
 
     def check_params(self) -> "Blender":
         """Raise EnsError for a parameter value the method cannot use; fit calls it first."""
