@@ -242,3 +242,26 @@ def test_hill_shortcuts_choose_what_scoring_every_full_candidate_chooses(name):
     slow = hill.select(probs, targets, general, np.arange(5), 15, 2)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_allclose(fast[1], slow[1])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"hill_steps": 0}, "--hill-steps must be an integer of at least 1, got 0"),
+        ({"hill_bags": 0}, "--hill-bags must be an integer of at least 1, got 0"),
+        ({"seed": -1}, "--seed must be an integer of at least 0, got -1"),
+    ],
+)
+def test_hill_counts_need_one_and_its_seed_may_be_zero(params, message):
+    from ensemble.blend.hill import int_at_least
+
+    with pytest.raises(EnsError, match=message):
+        METHODS.get("hill")(**params).check_params()
+    METHODS.get("hill")(seed=0).check_params()
+    int_at_least(0, "--seed", 0)
+
+
+def test_the_logistic_meta_learner_takes_its_seed():
+    from ensemble.blend.stack import logistic_regression
+
+    assert logistic_regression(7).random_state == 7

@@ -2,7 +2,7 @@
 
 Every setting that changes the logits is in the record. A key missing from an older record
 stands for what ens did before the key existed (LEGACY), so experiments trained before an
-upgrade keep resuming and blending. Resuming with settings that differ is refused (runs.py).
+upgrade keep resuming and blending. Resuming with settings that differ is refused (artifacts/writer.py, for training/experiment.py and predict).
 """
 
 from __future__ import annotations
