@@ -14,7 +14,7 @@ Two groups of rows (transfer first: it sets the defaults of a pretrained run):
   mapped by order and shape): fine-tuned naively, with a head warm-up, with a smaller backbone
   lr, with BatchNorm frozen at ImageNet statistics, and as a linear probe.
 
-Prints a markdown table for README. Every row is measured; on a shared machine the seconds are
+Prints a markdown table for benchmarks/RESULTS.md. Every row is measured; on a shared machine the seconds are
 wall time under whatever else runs.
 """
 

@@ -7,7 +7,7 @@ demo's competition, grey) and `shapes` (four shape classes drawn with Pillow at 
 random colours, sizes, positions and angles on noisy, sometimes striped, backgrounds). Each is cut to
 its first --rows training rows and split into 3 stratified folds. Every row of the table
 trains resnet10t on all 3 folds: the baseline, the baseline plus one technique, and the
-defaults of `ens train-folds` with no flag. Prints a markdown table for README.
+defaults of `ens train-folds` with no flag. Prints a markdown table for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

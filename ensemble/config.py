@@ -67,7 +67,7 @@ class TrainSettings:
     size: int = 32
     # One count, or one per stage of `sizes` ("2,3"); normalised to an int when all are equal.
     # 6 epochs of batches of 32: on small competitions more steps beat every regulariser at the
-    # same few CPU minutes (benchmarks/bench_recipe.py; README, "The training recipe").
+    # same few CPU minutes (benchmarks/bench_recipe.py; docs/training.md).
     epochs: int | str = dataclasses.field(default=6, metadata={"toml": (int, str, list)})
     # Progressive resizing: "24,32" trains stages at growing sizes, the last being `size`, the
     # inference size. Empty: one stage at `size`.
@@ -79,6 +79,7 @@ class TrainSettings:
     device: str = "auto"
     # The training recipe (ensemble/training/augment.py, recipe.py, optim.py; docs/training.md).
     augment: str = "none"  # comma list of train-time transforms, or none
+    augment_fill: str = "mean"  # what shift, scale and rotate bring in: the mean colour, or black
     ema: float = 0.0  # decay of the weights' moving average, evaluated and saved; 0 = off
     mixup: float = 0.0  # Beta(A, A) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(A, A) of cutmix; 0 = off
@@ -89,7 +90,7 @@ class TrainSettings:
     warmup: float = 0.2  # fraction of all steps spent warming the learning rate up
     clip_grad: float = 0.0  # max gradient norm; 0 = off
 
-    # Models (README "Attention and pretrained weights"). An AUTO field takes "auto" or a value of
+    # Models (docs/training.md#attention-and-pretrained-weights). An AUTO field takes "auto" or a value of
     # its type; resolved() settles it before training, and settings.json records the result.
     attention: str = "none"
     attention_in_blocks: bool = False
@@ -99,7 +100,7 @@ class TrainSettings:
     unfreeze_after: int | str = dataclasses.field(default="auto", metadata={"auto": int, "toml": (str, int)})
     backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
 
-    # Test-time augmentation of the cached OOF and test logits (ensemble/tta.py).
+    # Test-time augmentation of the cached OOF and test logits (ensemble/inference/tta.py).
     tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)
     tta_merge: str = "mean"  # mean, gmean or max of the views' probabilities
 
@@ -128,7 +129,7 @@ class TrainSettings:
 
     def resolved(self) -> "TrainSettings":
         """A copy with every "auto" settled: from scratch nothing changes; with pretrained
-        weights the defaults measured in benchmarks/bench_models.py (README table)."""
+        weights the defaults measured in benchmarks/bench_models.py (benchmarks/RESULTS.md)."""
         pretrained = bool(self.pretrained)
         defaults = {
             "freeze_bn": False,
@@ -139,8 +140,8 @@ class TrainSettings:
         return dataclasses.replace(self, **{**defaults, **given})
 
 
-# Defaults for a run from pretrained weights, chosen by measurement (README, "Attention and
-# pretrained weights"): epochs of head-only warm-up, and the backbone's share of the lr. A
+# Defaults for a run from pretrained weights, chosen by measurement
+# (docs/training.md#attention-and-pretrained-weights): epochs of head-only warm-up, and the backbone's share of the lr. A
 # one-epoch warm-up lost to the plain fine-tune on both benchmark datasets (4-epoch runs), so
 # auto means none; --unfreeze-after still offers it.
 PRETRAINED_WARMUP_EPOCHS = 0
@@ -200,7 +201,6 @@ def check_models(settings: "TrainSettings") -> None:
     _check(settings.backbone_lr_scale == "auto" or settings.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {settings.backbone_lr_scale}")
 
 
-
 S = TypeVar("S")
 
 
@@ -247,27 +247,15 @@ class Workspace:
     def load(cls, root: str | Path = ".") -> "Workspace":
         root = Path(root).resolve()
         config_path = root / CONFIG_FILE
-        _check(
-            config_path.is_file(),
-            f"{config_path}: not found; a workspace needs an ens.toml (see README, or run `ens demo`)",
-        )
+        _check(config_path.is_file(), f"{config_path}: not found; a workspace needs an ens.toml (see docs/configuration.md, or run `ens demo`)")
         try:
             document = tomllib.loads(config_path.read_text(encoding="utf-8-sig"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise EnsError(f"{config_path}: not valid TOML: {error}") from None
         for section in document:
-            _check(
-                section in SECTIONS,
-                f"{config_path}: unknown section [{section}]; expected: {', '.join(SECTIONS)}",
-            )
-            _check(
-                isinstance(document[section], dict),
-                f"{config_path}: {section} must be a [{section}] table",
-            )
-        settings = {
-            name: from_table(kind, document.get(name, {}), f"{config_path} [{name}]")
-            for name, kind in SECTIONS.items()
-        }
+            _check(section in SECTIONS, f"{config_path}: unknown section [{section}]; expected: {', '.join(SECTIONS)}")
+            _check(isinstance(document[section], dict), f"{config_path}: {section} must be a [{section}] table")
+        settings = {name: from_table(kind, document.get(name, {}), f"{config_path} [{name}]") for name, kind in SECTIONS.items()}
         return cls(root=root, **settings)
 
     def path(self, relative: str) -> Path:

@@ -1,4 +1,4 @@
-"""A named family of interchangeable parts: metrics, blend methods, later heads and TTA views.
+"""A named family of interchangeable parts: metrics, blend methods, attention heads, TTA views.
 
 A registry is the only place that knows every member of its family; code elsewhere asks it
 by name and never branches on the names itself.

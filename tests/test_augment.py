@@ -77,3 +77,42 @@ def test_unknown_transform_is_one_error_line_exit_1(competition_dir):
         "error: unknown augmentation 'twirl'; expected one of: color, erase, hflip, rot90, rotate, scale, shift, vflip"
     ]
     assert not (competition_dir / "models" / "x").exists()
+
+
+def test_a_shift_brings_in_the_mean_colour_and_a_legacy_run_black():
+    images = torch.full((64, 3, 16, 16), 200, dtype=torch.uint8)
+    mean = (0.5, 0.25, 0.0)
+    new = Augment("shift:0.4", mean=mean)(images, torch.Generator().manual_seed(0))
+    old = Augment("shift:0.4", fill="black", mean=mean)(images, torch.Generator().manual_seed(0))
+    assert not torch.equal(new, old)
+    # Every pixel is the image's colour, the fill, or a blend of the two along the seam.
+    assert set(new[:, 2].unique().tolist()) <= set(range(0, 201)) and 0 in new[:, 2].unique().tolist()
+    border = new[:, :, 0, 0]  # a corner the shift uncovered for some images: the mean colour exactly
+    assert any(pixel.tolist() == [128, 64, 0] for pixel in border)
+    assert not any(pixel.tolist() == [0, 0, 0] for pixel in new.permute(0, 2, 3, 1).reshape(-1, 3))
+    assert any(pixel.tolist() == [0, 0, 0] for pixel in old.permute(0, 2, 3, 1).reshape(-1, 3))
+
+
+def test_the_fill_of_a_new_run_is_the_mean_and_of_an_old_record_black():
+    from ensemble.artifacts.identity import with_legacy_values
+
+    assert TrainSettings().augment_fill == "mean"
+    assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment": "shift:0.1"}})["train"]["augment_fill"] == "black"
+    assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment_fill": "mean"}})["train"]["augment_fill"] == "mean"
+    with pytest.raises(EnsError, match="unknown augment fill 'grey'; expected one of: black, mean"):
+        validate(TrainSettings(augment_fill="grey"))
+
+
+@pytest.mark.parametrize("fill, colour", [("black", [0.0, 0.0, 0.0]), ("mean", [0.485 * 255, 0.456 * 255, 0.406 * 255])])
+def test_the_trainer_augments_with_the_recorded_fill(fill, colour):
+    """A resumed experiment recorded before augment_fill (legacy: black) keeps its black borders."""
+    import numpy as np
+
+    from ensemble import metrics
+    from ensemble.training.trainer import FoldData, FoldTrainer
+
+    images = np.zeros((8, 16, 16, 3), dtype=np.uint8)
+    data = FoldData(images, np.arange(8) % 2, np.arange(6), np.arange(6, 8), images[:2], 2)
+    settings = TrainSettings(size=16, augment="shift:0.1", augment_fill=fill, device="cpu")
+    trainer = FoldTrainer(data, settings, 0, metrics.METRICS.get("accuracy"))
+    assert torch.allclose(trainer.augment.fill, torch.tensor(colour))

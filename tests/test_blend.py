@@ -201,11 +201,30 @@ def test_threshold_tuning_helps_f1_in_sample_and_is_scored_out_of_fold():
     logits[0, :, 1] += targets * 1.5 - 1.0  # informative, but the argmax rarely says positive
     plain = metrics.f1_macro(targets, METHODS.get("mean")().fit(logits, targets).predict_proba(logits))
     tuned = ThresholdTuned(METHODS.get("mean")(), "f1_macro")
-    assert metrics.f1_macro(targets, tuned.fit(logits, targets).predict_proba(logits)) > plain + 0.02
+    assert metrics.f1_macro(targets, tuned.fit(logits, targets, np.arange(900) % 3).predict_proba(logits)) > plain + 0.02
     nested = metrics.f1_macro(targets, out_of_fold_probabilities(tuned, logits, targets, np.arange(900) % 3))
     assert nested > plain
     with pytest.raises(EnsError, match="--tune-thresholds works with the metrics f1_macro, qwk, not 'accuracy'"):
-        ThresholdTuned(METHODS.get("mean")(), "accuracy").fit(logits, targets)
+        ThresholdTuned(METHODS.get("mean")(), "accuracy").fit(logits, targets, np.arange(900) % 3)
+    with pytest.raises(EnsError, match="ThresholdTuned.fit needs fold_of"):
+        ThresholdTuned(METHODS.get("mean")(), "f1_macro").fit(logits, targets)
+
+
+def test_threshold_tuning_fits_a_clone_and_tunes_on_nested_out_of_fold_probabilities(monkeypatch):
+    from ensemble.blend import thresholds
+
+    logits, targets = members(n=90)
+    fold_of = np.arange(90) % 3
+    inner = METHODS.get("stack")()
+    before = dict(vars(inner))
+    tuned_on = []
+    real_tune = thresholds.tune_biases
+    monkeypatch.setattr(thresholds, "tune_biases", lambda probs, *rest: tuned_on.append(probs) or real_tune(probs, *rest))
+    tuned = thresholds.ThresholdTuned(inner, "f1_macro").fit(logits, targets, fold_of)
+    assert vars(inner) == before, "the blender passed in is neither fitted nor changed"
+    assert tuned.blender_ is not inner and tuned.blender is inner
+    np.testing.assert_array_equal(tuned_on[0], out_of_fold_probabilities(METHODS.get("stack")(), logits, targets, fold_of))
+    assert not np.allclose(tuned_on[0], tuned.blender_.predict_proba(logits)), "in-sample probabilities differ from OOF"
 
 
 @pytest.mark.parametrize("name", ["accuracy", "f1_macro", "qwk", "logloss"])
@@ -223,3 +242,26 @@ def test_hill_shortcuts_choose_what_scoring_every_full_candidate_chooses(name):
     slow = hill.select(probs, targets, general, np.arange(5), 15, 2)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_allclose(fast[1], slow[1])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"hill_steps": 0}, "--hill-steps must be an integer of at least 1, got 0"),
+        ({"hill_bags": 0}, "--hill-bags must be an integer of at least 1, got 0"),
+        ({"seed": -1}, "--seed must be an integer of at least 0, got -1"),
+    ],
+)
+def test_hill_counts_need_one_and_its_seed_may_be_zero(params, message):
+    from ensemble.blend.hill import int_at_least
+
+    with pytest.raises(EnsError, match=message):
+        METHODS.get("hill")(**params).check_params()
+    METHODS.get("hill")(seed=0).check_params()
+    int_at_least(0, "--seed", 0)
+
+
+def test_the_logistic_meta_learner_takes_its_seed():
+    from ensemble.blend.stack import logistic_regression
+
+    assert logistic_regression(7).random_state == 7

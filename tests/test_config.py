@@ -46,3 +46,17 @@ def test_toml_with_byte_order_mark_and_home_paths(tmp_path, monkeypatch):
     (tmp_path / "ens.toml").write_bytes(b"\xef\xbb\xbf[competition]\ntrain_csv = '~/data/t.csv'\n")
     workspace = Workspace.load(tmp_path)
     assert workspace.path(workspace.competition.train_csv) == tmp_path / "data" / "t.csv"
+
+
+def test_texts_for_users_point_at_the_docs(tmp_path):
+    from ensemble.config import CompetitionSettings, FoldSettings, Workspace
+    from ensemble.errors import EnsError
+    from ensemble.init.toml import config_text
+
+    assert "see docs/configuration.md" in config_text("data/train.csv", CompetitionSettings(), FoldSettings(), {})
+    try:
+        Workspace.load(tmp_path)
+    except EnsError as error:
+        assert "(see docs/configuration.md, or run `ens demo`)" in str(error)
+    else:
+        raise AssertionError("a folder without ens.toml is not a workspace")

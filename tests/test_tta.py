@@ -137,3 +137,16 @@ def test_rows_per_pass_never_fall_below_the_loops_and_one_view_keeps_training_ba
     assert tta.images_per_pass("cpu", 64, 8, 32) * 8 <= tta.CPU_PIXELS_PER_PASS // (32 * 32)
     assert tta.images_per_pass("cpu", 64, 8, 224) * 8 >= 64  # rows per pass never below the loop's 64
     assert tta.images_per_pass("cpu", 2, 8, 512) >= 1
+
+
+def test_a_family_with_a_number_says_so_in_its_parameter_help():
+    from ensemble.inference.tta import VIEWS
+
+    assert "mean colour" in VIEWS.get("shift").parameter_help and VIEWS.get("hflip").parameter_help == ""
+
+
+def test_option_help_says_where_the_default_comes_from():
+    from ensemble.cli.app import default_help
+    from ensemble.config import TrainSettings
+
+    assert default_help(TrainSettings, "optimizer") == "(default: ens.toml, else 'adamw')"

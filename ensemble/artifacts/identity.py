@@ -2,7 +2,7 @@
 
 Every setting that changes the logits is in the record. A key missing from an older record
 stands for what ens did before the key existed (LEGACY), so experiments trained before an
-upgrade keep resuming and blending. Resuming with settings that differ is refused (runs.py).
+upgrade keep resuming and blending. Resuming with settings that differ is refused (artifacts/writer.py, for training/experiment.py and predict).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ LEGACY: dict[str, Any] = {
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
     "train.augment": "none",
+    # Before issue 15: shift, scale and rotate brought black in from outside the image.
+    "train.augment_fill": "black",
     "train.ema": 0.0,
     "train.mixup": 0.0,
     "train.cutmix": 0.0,

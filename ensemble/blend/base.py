@@ -3,8 +3,8 @@ which costs a second at start-up: `ens blend` stays fast).
 
 `__init__` only stores its keyword arguments; `fit(logits, targets)` checks its input and
 returns self; fitted state ends in `_`; `predict_proba` refuses an unfitted blender. Inputs
-are never modified. get_params/set_params make blenders work with sklearn.base.clone, for
-the nested cross-validation that later methods need.
+are never modified. get_params/set_params make blenders work with sklearn.base.clone, and base.clone
+gives the unfitted copies that nested.py's out-of-fold scoring and thresholds.py fit.
 
 Input shape everywhere: logits float (n_models, n_samples, n_classes). A fitted blender
 has `weights_` (float (n_models,), non-negative, summing to one) when it is a weighted mean
@@ -25,6 +25,9 @@ class Blender:
     # A stacker's meta-learner was fit on OOF rows that each came from one fold model; run.py
     # applies such a blender to every fold model's test logits and averages (see stack.py).
     applies_per_fold_model = False
+    # A blender that tunes something on nested out-of-fold predictions takes fit(..., fold_of=)
+    # (int (n_samples,), the fold of each OOF row); nested.fit passes it (see thresholds.py).
+    uses_folds = False
 
     def check_params(self) -> "Blender":
         """Raise EnsError for a parameter value the method cannot use; fit calls it first."""

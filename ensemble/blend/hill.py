@@ -24,7 +24,7 @@ from ensemble.errors import EnsError
 CHUNK_BYTES = 256 << 20  # candidates scored per pass are capped at this many bytes
 
 
-def positive_int(value, option: str, at_least: int) -> None:
+def int_at_least(value, option: str, at_least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < at_least:
         raise EnsError(f"{option} must be an integer of at least {at_least}, got {value!r}")
 
@@ -39,10 +39,10 @@ class HillBlender(Blender):
 
     def check_params(self) -> "HillBlender":
         metrics.get(self.metric)
-        positive_int(self.hill_steps, "--hill-steps", 1)
-        positive_int(self.hill_init, "--hill-init", 1)
-        positive_int(self.hill_bags, "--hill-bags", 1)
-        positive_int(self.seed, "--seed", 0)
+        int_at_least(self.hill_steps, "--hill-steps", 1)
+        int_at_least(self.hill_init, "--hill-init", 1)
+        int_at_least(self.hill_bags, "--hill-bags", 1)
+        int_at_least(self.seed, "--seed", 0)
         return self
 
     def fit(self, logits, targets) -> "HillBlender":

@@ -22,6 +22,11 @@ def out_of_fold_probabilities(blender: Blender, logits: np.ndarray, targets: np.
     probs = np.zeros(logits.shape[1:], dtype=np.float64)
     for fold in np.unique(fold_of):
         held_out = fold_of == fold
-        fitted = clone(blender).fit(logits[:, ~held_out], targets[~held_out])
+        fitted = fit(clone(blender), logits[:, ~held_out], targets[~held_out], fold_of[~held_out])
         probs[held_out] = fitted.predict_proba(logits[:, held_out])
     return probs
+
+
+def fit(blender: Blender, logits: np.ndarray, targets: np.ndarray, fold_of: np.ndarray) -> Blender:
+    """blender.fit, given the fold of each row when the blender asks for it (uses_folds)."""
+    return blender.fit(logits, targets, fold_of=fold_of) if blender.uses_folds else blender.fit(logits, targets)

@@ -19,7 +19,7 @@ from ensemble.artifacts import store
 from ensemble.blend import METHODS
 from ensemble.blend.base import Blender
 from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
-from ensemble.blend.nested import out_of_fold_probabilities
+from ensemble.blend.nested import fit, out_of_fold_probabilities
 from ensemble.blend.thresholds import ThresholdTuned
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
@@ -98,7 +98,7 @@ def blend_experiments(
     members = load_members(workspace.models_dir, competition, names)
     targets = competition.targets
 
-    blender.fit(members.oof, targets)
+    fit(blender, members.oof, targets, members.fold_of)
     in_sample = blender.predict_proba(members.oof)
     out_of_fold = out_of_fold_probabilities(blender, members.oof, targets, members.fold_of)
     member_scores = [scorer.score(targets, metrics.softmax(oof)) for oof in members.oof]
@@ -144,7 +144,7 @@ def blend_experiments(
 def describe(result: BlendResult, blender: Blender, competition: Competition, members: Members, workspace: Workspace) -> dict:
     """The submission's JSON: how it was made, how good it is, and from which inputs."""
     tuned = isinstance(blender, ThresholdTuned)
-    base = blender.blender if tuned else blender
+    base = blender.blender_ if tuned else blender
     inputs = {}
     for member in result.names:
         inputs[member] = {name: sha256_file(path) for name, path in member_files(workspace.models_dir, member).items()}

@@ -48,7 +48,7 @@ TtaOption = Annotated[
 TtaMergeOption = Annotated[Optional[str], typer.Option("--tta-merge", help=f"How views merge: {', '.join(MERGES.names())} of probabilities.")]
 
 
-def default(cls, field: str) -> str:
+def default_help(cls, field: str) -> str:
     """Help text for a flag whose default lives in a settings dataclass (or ens.toml)."""
     return f"(default: ens.toml, else {getattr(cls(), field)!r})"
 

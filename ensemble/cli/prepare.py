@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.app import ForceOption, WorkspaceOption, app, default, err, handles_errors, out
+from ensemble.cli.app import ForceOption, WorkspaceOption, app, default_help, err, handles_errors, out
 from ensemble.config import FoldSettings, Workspace, override
 from ensemble.data.folds import STRATEGIES
 
@@ -68,12 +68,12 @@ def print_init(result) -> None:
 @app.command()
 @handles_errors
 def folds(
-    k: Annotated[Optional[int], typer.Option("--k", help=f"Number of folds. {default(FoldSettings, 'k')}")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help=f"Number of folds. {default_help(FoldSettings, 'k')}")] = None,
     strategy: Annotated[
         Optional[str],
-        typer.Option(help=f"One of: {', '.join(STRATEGIES.names())}. {default(FoldSettings, 'strategy')}"),
+        typer.Option(help=f"One of: {', '.join(STRATEGIES.names())}. {default_help(FoldSettings, 'strategy')}"),
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help=f"Shuffle seed. {default(FoldSettings, 'seed')}")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Shuffle seed. {default_help(FoldSettings, 'seed')}")] = None,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:

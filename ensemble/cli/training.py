@@ -11,12 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.artifacts.writer import PREDICT, TRAIN, ExperimentResult, Verb
-from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default, err, handles_errors, out, parse_list
+from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default_help, err, handles_errors, out, parse_list
 from ensemble.cli.tables import score_text
 from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.nets.attention import ATTENTION
-from ensemble.training.augment import TRANSFORMS
+from ensemble.training.augment import FILLS, TRANSFORMS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
 
@@ -51,33 +51,34 @@ def print_event(event: object) -> None:
 @handles_errors
 def train_folds(
     name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
-    model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default(TrainSettings, 'model')}")] = None,
-    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule. {default(TrainSettings, 'size')}")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default_help(TrainSettings, 'model')}")] = None,
+    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule. {default_help(TrainSettings, 'size')}")] = None,
     sizes: Annotated[Optional[str], typer.Option(help="Progressive resizing: growing stage sizes, e.g. 24,32; the last is the inference size. (default: ens.toml, else one stage at --size)")] = None,
-    epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default(TrainSettings, 'epochs')}")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default(TrainSettings, 'batch_size')}")] = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate of the --schedule. {default(TrainSettings, 'lr')}")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainSettings, 'weight_decay')}")] = None,
+    epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default_help(TrainSettings, 'epochs')}")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default_help(TrainSettings, 'batch_size')}")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate of the --schedule. {default_help(TrainSettings, 'lr')}")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"Weight decay (decoupled for adamw, L2 for sgd). {default_help(TrainSettings, 'weight_decay')}")] = None,
     folds: Annotated[Optional[str], typer.Option("--folds", help="Folds to train, e.g. 0,1 (default: all)")] = None,
-    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
-    seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default(TrainSettings, 'seed')}")] = None,
-    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default(TrainSettings, 'attention')}")] = None,
+    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default_help(TrainSettings, 'device')}")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Seeds weights, shuffling and dropout. {default_help(TrainSettings, 'seed')}")] = None,
+    attention: Annotated[Optional[str], typer.Option(help=f"Attention block: {', '.join(ATTENTION.names())}; on the final feature map. {default_help(TrainSettings, 'attention')}")] = None,
     attention_in_blocks: Annotated[Optional[bool], typer.Option("--attention-in-blocks/--attention-on-features", help="Put the --attention block inside every residual block (ResNet family) instead of on the final feature map.")] = None,
     pretrained: Annotated[Optional[str], typer.Option(metavar="FILE|timm", help="Backbone weights: a .safetensors or torch state-dict file, or 'timm' for timm's pretrained tag (online).")] = None,
-    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default(TrainSettings, 'train_blocks')}")] = None,
+    train_blocks: Annotated[Optional[int], typer.Option(help=f"Train only the last N backbone stages (0: linear probe; -1: all). {default_help(TrainSettings, 'train_blocks')}")] = None,
     freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
     unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
-    augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default(TrainSettings, 'augment')}")] = None,
-    ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default(TrainSettings, 'ema')}")] = None,
-    mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default(TrainSettings, 'mixup')}")] = None,
-    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default(TrainSettings, 'cutmix')}")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default(TrainSettings, 'label_smoothing')}")] = None,
-    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default(TrainSettings, 'class_weights')}")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default(TrainSettings, 'optimizer')}")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default(TrainSettings, 'schedule')}")] = None,
-    warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default(TrainSettings, 'warmup')}")] = None,
-    clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default(TrainSettings, 'clip_grad')}")] = None,
+    augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default_help(TrainSettings, 'augment')}")] = None,
+    augment_fill: Annotated[Optional[str], typer.Option(help=f"What shift, scale and rotate bring in from outside the image: {' or '.join(FILLS.names())} (the colour 0 after normalisation). {default_help(TrainSettings, 'augment_fill')}")] = None,
+    ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default_help(TrainSettings, 'ema')}")] = None,
+    mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default_help(TrainSettings, 'mixup')}")] = None,
+    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default_help(TrainSettings, 'cutmix')}")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default_help(TrainSettings, 'label_smoothing')}")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default_help(TrainSettings, 'class_weights')}")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default_help(TrainSettings, 'optimizer')}")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default_help(TrainSettings, 'schedule')}")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default_help(TrainSettings, 'warmup')}")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default_help(TrainSettings, 'clip_grad')}")] = None,
     tta: TtaOption = None,
     tta_merge: TtaMergeOption = None,
     force: Annotated[
@@ -111,7 +112,7 @@ def train_folds(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
-        augment=augment, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+        augment=augment, augment_fill=augment_fill, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
         class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
@@ -149,7 +150,7 @@ def predict(
     test_images: Annotated[Optional[Path], typer.Option("--test-images", help="Folder of the new test set's images.", file_okay=False)] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="CSV to write for the new test set; may be outside the workspace.", dir_okay=False)] = None,
     keep_views: Annotated[bool, typer.Option("--keep-views", help="With --as: also keep each view's logits, fold<k>/views.npz.")] = False,
-    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default(TrainSettings, 'device')}")] = None,
+    device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default_help(TrainSettings, 'device')}")] = None,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:

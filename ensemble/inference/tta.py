@@ -43,18 +43,19 @@ class View:
 
 @dataclass(frozen=True)
 class Family:
-    """A registered group of views. make() -> views, or make(value) when `value` names the number after ':'."""
+    """A registered group of views. make() -> views, or make(number) when `parameter_help`
+    describes the number after ':' (help text; empty for a family without one)."""
 
     make: Callable[..., list[View]]
-    value: str = ""
+    parameter_help: str = ""
 
 
 VIEWS: Registry[Family] = Registry("TTA view")
 
 
-def family(name: str, value: str = "") -> Callable:
+def family(name: str, parameter_help: str = "") -> Callable:
     def add(make: Callable[..., list[View]]) -> Callable[..., list[View]]:
-        VIEWS.register(name)(Family(make, value))
+        VIEWS.register(name)(Family(make, parameter_help))
         return make
 
     return add
@@ -100,7 +101,7 @@ def d4() -> list[View]:
     return [*ROTATIONS, HFLIP, VFLIP, TRANSPOSE, ANTITRANSPOSE]
 
 
-@family("scale", value="F: resize by F (0.5..2, not 1), then centre crop or pad back with the mean colour")
+@family("scale", parameter_help="F: resize by F (0.5..2, not 1), then centre crop or pad back with the mean colour")
 def scale(factor: float) -> list[View]:
     if not (0.5 <= factor <= 2.0 and factor != 1.0):
         raise EnsError(f"TTA view scale:{factor:g}: F must be between 0.5 and 2 and not 1")
@@ -116,12 +117,12 @@ def scale(factor: float) -> list[View]:
             return resized[..., start : start + side, start : start + side]
         before = (side - new_side) // 2
         after = side - new_side - before
-        return F.pad(resized, (before, after, before, after))  # 0 is the mean colour after normalisation
+        return F.pad(resized, (before, after, before, after))  # 0: the mean colour (networks.normalization)
 
     return [View(f"scale:{factor:g}", apply)]
 
 
-@family("shift", value="F: translate by F of the image side (0..0.5) right, left, down and up; the mean colour fills in")
+@family("shift", parameter_help="F: translate by F of the image side (0..0.5) right, left, down and up; the mean colour fills in")
 def shift(fraction: float) -> list[View]:
     # Same unit as the train-time shift of the recipe: a fraction of the image side.
     if not 0.0 < fraction < 0.5:
@@ -205,10 +206,10 @@ def parse_policy(spec: str, merge: str = "mean") -> Policy:
             continue
         name, has_value, value_text = part.partition(":")
         member = VIEWS.get(name.strip())
-        if bool(member.value) != bool(has_value):
-            expected = f"{name}:F ({member.value})" if member.value else f"{name} without ':'"
+        if bool(member.parameter_help) != bool(has_value):
+            expected = f"{name}:F ({member.parameter_help})" if member.parameter_help else f"{name} without ':'"
             raise EnsError(f"TTA view {part!r}: expected {expected}")
-        if member.value:
+        if member.parameter_help:
             try:
                 value = float(value_text)
             except ValueError:

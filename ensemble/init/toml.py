@@ -24,7 +24,7 @@ MEANING = {
     "weight_decay": "AdamW",
     "device": "auto, cpu, cuda or cuda:N",
 }
-COLUMN = 46  # where comments start, as in the README's example
+COLUMN = 46  # where comments start, as in docs/configuration.md's example
 
 
 def line(key: str, value, comment: str, commented_out: bool = False) -> str:
@@ -36,7 +36,7 @@ def config_text(source: str, competition: CompetitionSettings, folds: FoldSettin
     """ens.toml text. why: reason per key ('label_column', 'k', ...) for the values init chose."""
     lines = [
         f"# Written by `ens init` from {source}.",
-        "# Every value below can be edited; see README, \"Your own competition\".",
+        "# Every value below can be edited; see docs/configuration.md.",
         "",
         "[competition]",
     ]

@@ -7,7 +7,7 @@ same shape; the output is (1 + M) * T. A mask near zero passes the trunk through
 mask cannot erase features, which is why the paper can stack many of these modules. The
 paper's gains come from stacking them through a network built around them; one module on a
 pretrained backbone's last feature map is a much smaller change, and on our small benchmarks
-it did not beat the plain head (README, "Attention and pretrained weights").
+it did not beat the plain head (docs/training.md#attention-and-pretrained-weights).
 """
 
 from __future__ import annotations

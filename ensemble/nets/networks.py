@@ -184,10 +184,18 @@ def train_mode(net: nn.Module) -> None:
             module.eval()
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
 def normalization(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-channel mean and std the backbone expects, shaped (1, 3, 1, 1), for 0..1 inputs."""
+    """The per-channel mean and std the backbone expects, shaped (1, 3, 1, 1), for 0..1 inputs.
+
+    The mean colour, which fills the pixels that shift, scale and rotate bring in from outside
+    the image (train-time transforms and TTA views alike), is this mean: the colour that is 0
+    after normalisation (ImageNet's mean for a backbone that names none).
+    """
     config = getattr(net, "pretrained_cfg", None) or {}
-    mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
+    mean = torch.tensor(config.get("mean", IMAGENET_MEAN), dtype=torch.float32)
     std = torch.tensor(config.get("std", (0.229, 0.224, 0.225)), dtype=torch.float32)
     return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
 

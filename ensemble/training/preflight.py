@@ -33,6 +33,7 @@ def validate(settings: TrainSettings) -> TrainSettings:
     """A copy whose names are checked against their registries, augment and TTA in their one
     spelling ('hflip, none' and 'hflip' are one experiment)."""
     augment.parse(settings.augment)
+    augment.FILLS.get(settings.augment_fill)
     CLASS_WEIGHTS.get(settings.class_weights)
     OPTIMIZERS.get(settings.optimizer)
     SCHEDULES.get(settings.schedule)

@@ -28,7 +28,7 @@ from ensemble.inference import tta
 from ensemble.inference.batches import Batches
 from ensemble.metrics import Metric, logloss, softmax
 from ensemble.nets import devices, torch_files
-from ensemble.nets.networks import create_net, load_weights, train_mode
+from ensemble.nets.networks import create_net, load_weights, normalization, train_mode
 from ensemble.stages import plan_stages, stage_of_epoch, total_epochs
 from ensemble.training.augment import Augment
 from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
@@ -123,7 +123,8 @@ class FoldTrainer:
         self.scheduler = SCHEDULES.get(settings.schedule)(self.optimizer, settings, self.epochs * self.steps_per_epoch)
         self.scaler = devices.grad_scaler(self.device)
         self.ema = WeightsEma(self.net, settings.ema) if settings.ema > 0 else None
-        self.augment = Augment(settings.augment)
+        mean = normalization(self.net)[0].flatten().tolist()
+        self.augment = Augment(settings.augment, settings.augment_fill, tuple(mean))
         class_weights = CLASS_WEIGHTS.get(settings.class_weights)(data.targets[data.train_rows], data.n_classes)
         self.loss_of = loss_function(settings.label_smoothing, class_weights, self.device)
         self.targets = torch.from_numpy(data.targets)
