@@ -99,6 +99,11 @@ def test_the_fill_of_a_new_run_is_the_mean_and_of_an_old_record_black():
     assert TrainSettings().augment_fill == "mean"
     assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment": "shift:0.1"}})["train"]["augment_fill"] == "black"
     assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment_fill": "mean"}})["train"]["augment_fill"] == "mean"
+    # Nothing was filled where nothing warped: those experiments resume under today's default.
+    for spec in ("hflip,color:0.2", "none", "rot90"):
+        assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment": spec}})["train"]["augment_fill"] == "mean"
+    assert with_legacy_values({"train": {"size": 32, "epochs": 1}})["train"]["augment_fill"] == "mean"
+    assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment": "hflip,rotate:15"}})["train"]["augment_fill"] == "black"
     with pytest.raises(EnsError, match="unknown augment fill 'grey'; expected one of: black, mean"):
         validate(TrainSettings(augment_fill="grey"))
 

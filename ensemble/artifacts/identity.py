@@ -40,8 +40,7 @@ LEGACY: dict[str, Any] = {
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
     "train.augment": "none",
-    # Before issue 15: shift, scale and rotate brought black in from outside the image.
-    "train.augment_fill": "black",
+    "train.augment_fill": lambda record: legacy_augment_fill(record["train"]["augment"]),
     "train.ema": 0.0,
     "train.mixup": 0.0,
     "train.cutmix": 0.0,
@@ -64,6 +63,17 @@ LEGACY: dict[str, Any] = {
     "train.tta": "none",
     "train.tta_merge": "mean",
 }
+
+
+# The transforms that brought black in from outside the image before train.augment_fill existed.
+FILLING_TRANSFORMS = ("shift", "scale", "rotate")
+
+
+def legacy_augment_fill(augment: str) -> str:
+    """What an older experiment filled with: black where its spec warps; otherwise nothing was
+    ever filled, its logits are those of "mean", and it resumes under today's default."""
+    warps = any(part.split(":")[0].strip() in FILLING_TRANSFORMS for part in augment.split(","))
+    return "black" if warps else "mean"
 
 
 def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings, weights: str, versions: dict) -> dict:
