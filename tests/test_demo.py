@@ -1,4 +1,4 @@
-"""`ens demo`, the newcomer's first command, end to end on the real digits data (~90 s)."""
+"""`ens demo`, the newcomer's first command, end to end on the real digits data (~50 s: marked slow)."""
 
 import json
 import re
