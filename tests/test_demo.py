@@ -1,15 +1,17 @@
-"""`ens demo`, the newcomer's first command, end to end on the real digits data (~90 s)."""
+"""`ens demo`, the newcomer's first command, end to end on the real digits data (~50 s: marked slow)."""
 
 import json
 import re
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.data.digits import write_digits_competition
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_scores_well_above_chance(tmp_path):
     root = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", str(root)])

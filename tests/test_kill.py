@@ -7,12 +7,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from ensemble.artifacts.store import load_logits
 
 COMMAND = [sys.executable, "-m", "ensemble", "train-folds", "-n", "k", "--epochs", "10"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_fold_then_resume_matches_an_unbroken_run(trained_dir, tmp_path):
     unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
     for root in (unbroken, killed):

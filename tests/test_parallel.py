@@ -49,6 +49,7 @@ def test_jobs_2_equals_a_sequential_run(trained_copy):
     assert "nothing trained" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_equals_a_sequential_run(trained_copy):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:

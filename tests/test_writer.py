@@ -1,0 +1,65 @@
+"""plan_folds: what a run does to an experiment folder, from its settings and finished folds."""
+
+from __future__ import annotations
+
+import pytest
+
+from ensemble.artifacts.identity import with_legacy_values
+from ensemble.artifacts.store import ExperimentDir
+from ensemble.artifacts.writer import PREDICT, TRAIN, FoldPlan, plan_folds
+from ensemble.errors import EnsError
+from ensemble.io import write_json
+
+# A settings.json as a run writes it: every key present (the legacy defaults fill the rest).
+RECORD = with_legacy_values({"name": "r", "device": "cpu", "train": {"model": "test_resnet", "size": 16, "epochs": 1, "lr": 0.001, "pretrained": "/a/w.pt"}})
+OTHER_LR = {**RECORD, "train": {**RECORD["train"], "lr": 0.01}}
+# Free to change on resume (identity.NOT_IDENTITY): the device, and the weights file's path.
+MOVED = {**RECORD, "device": "cuda", "train": {**RECORD["train"], "pretrained": "/b/w.pt"}}
+
+
+def make_experiment(tmp_path, record: dict | None, done: list[int]) -> ExperimentDir:
+    experiment = ExperimentDir(tmp_path / "models", "r")
+    if record is not None:
+        write_json(experiment.settings_path, record)
+    for fold in done:
+        write_json(experiment.fold_result_path(fold), {"fold": fold})
+    return experiment
+
+
+@pytest.mark.parametrize(
+    "existing, done, record, requested, force, expected",
+    [
+        # No experiment yet: every asked fold runs, with or without --force.
+        (None, [], RECORD, [0, 1, 2], False, FoldPlan([0, 1, 2], [], False)),
+        (None, [], RECORD, [1], True, FoldPlan([1], [], False)),
+        # Same settings: finished folds are kept, the others run.
+        (RECORD, [0, 2], RECORD, [0, 1, 2], False, FoldPlan([1], [0, 2], False)),
+        (RECORD, [0, 1, 2], RECORD, [0, 1, 2], False, FoldPlan([], [0, 1, 2], False)),
+        (RECORD, [0], MOVED, [0, 1], False, FoldPlan([1], [0], False)),
+        # Same settings with --force: the asked folds run again, other finished folds are kept.
+        (RECORD, [0, 2], RECORD, [0, 1], True, FoldPlan([0, 1], [2], False)),
+        (RECORD, [0, 1], RECORD, [0, 1], True, FoldPlan([0, 1], [], False)),
+        # Other settings with --force: the old experiment goes whole.
+        (RECORD, [0, 1, 2], OTHER_LR, [0], True, FoldPlan([0], [], True)),
+    ],
+)
+def test_plan(tmp_path, existing, done, record, requested, force, expected):
+    experiment = make_experiment(tmp_path, existing, done)
+    assert plan_folds(experiment, record, requested, force) == expected
+
+
+@pytest.mark.parametrize(
+    "verb, fragments",
+    [
+        (TRAIN, ["was trained with other settings", "train.lr: 0.001 -> 0.01", "use --force to train it again, or another --name"]),
+        (PREDICT, ["was predicted with other settings", "use --force to predict it again, or another --as"]),
+    ],
+)
+def test_other_settings_without_force_are_refused(tmp_path, verb, fragments):
+    experiment = make_experiment(tmp_path, RECORD, [0])
+    with pytest.raises(EnsError, match="other settings") as caught:
+        plan_folds(experiment, OTHER_LR, [0, 1], force=False, verb=verb)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+    assert str(experiment.root) in str(caught.value)
+    assert experiment.settings_path.is_file()  # refusing touches nothing
