@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 
 import pytest
@@ -86,9 +85,6 @@ class MakesAFile:
         return (open, (self.path, "w"))
 
 
-# Found by this test: torch refuses the object (weights_only) with pickle.UnpicklingError, which
-# load_resume and load_checkpoint do not catch, so the user gets a traceback, not one line.
-@pytest.mark.xfail(raises=pickle.UnpicklingError, strict=True, reason="torch_files does not catch pickle.UnpicklingError")
 @pytest.mark.parametrize("load, message", [(load_resume, "cannot read the fold's resume state"), (load_checkpoint, "cannot read checkpoint")])
 def test_pickled_code_is_never_run_and_is_one_error(tmp_path, load, message):
     path = tmp_path / "resume.pt"

@@ -6,6 +6,7 @@ Kept apart from artifacts/store.py, which blending, the leaderboard and reports 
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def load_checkpoint(path: Path) -> dict:
         raise EnsError(f"{path}: checkpoint not found; train the fold first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise EnsError(f"{path}: cannot read checkpoint: {str(error).splitlines()[0]}") from None
 
 
@@ -62,7 +63,7 @@ def load_resume(path: Path) -> dict:
     An unreadable one is one line naming it: --force starts the fold again."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
         raise EnsError(
             f"{path}: cannot read the fold's resume state ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
             "use --force to train the fold again from its start"
