@@ -54,10 +54,41 @@ def test_a_cache_is_reused_and_refused_once_an_image_changes(tmp_path, pictures)
     assert changed[[3]][0, 0, 0].tolist() == [255, 0, 0]
     np.testing.assert_array_equal(np.asarray(changed), read_images(paths, ids, 8))
 
-    # Another size, or a file touched without changing its bytes, is another cache too.
+    # Another size is another cache; a file touched without changing its bytes is not.
     assert not cache.cached_images(tmp_path, paths, ids, 4)[1]
     os.utime(paths[0], ns=(1, 1))
-    assert not cache.cached_images(tmp_path, paths, ids, 8)[1]
+    assert cache.cached_images(tmp_path, paths, ids, 8)[1]
+
+
+def test_a_same_size_image_replaced_with_its_time_kept_is_not_read_from_the_cache(tmp_path, pictures):
+    # cp -p of another picture of the same byte size: a key of paths, sizes and times misses it.
+    paths, ids = pictures
+    # Uncompressed PNGs: the byte size depends on the image's shape alone.
+    Image.new("RGB", (12, 11), (0, 0, 255)).save(paths[2], compress_level=0)
+    first, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    stat = paths[2].stat()
+    Image.new("RGB", (12, 11), (0, 255, 0)).save(paths[2], compress_level=0)
+    os.utime(paths[2], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert paths[2].stat().st_size == stat.st_size and paths[2].stat().st_mtime_ns == stat.st_mtime_ns
+    again, was_cached = cache.cached_images(tmp_path, paths, ids, 8)
+    assert not was_cached and again.path != first.path
+    assert again[[2]][0, 0, 0].tolist() == [0, 255, 0]
+
+
+def test_a_copied_workspace_keeps_its_cache_key(tmp_path, pictures):
+    import shutil
+
+    from ensemble.data.content import content_key
+
+    paths, ids = pictures
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(paths[0].parent, copy / "images")  # new times, new absolute paths
+    copied = [copy / "images" / path.name for path in paths]
+    assert content_key(copied, copy / "images") == content_key(paths, paths[0].parent)
+    first, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    shutil.copytree(tmp_path / "cache", copy / "cache")
+    again, was_cached = cache.cached_images(copy, copied, ids, 8)
+    assert was_cached and again.path.name == first.path.name
 
 
 def test_a_damaged_cache_file_is_decoded_again(tmp_path, pictures):

@@ -31,6 +31,7 @@ NOT_IDENTITY = {
     "competition.positive_class",
     "competition.group_column",  # the folds file's hash is compared instead
     "train.pretrained",  # the weights file's path: train.weights (its content hash) is compared instead
+    "images_sha256",  # compared by images_changed: older records, without it, are not checked
 }
 
 # What a key missing from an older settings.json stands for: the value that reproduces what
@@ -76,11 +77,14 @@ def legacy_augment_fill(augment: str) -> str:
     return "black" if warps else "mean"
 
 
-def describe_run(competition: Competition, folds: Folds, name: str, settings: TrainSettings, weights: str, versions: dict) -> dict:
+def describe_run(
+    competition: Competition, folds: Folds, name: str, settings: TrainSettings, weights: str, versions: dict, images: dict[str, str]
+) -> dict:
     """settings.json: everything that decides an experiment's numbers, plus a few notes.
 
     weights: what the pretrained weights are ('random', timm's tag, or a file's content hash);
     versions: the libraries' versions; both given by the training side, which imports them.
+    images: the content keys of the train and test images (data/content.py).
     """
     train = dataclasses.asdict(settings)
     train["weights"] = weights
@@ -92,6 +96,7 @@ def describe_run(competition: Competition, folds: Folds, name: str, settings: Tr
         "classes": list(competition.classes),
         "train_sha256": competition.train_hash,
         "test_ids_sha256": competition.test_ids_hash,
+        "images_sha256": images,
         "k": folds.k,
         "folds_sha256": folds.sha256,
         "versions": {"ens": __version__, **versions},
@@ -109,6 +114,13 @@ def with_legacy_values(record: dict) -> dict:
         if key not in table:
             table[key] = value(record) if callable(value) else value
     return record
+
+
+def images_changed(old: dict, images: dict[str, str]) -> list[str]:
+    """Which image lists ('train', 'test') hold other pixels than `old` recorded; none for a
+    record made before the images' keys were recorded."""
+    recorded = old.get("images_sha256") or {}
+    return [which for which in ("train", "test") if which in recorded and recorded[which] != images.get(which)]
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

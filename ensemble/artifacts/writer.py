@@ -18,7 +18,7 @@ import numpy as np
 
 from ensemble import metrics
 from ensemble.artifacts import locks
-from ensemble.artifacts.identity import differences, with_legacy_values
+from ensemble.artifacts.identity import differences, images_changed, with_legacy_values
 from ensemble.artifacts.scores import experiment_scores
 from ensemble.artifacts.store import ExperimentDir, Logits, load_logits, positions, save_logits
 from ensemble.data.competition import Competition
@@ -67,13 +67,13 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], fo
     """What a run with settings `record` does to `experiment`."""
     if not experiment.exists():
         return FoldPlan(requested, [], False)
-    changed = differences(with_legacy_values(read_json(experiment.settings_path)), record)
-    if changed:
+    old = with_legacy_values(read_json(experiment.settings_path))
+    changed = differences(old, record)
+    images = images_changed(old, record.get("images_sha256", {}))
+    if changed or images:
         if not force:
-            raise EnsError(
-                f"{experiment.root}: was {verb.past} with other settings ({'; '.join(changed[:3])}); "
-                f"use --force to {verb.verb} it again, or another {verb.name_flag}"
-            )
+            how = f"with other settings ({'; '.join(changed[:3])})" if changed else f"on other {' and '.join(images)} images (their content changed since)"
+            raise EnsError(f"{experiment.root}: was {verb.past} {how}; use --force to {verb.verb} it again, or another {verb.name_flag}")
         return FoldPlan(requested, [], True)
     done = set(experiment.done_folds())
     if force:

@@ -21,6 +21,7 @@ from ensemble.artifacts import store
 from ensemble.artifacts.scores import check_usable, stale_reason
 from ensemble.data.competition import Competition
 from ensemble.errors import EnsError
+from ensemble.io import read_json
 
 
 @dataclass(frozen=True)
@@ -183,15 +184,31 @@ def usable_experiment(models_dir: Path, competition: Competition, name: str) -> 
     return experiment
 
 
+def check_same_images(experiment: store.ExperimentDir, name: str, seen: dict) -> None:
+    """Refuse members trained on other pixels: their recorded content keys (settings.json
+    images_sha256) must agree; the image files themselves are never read here. seen: which ->
+    (member, key) of the members before, updated."""
+    recorded = read_json(experiment.settings_path).get("images_sha256") or {}
+    for which, key in recorded.items():
+        first, first_key = seen.setdefault(which, (name, key))
+        if key != first_key:
+            raise EnsError(
+                f"{experiment.root}: {name} and {first} were trained on other {which} images (their recorded content "
+                "keys differ); train the older one again on the images there are now"
+            )
+
+
 def load_members(models_dir: Path, competition: Competition, names: list[str]) -> Members:
     """Every member's OOF and test logits, each written straight into one preallocated stack."""
     n_models, n_classes = len(names), len(competition.classes)
     oof = np.empty((n_models, len(competition.train_ids), n_classes), dtype=np.float32)
     test = np.empty((n_models, len(competition.test_ids), n_classes), dtype=np.float32)
     fold_of = None
+    images: dict[str, tuple[str, dict]] = {}  # which -> (the first member that recorded it, its key)
     for index, name in enumerate(names):
         experiment_name, view = split_member(name)
         experiment = usable_experiment(models_dir, competition, experiment_name)
+        check_same_images(experiment, name, images)
         member_folds = fold_assignment(experiment, competition)
         if fold_of is None:
             fold_of = member_folds

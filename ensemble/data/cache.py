@@ -1,8 +1,9 @@
 """The decoded-image cache: each (image list, size) decoded once into a uint8 .npy file.
 
-Files live in the workspace's cache/ folder, named by a hash of every image's path, byte size
-and modification time, the size, and images.DECODER (bumped when decoding changes). A cache made
-from other files, or from the same files since edited, has another name and is never read.
+Files live in the workspace's cache/ folder, named by a hash of the images' content key
+(content.py: relative paths, byte sizes and each file's edges), the size, and images.DECODER
+(bumped when decoding changes). A cache made from other files, or from the same files since
+edited, has another name and is never read; a copied or moved workspace keeps its cache.
 
 Peak memory does not depend on the dataset: decoding writes one chunk at a time into a
 temporary file that is renamed into place when complete, and `CachedImages` reads the rows of
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ensemble.data.content import competition_keys, content_key
 from ensemble.data.images import DECODER, read_images
 from ensemble.io import atomic_path, sha256_bytes, write_json
 
@@ -36,13 +38,9 @@ def cache_dir(workspace_root: Path) -> Path:
     return Path(workspace_root) / CACHE_DIR
 
 
-def cache_key(paths: Sequence[Path], size: int) -> str:
-    """Hash of the files as they are now (path, bytes, mtime) and of how they are decoded."""
-    lines = [f"ens-images {DECODER} {size}"]
-    for path in paths:
-        stat = os.stat(path)
-        lines.append(f"{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}")
-    return sha256_bytes("\n".join(lines).encode())
+def cache_key(images_key: str, size: int) -> str:
+    """Hash of the images' content key (content.py) and of how they are decoded."""
+    return sha256_bytes(f"ens-images {DECODER} {size}\n{images_key}".encode())
 
 
 class CachedImages:
@@ -126,14 +124,17 @@ def build(target: Path, paths: Sequence[Path], ids: Sequence[str], size: int) ->
 
 
 def cached_images(
-    workspace_root: Path, paths: Sequence[Path], ids: Sequence[str], size: int
+    workspace_root: Path, paths: Sequence[Path], ids: Sequence[str], size: int, images_key: str | None = None
 ) -> tuple[CachedImages, bool]:
     """The images of `paths` at `size`, from the cache, decoded into it first if missing.
 
-    Returns (images, whether they were already cached). Several processes may ask at once:
-    each builds its own temporary file and the last rename wins; the files are identical.
+    images_key: their content key (content.py), when the caller has it already. Returns
+    (images, whether they were already cached). Several processes may ask at once: each
+    builds its own temporary file and the last rename wins; the files are identical.
     """
-    key = cache_key(paths, size)
+    if images_key is None:
+        images_key = content_key(paths, Path(os.path.commonpath([str(path) for path in paths])) if paths else Path("."))
+    key = cache_key(images_key, size)
     folder = cache_dir(workspace_root)
     target = folder / f"images-{size}px-{len(paths)}-{key[:24]}.npy"
     if target.is_file():
@@ -161,11 +162,16 @@ class ImagesRead:
     from_cache: bool = False
 
 
-def competition_images(workspace_root: Path, competition: "Competition", size: int) -> tuple[CachedImages, CachedImages, ImagesRead]:
-    """The competition's train and test images at `size`, through the cache: (train, test, event)."""
+def competition_images(
+    workspace_root: Path, competition: "Competition", size: int, keys: dict[str, str] | None = None
+) -> tuple[CachedImages, CachedImages, ImagesRead]:
+    """The competition's train and test images at `size`, through the cache: (train, test, event).
+
+    keys: content.competition_keys(competition), when the caller has them already."""
     started = time.perf_counter()
-    train, train_cached = cached_images(workspace_root, competition.train_image_paths(), competition.train_ids, size)
-    test, test_cached = cached_images(workspace_root, competition.test_image_paths(), competition.test_ids, size)
+    keys = keys or competition_keys(competition)
+    train, train_cached = cached_images(workspace_root, competition.train_image_paths(), competition.train_ids, size, keys["train"])
+    test, test_cached = cached_images(workspace_root, competition.test_image_paths(), competition.test_ids, size, keys["test"])
     return train, test, ImagesRead(len(train), len(test), size, time.perf_counter() - started, train_cached and test_cached)
 
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ensemble import __version__, metrics
+from ensemble.artifacts.identity import images_changed
 from ensemble.artifacts.scores import check_usable
 from ensemble.artifacts.store import ExperimentDir, Logits, checkpoint_sha256, open_experiment
 from ensemble.artifacts.writer import PREDICT, ExperimentResult, ExperimentWriter, write_fold
 from ensemble.config import Workspace
 from ensemble.data.cache import competition_images
 from ensemble.data.competition import load_competition
+from ensemble.data.content import competition_keys
 from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.inference import tta
@@ -73,9 +75,16 @@ def predict_experiment(
     metric = metrics.get(competition.settings.metric)
     check_usable(origin, competition)
     check_same_data(origin, settings, competition, folds)
+    images = competition_keys(competition)
+    changed = images_changed(settings, images)
+    if changed:
+        raise EnsError(
+            f"{origin.root}: trained on other {' and '.join(changed)} images (their content changed since); "
+            f"train it again with `ens train-folds --name {owner.name} --force`"
+        )
     policy = choose_policy(settings, views, merge)
     device_name = device_name or workspace.train.device
-    record = predicted_record(settings, name, policy, device_name, owner, folds.k)
+    record = predicted_record(settings, name, policy, device_name, owner, folds.k) | {"images_sha256": images}
     if experiment.exists() and "source" not in read_json(experiment.settings_path):
         raise EnsError(
             f"{experiment.root}: a trained experiment; predict never replaces trained weights, "
@@ -90,7 +99,7 @@ def predict_experiment(
         checkpoints, size = fold_checkpoints(owner, to_run, settings, competition.classes)
         device = resolve_device(device_name)
         # The decoded-image cache that training filled (or fills now): each image is decoded once.
-        train_images, test_images, read = competition_images(workspace.root, competition, size)
+        train_images, test_images, read = competition_images(workspace.root, competition, size, images)
         if progress:
             progress(read)
         writer.prepare()

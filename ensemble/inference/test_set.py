@@ -18,6 +18,7 @@ from ensemble.artifacts.store import open_experiment
 from ensemble.config import Workspace
 from ensemble.data.cache import cached_images
 from ensemble.data.competition import check_image_files, check_unique, image_file, load_competition, read_table
+from ensemble.data.content import content_key
 from ensemble.data.submission import submission_frame, to_csv_text
 from ensemble.errors import EnsError
 from ensemble.inference.checkpoints import checkpoint_owner, choose_policy, fold_checkpoints, fold_logits, settings_of
@@ -74,7 +75,7 @@ def predict_test_set(
     check_image_files(test_csv, ids, paths)
     checkpoints, size = fold_checkpoints(owner, list(range(k)), settings, competition.classes)
     device = resolve_device(device_name or workspace.train.device)
-    images, _ = cached_images(workspace.root, paths, ids, size)  # read a chunk at a time, as training reads
+    images, _ = cached_images(workspace.root, paths, ids, size, content_key(paths, test_images))  # a chunk at a time, as training reads
 
     # Summed in float64 and cast once, as runs.summarize makes test.npz: the same images give the same numbers.
     total = np.zeros((len(ids), len(competition.classes)), dtype=np.float64)

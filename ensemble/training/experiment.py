@@ -21,6 +21,7 @@ from ensemble.artifacts.writer import ExperimentResult, ExperimentWriter
 from ensemble.config import TrainSettings, Workspace
 from ensemble.data.cache import competition_images
 from ensemble.data.competition import load_competition
+from ensemble.data.content import competition_keys
 from ensemble.data.folds import Folds, read_folds
 from ensemble.errors import EnsError
 from ensemble.training import parallel
@@ -74,7 +75,8 @@ def train_experiment(
     if outside:
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     weights = weights_identity(settings.pretrained, settings.model)
-    record = describe_run(competition, folds, name, settings, weights, library_versions())
+    images = competition_keys(competition)
+    record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
     with ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
         to_train = writer.plan.to_run
         if not to_train:  # nothing left to train; combines the folds if a run stopped before that
@@ -85,7 +87,7 @@ def train_experiment(
 
             resolve_device(settings.device)
         check_training_rows(workspace, folds, to_train)
-        train_images, test_images, read = competition_images(workspace.root, competition, settings.size)
+        train_images, test_images, read = competition_images(workspace.root, competition, settings.size, images)
         if progress:
             progress(read)
         writer.prepare()
