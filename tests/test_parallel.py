@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -9,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ensemble.artifacts.store import load_logits
@@ -47,6 +49,19 @@ def test_jobs_2_equals_a_sequential_run(trained_copy):
     assert_same_probabilities(trained_copy, "j", [0, 1])
     again = train(trained_copy, "-n", "j", "--jobs", "2", "--folds", "0,1")  # rerun-is-safe holds in parallel too
     assert "nothing trained" in again.stderr
+
+
+def test_the_same_threads_give_bit_identical_folds_under_jobs_and_one_after_another(trained_copy):
+    # What --threads promises: the thread count, not the executor, decides the float sums.
+    train(trained_copy, "-n", "s", "--threads", "1", "--folds", "0,1")
+    train(trained_copy, "-n", "p", "--threads", "1", "--jobs", "2", "--folds", "0,1")
+    for path in [f"fold{fold}/{kind}.npz" for fold in (0, 1) for kind in ("oof", "test")]:
+        sequential = load_logits(trained_copy / "models" / "s" / path)
+        parallel_run = load_logits(trained_copy / "models" / "p" / path)
+        np.testing.assert_array_equal(sequential.values, parallel_run.values)
+    results = [json.loads((trained_copy / "models" / name / "fold0" / "result.json").read_text()) for name in ("s", "p")]
+    assert [result["threads"] for result in results] == [1, 1]
+    assert torch.get_num_threads() != 1 or os.cpu_count() == 1  # this process's own count was put back
 
 
 @pytest.mark.slow

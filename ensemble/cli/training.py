@@ -95,6 +95,14 @@ def train_folds(
         Optional[str],
         typer.Option("--cluster", help="Send the folds to a Dask scheduler, e.g. tcp://HOST:8786 (workspace on a shared filesystem)."),
     ] = None,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            "--threads",
+            help="Torch threads for every fold, wherever it runs: the same count gives bit-identical logits under --jobs, "
+            "--cluster or one after another. Default: all cores here, the cores shared out among workers.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Train one model per fold; cache OOF and test logits under models/NAME/.
@@ -119,7 +127,7 @@ def train_folds(
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
         tta=tta, tta_merge=tta_merge,
     )
-    executor = Executor(jobs, cluster)
+    executor = Executor(jobs, cluster, threads)
     with TrainProgress(err, print_event) as progress:
         result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, progress, executor)
     print_experiment(result, TRAIN)

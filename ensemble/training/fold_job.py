@@ -60,12 +60,21 @@ class FoldJob:
 
 
 def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
-    """Train one fold and write its artifacts; runs in this process or in a worker."""
-    settings, fold, experiment = job.settings, job.fold, job.experiment
-    if slot.threads:
-        import torch
+    """Train one fold and write its artifacts; runs in this process or in a worker, with the
+    slot's torch threads (this process's own count is put back afterwards)."""
+    import torch
 
+    before = torch.get_num_threads()
+    if slot.threads:
         torch.set_num_threads(slot.threads)
+    try:
+        return train_and_write(job, progress, slot)
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_and_write(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
+    settings, fold, experiment = job.settings, job.fold, job.experiment
     if slot.gpu is not None and settings.device in ("auto", "cuda"):
         settings = dataclasses.replace(settings, device=f"cuda:{slot.gpu}")
     metric = metrics.get(job.metric)
@@ -99,6 +108,8 @@ def write_fold(
     seconds: float,
 ) -> None:
     """The fold's weights, then its logits and result through the experiment's writer."""
+    import torch
+
     classes = competition.classes
     checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes)}
     torch_files.save_torch(experiment.checkpoint_path(fold), checkpoint)
@@ -107,6 +118,7 @@ def write_fold(
         "metric": metric.name,
         "score": score,
         "seconds": seconds,
+        "threads": torch.get_num_threads(),  # the float sums' order: the same count, the same logits
         "checkpoint_sha256": sha256_file(experiment.checkpoint_path(fold)),  # predicted experiments compare it
         "history": [dataclasses.asdict(event) for event in output.history],
     }

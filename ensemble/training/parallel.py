@@ -37,14 +37,24 @@ DASK_EXTRA = "dask[distributed] is needed for --cluster; install it with: pip in
 
 @dataclass(frozen=True)
 class Executor:
-    """Where jobs run: jobs=1 and no cluster is in this process, one after another."""
+    """Where jobs run: jobs=1 and no cluster is in this process, one after another.
+
+    threads: torch threads for every job wherever it runs; None: torch's default in this
+    process, the cores shared out among worker processes or a host's Dask workers. The same
+    thread count gives the same float sums, so a fold's logits are bit for bit the same
+    whatever executor runs it; fewer threads order the sums otherwise, and the difference
+    grows through training.
+    """
 
     jobs: int = 1
     cluster: str | None = None  # tcp://HOST:PORT of a Dask scheduler
+    threads: int | None = None
 
     def __post_init__(self):
         if self.jobs < 1:
             raise EnsError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise EnsError(f"--threads must be at least 1, got {self.threads}")
         if self.jobs > 1 and self.cluster:
             raise EnsError(f"--jobs {self.jobs} with --cluster: a cluster runs as many folds at once as it has workers; give one of them")
 
@@ -174,12 +184,13 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
     """
     if executor.in_process:
         for job in jobs:
-            yield task(job, progress, Slot())
+            yield task(job, progress, Slot(executor.threads))
         return
     from joblib import Parallel, delayed
 
     if executor.cluster:
         with dask_backend(executor.cluster, shared_root) as (n_jobs, threads):
+            threads = executor.threads or threads
             parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
             try:
                 yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
@@ -190,7 +201,7 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
                 raise EnsError(f"a Dask worker died ({reason}); finished folds are kept: run the same command again to resume") from None
         return
     n_jobs = min(executor.jobs, len(jobs))
-    threads = max(1, cpu_cores() // n_jobs)
+    threads = executor.threads or max(1, cpu_cores() // n_jobs)
     # Threads only start and watch the processes; the work is in the processes.
     parallel = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
     lock = threading.Lock()
