@@ -7,6 +7,7 @@ and `override` drops those, so a flag's absence never hides a value from ens.tom
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -113,8 +114,8 @@ class TrainSettings:
         # BatchNorm cannot train on a batch of one.
         _check(self.batch_size >= 2, f"train batch_size must be at least 2, got {self.batch_size}")
         _check(0 <= self.seed <= SEED_MAX, f"train seed must be between 0 and {SEED_MAX}, got {self.seed}")
-        _check(self.lr > 0, f"train lr must be positive, got {self.lr}")
-        _check(self.weight_decay >= 0, f"train weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 < self.lr < math.inf, f"train lr must be a finite positive number, got {self.lr}")
+        _check(0 <= self.weight_decay < math.inf, f"train weight_decay must be a finite number >= 0, got {self.weight_decay}")
         _check(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
@@ -181,10 +182,11 @@ def normalise_stages(settings: "TrainSettings") -> None:
 def check_recipe(settings: "TrainSettings") -> None:
     """The recipe's numbers, by range."""
     _check(0 <= settings.ema < 1, f"train ema must be in 0..1 (0 = off), e.g. 0.999; got {settings.ema}")
-    _check(settings.mixup >= 0 and settings.cutmix >= 0, f"train mixup and cutmix must be >= 0 (0 = off); got {settings.mixup}, {settings.cutmix}")
+    for name in ("mixup", "cutmix"):  # Beta(inf, inf) samples NaN
+        _check(0 <= getattr(settings, name) < math.inf, f"train {name} must be a finite number >= 0 (0 = off), e.g. 0.2; got {getattr(settings, name)}")
     _check(0 <= settings.label_smoothing < 1, f"train label_smoothing must be in 0..1, e.g. 0.1; got {settings.label_smoothing}")
     _check(0 <= settings.warmup < 1, f"train warmup must be a fraction of the steps in 0..1, e.g. 0.2; got {settings.warmup}")
-    _check(settings.clip_grad >= 0, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
+    _check(0 <= settings.clip_grad < math.inf, f"train clip_grad must be >= 0 (0 = off); got {settings.clip_grad}")
 
 
 def check_models(settings: "TrainSettings") -> None:
@@ -259,8 +261,8 @@ class Workspace:
         return cls(root=root, **settings)
 
     def path(self, relative: str) -> Path:
-        """A path from ens.toml, relative to the workspace unless absolute; ~ and $VARS expanded."""
-        return (self.root / os.path.expandvars(os.path.expanduser(relative))).resolve()
+        """A path from ens.toml, relative to the workspace unless absolute; ~ and $VARS expanded, $$ is $."""
+        return (self.root / expand_path(relative)).resolve()
 
     @property
     def folds_dir(self) -> Path:
@@ -275,21 +277,11 @@ class Workspace:
         return self.root / "submissions"
 
 
-def to_toml(sections: dict[str, Any]) -> str:
-    """Write settings dataclasses (or plain dicts) as TOML tables; enough for ens.toml files."""
-    lines = []
-    for name, settings in sections.items():
-        table = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+def expand_path(text: str) -> str:
+    """~ at the start and $VARS expanded, `$$` a literal `$`: quote_path's text comes back as it was."""
+    return "$".join(os.path.expandvars(part) for part in os.path.expanduser(text).split("$$"))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+def quote_path(path: str) -> str:
+    """`path` as ens.toml holds it, so that expand_path gives it back: `$` doubled, a leading ~ behind ./."""
+    return ("./" if path.startswith("~") else "") + path.replace("$", "$$")

@@ -1,4 +1,4 @@
-"""The ground floor's file handling: atomic writes, JSON, npz archives, content hashes.
+"""The ground floor's file handling: atomic writes, JSON, npz archives, content hashes, TOML text.
 
 Every file is written to a temporary name in its own folder and renamed into place, so a
 killed run leaves either the old file or the new one, never half of one. The folds file, the
@@ -8,6 +8,7 @@ image cache, experiments and submissions all write through here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -122,3 +123,23 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
     write_bytes(path, npz_bytes(**arrays))
+
+
+def to_toml(sections: dict[str, Any]) -> str:
+    """Write settings dataclasses (or plain dicts) as TOML tables; enough for ens.toml files."""
+    lines = []
+    for name, settings in sections.items():
+        table = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+        lines.append(f"[{name}]")
+        for key, value in table.items():
+            lines.append(f"{key} = {toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

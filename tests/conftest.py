@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ensemble.config import CompetitionSettings, to_toml
+from ensemble.config import CompetitionSettings
+from ensemble.io import to_toml
 
 # Tiny timm models: fast on two CPU cores, and they accept 16x16 images.
 TINY_TRAIN = {"model": "test_resnet", "size": 16, "epochs": 1, "batch_size": 16}

@@ -38,6 +38,8 @@ def test_every_method_writes_csv_json_and_oof_with_both_scores(trained_copy, met
     assert made["oof_score_in_sample"] == pytest.approx(metrics.accuracy(targets, oof["in_sample_probs"]))
     assert f"in sample {made['oof_score_in_sample']:.4f}, out of fold {made['oof_score_out_of_fold']:.4f}" in result.stdout
     assert "(submission kind: labels)" in result.stdout and made["submission"]["kind"] == "labels"
+    # Labels taken from per-class ranks lean toward equal class counts: said for rank alone.
+    assert ("note: rank blends per-class ranks, and labels taken from them lean toward equal class counts" in result.stderr) == (method == "rank")
     weights = [member["weight"] for member in made["members"]]
     assert weights == [None, None] if method == "stack" else sum(weights) == pytest.approx(1)
     assert set(made["inputs_sha256"]) == {"a", "b"} and made["metric"] == "accuracy"

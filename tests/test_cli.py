@@ -142,7 +142,7 @@ def test_resume_keeps_finished_folds(trained_copy):
 def test_blend_says_which_experiments_it_left_out(trained_copy):
     assert ens("train-folds", "-w", trained_copy, "--name", "c", "--folds", "1").exit_code == 0
     result = ens("blend", "-w", trained_copy, "--name", "s")
-    assert result.exit_code == 0 and "note: left out c: not every fold trained" in result.stderr
+    assert result.exit_code == 0 and "note: left out c: not every fold is trained (done: [1]); run `ens train-folds --name c` again" in result.stderr
     made = json.loads((trained_copy / "submissions" / "s.json").read_text())
     assert [member["name"] for member in made["members"]] == ["a", "b"]
 

@@ -26,6 +26,10 @@ def test_flags_override_toml_and_none_keeps_it(competition_dir):
         ("[folds]\nk = 1\n", ["ens.toml [folds]: folds k must be at least 2"]),
         ("[folds]\nseed = 5000000000\n", ["ens.toml [folds]: folds seed must be between 0 and 4294967295"]),
         ("[train\n", ["not valid TOML"]),
+        ("[train]\nmixup = inf\n", ["train mixup must be a finite number >= 0", "got inf"]),
+        ("[train]\ncutmix = nan\n", ["train cutmix must be a finite number >= 0", "got nan"]),
+        ("[train]\nlr = inf\n", ["train lr must be a finite positive number, got inf"]),
+        ("[train]\nclip_grad = inf\n", ["train clip_grad must be >= 0"]),
     ],
 )
 def test_bad_config_is_refused(tmp_path, toml, fragments):

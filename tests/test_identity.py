@@ -17,3 +17,14 @@ def test_a_key_written_by_a_newer_run_is_kept(monkeypatch):
     monkeypatch.setattr(identity, "LEGACY", {"train.colour": "none"})
     assert identity.with_legacy_values({"train": {"colour": "red"}}) == {"train": {"colour": "red"}}
 
+
+
+def test_differences_show_values_readably():
+    trained = {"train": {"size": 32, "tta": "none"}}
+    predicted = {"train": {"size": 32, "tta": "d4"}, "source": {"experiment": "r", "checkpoints_sha256": ["sha256:" + "a" * 64] * 3}}
+    assert identity.differences(trained, predicted) == ["source: trained -> predicted from r", "train.tta: none -> d4"]
+    assert identity.differences(predicted, trained)[0] == "source: predicted from r -> trained"
+    other = {**predicted, "source": {**predicted["source"], "experiment": "q"}}
+    assert identity.differences(predicted, other) == ["source.experiment: r -> q"]
+    long = identity.differences({"k": {"a": 1, "b": "x" * 50}}, {"k": None})
+    assert long == ['k: {"a": 1, "b": "' + "x" * 22 + '... -> none']

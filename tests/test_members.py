@@ -1,5 +1,7 @@
 """Blend members must match the competition (and so each other) on ids and classes."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,29 @@ def test_incomplete_experiment_is_refused(trained_copy):
     workspace = Workspace.load(trained_copy)
     with pytest.raises(EnsError, match="not every fold is trained"):
         load_members(workspace.models_dir, load_competition(workspace, check_images=False), ["a"])
+
+
+def damage(path):
+    path.write_text("{")
+
+
+LEFT_OUT = [
+    (lambda root: (root / "models" / "p" / "oof.npz").unlink(), "p", re.escape("not every fold is predicted (done: [0, 1, 2]); run `ens predict --name a --as p` again")),
+    (lambda root: (root / "models" / "b" / "oof.npz").unlink(), "b", re.escape("not every fold is trained (done: [0, 1, 2]); run `ens train-folds --name b` again")),
+    (lambda root: damage(root / "models" / "b" / "settings.json"), "b", "cannot be read: .*b/settings.json: cannot read JSON"),
+    (lambda root: damage(root / "models" / "p" / "settings.json"), "p", "cannot be read: .*p/settings.json: cannot read JSON"),
+    (lambda root: damage(root / "models" / "a" / "fold0" / "result.json"), "p", "cannot be read: .*a/fold0/result.json: cannot read JSON"),
+]
+
+
+@pytest.mark.parametrize("change, name, reason", LEFT_OUT)
+def test_default_members_leave_out_what_cannot_be_blended_and_say_why(trained_copy, change, name, reason):
+    from ensemble.blend.members import resolve_names
+    from tests.test_scores import make_predicted
+
+    make_predicted(trained_copy)
+    change(trained_copy)
+    workspace = Workspace.load(trained_copy)
+    names, left_out = resolve_names(workspace.models_dir, load_competition(workspace, check_images=False), None)
+    assert name not in names and len(names) == 2 and list(left_out) == [name]
+    assert re.match(reason, left_out[name])

@@ -130,3 +130,26 @@ def test_a_progress_callback_that_fails_neither_hangs_nor_loses_the_result():
 
     results = list(parallel.run_jobs(chatty, ["x", "y"], parallel.Executor(jobs=2), ".", broken_stderr))
     assert sorted(results) == ["x", "y"]
+
+
+@pytest.mark.parametrize("address", ["localhost", "localhost:8786", "http://h:8786", "tcp://h", "tcp://h:0", "tcp://h:99999", "tcp://a b:1", "tcp://h:1/x"])
+def test_a_cluster_address_of_the_wrong_shape_is_refused(address):
+    with pytest.raises(EnsError, match=r"--cluster .*: expected a Dask scheduler's address tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786"):
+        parallel.Executor(cluster=address)
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tls://scheduler.example:8786", "tcp://[::1]:8786", "tcp://node-3_a:1"])
+def test_a_cluster_address_of_the_right_shape_is_accepted(address):
+    assert parallel.Executor(cluster=address).cluster == address
+
+
+def test_an_unreachable_cluster_is_refused_before_anything_is_written(trained_copy, monkeypatch):
+    def unreachable(address, shared_root):
+        raise EnsError(f"--cluster {address}: cannot reach a Dask scheduler there")
+
+    monkeypatch.setattr(parallel, "dask_cluster", unreachable)
+    result = runner.invoke(app, ["train-folds", "-w", str(trained_copy), "-n", "d", "--cluster", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 1 and result.output == "error: --cluster tcp://127.0.0.1:1: cannot reach a Dask scheduler there\n"
+    assert not (trained_copy / "models" / "d").exists()
+    result = runner.invoke(app, ["train-folds", "-w", str(trained_copy), "-n", "d", "--cluster", "127.0.0.1:1"])
+    assert result.exit_code == 1 and "expected a Dask scheduler's address tcp://HOST:PORT" in result.output

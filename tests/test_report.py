@@ -129,3 +129,29 @@ def test_report_renders_in_headless_chromium(reported, tmp_path):
     # Not a blank page: text, tables and figures give many dark pixels spread down the page.
     dark_rows = np.flatnonzero((pixels < 128).sum(axis=1) > 0)
     assert len(dark_rows) > 400 and dark_rows.max() > 1500
+
+
+@pytest.mark.parametrize("damaged", ["a/fold0/result.json", "a/settings.json"])
+def test_a_damaged_record_costs_a_note_not_the_report(trained_copy, damaged):
+    from ensemble.results.report.collect import collect
+
+    (trained_copy / "models" / damaged).write_text("{")
+    data = collect(Workspace.load(trained_copy))
+    row = next(experiment for experiment in data.experiments if experiment.name == "a")
+    assert f"{damaged}: cannot read JSON" in row.note
+    assert [experiment.name for experiment in data.experiments if experiment.note is None] == ["b"]
+    result = runner.invoke(app, ["report", "-w", str(trained_copy)])
+    assert result.exit_code == 0, result.output
+    assert "cannot read JSON" in (trained_copy / "report.html").read_text()
+
+
+@pytest.mark.parametrize("epochs, ticks", [([1], [1]), ([1, 2], [1, 2]), ([1, 2, 3], [1, 2, 3])])
+def test_epoch_axis_has_whole_epochs(epochs, ticks):
+    from ensemble.results.report.figures import figure, integer_ticks
+
+    with figure(4, 3) as (fig, (axis,), _):
+        axis.plot(epochs, [0.5] * len(epochs), "-o")
+        integer_ticks(axis)
+        fig.canvas.draw()
+        low, high = axis.get_xlim()
+        assert [tick for tick in axis.get_xticks() if low <= tick <= high] == ticks

@@ -118,7 +118,7 @@ def test_extra_columns_are_refused(tmp_path):
     root = make_competition(tmp_path)
     sample = pd.read_csv(root / "data/sample_submission.csv", dtype=str)
     sample.assign(extra="x").to_csv(root / "data/sample_submission.csv", index=False)
-    with pytest.raises(EnsError, match="sample_submission.csv: columns .* neither one label column"):
+    with pytest.raises(EnsError, match="sample_submission.csv: extra column .extra. beside \\[.label.\\]"):
         load_competition(Workspace.load(root))
 
 

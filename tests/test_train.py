@@ -83,9 +83,22 @@ def test_a_last_batch_of_one_is_dropped():
 
 def test_a_diverging_fold_stops_without_saving(tmp_path):
     settings = TrainSettings(model="test_resnet", size=16, epochs=2, batch_size=16, lr=1e6, device="cpu")
-    with pytest.raises(EnsError, match="fold 0 diverged in epoch 1 .* lower --lr"):
+    with pytest.raises(EnsError, match=r"fold 0 diverged in epoch 1 \((train loss nan|validation logits nan in \d+ of \d+ held-out rows; the train loss was still \S+)\); lower --lr \(now 1e\+06\)"):
         train_fold(fold_data(), settings, 0, get("accuracy"), tmp_path / "a.pt")
     assert not (tmp_path / "a.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "train_loss, logits, said",
+    [
+        (float("nan"), np.zeros((4, 3)), "train loss nan"),
+        (1.25, np.array([[0, 0, 0], [np.inf, 0, 0], [np.nan, 1, 1], [0, 0, 0]]), "validation logits inf in 2 of 4 held-out rows; the train loss was still 1.25"),
+    ],
+)
+def test_divergence_quotes_the_number_that_is_not_finite(train_loss, logits, said):
+    from ensemble.training.trainer import divergence
+
+    assert divergence(train_loss, logits) == said
 
 
 def test_a_fold_saved_in_the_contiguous_layout_resumes_in_it(tmp_path, monkeypatch):

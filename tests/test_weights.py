@@ -1,5 +1,8 @@
 """Pretrained weights from files the tests write: by name, in another codebase's names, refusals."""
 
+import pickle
+import warnings
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -90,7 +93,13 @@ def test_a_file_that_does_not_fit_is_refused_naming_its_key(tmp_path, plain, cha
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"not weights at all", "cannot read weights"), (None, "file not found")],
+    [
+        (b"not weights at all", r"cannot read weights: a text file \(it starts 'not weights at all'\); expected a state dict saved with torch.save"),
+        (None, "file not found"),
+        (b"", r"cannot read weights: the file is empty; expected a state dict"),
+        (b"\x00\x01\x02\xff\xfe", r"cannot read weights: a binary file of unknown format; expected .* or a .safetensors file$"),
+        (pickle.dumps({"w": [1.0, 2.0]}), r"cannot read weights: a Python pickle, not a torch or safetensors file"),
+    ],
 )
 def test_unreadable_files_are_refused(tmp_path, content, message):
     path = tmp_path / "weights.pt"
@@ -103,7 +112,19 @@ def test_unreadable_files_are_refused(tmp_path, content, message):
 def test_a_pickled_object_is_not_run(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"conv1.0.weight": torch.zeros(1), "code": print}, path)
-    with pytest.raises(EnsError, match="cannot read weights"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's pickle-protocol UserWarning must not leak
+        with pytest.raises(EnsError, match=r"cannot read weights: a torch file holding Python objects besides tensors .*; expected a state dict"):
+            load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, str(path))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_a_weights_problem(tmp_path, plain, value):
+    state = {key: tensor.clone() for key, tensor in plain.state_dict().items()}
+    state["layer1.0.conv1.weight"].view(-1)[3] = value
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    with pytest.raises(EnsError, match=f"--pretrained {path}: tensor 'layer1.0.conv1.weight' holds NaN or infinite values: the weights file is damaged"):
         load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, str(path))
 
 

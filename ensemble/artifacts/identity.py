@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 from ensemble import __version__
@@ -133,5 +134,16 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             changed += differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            changed.append(f"{prefix}{key}: {str(a)[:20]} -> {str(b)[:20]}")
+            changed.append(f"{prefix}{key}: {shown(f'{prefix}{key}', a)} -> {shown(f'{prefix}{key}', b)}")
     return changed
+
+
+def shown(key: str, value: Any, width: int = 40) -> str:
+    """A recorded value as a difference shows it: `source` as where the logits came from, a
+    table or list as JSON, long text cut with '...' (never a dict's repr cut mid-key)."""
+    if key == "source":
+        return f"predicted from {value['experiment']}" if isinstance(value, dict) and "experiment" in value else "trained"
+    if value is None:
+        return "none"
+    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -27,13 +27,19 @@ def stale_reason(experiment: store.ExperimentDir, competition: Competition) -> s
     return None
 
 
+def unfinished_reason(experiment: store.ExperimentDir) -> str:
+    """What an incomplete experiment lacks and the command that finishes it: predict for one
+    made by `ens predict` (settings.json records its source), train-folds otherwise."""
+    source = read_json(experiment.settings_path).get("source")
+    finish = f"ens predict --name {source['experiment']} --as {experiment.name}" if source else f"ens train-folds --name {experiment.name}"
+    done = "predicted" if source else "trained"
+    return f"not every fold is {done} (done: {experiment.done_folds()}); run `{finish}` again to finish it"
+
+
 def check_usable(experiment: store.ExperimentDir, competition: Competition) -> None:
     """Refuse an experiment whose logits are not all there, or no longer match the competition."""
     if not experiment.is_complete():
-        source = read_json(experiment.settings_path).get("source")
-        finish = f"ens predict --name {source['experiment']} --as {experiment.name}" if source else f"ens train-folds --name {experiment.name}"
-        done = "predicted" if source else "trained"
-        raise EnsError(f"{experiment.root}: not every fold is {done} (done: {experiment.done_folds()}); run `{finish}` again to finish it")
+        raise EnsError(f"{experiment.root}: {unfinished_reason(experiment)}")
     stale = stale_reason(experiment, competition)
     if stale:
         raise EnsError(f"{experiment.root}: {stale}")

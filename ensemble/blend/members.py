@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from ensemble.artifacts import store
-from ensemble.artifacts.scores import check_usable, stale_reason
+from ensemble.artifacts.scores import check_usable, stale_reason, unfinished_reason
 from ensemble.data.competition import Competition
 from ensemble.errors import EnsError
 from ensemble.io import read_json
@@ -134,16 +134,20 @@ def resolve_names(models_dir: Path, competition: Competition, experiments: list[
             raise EnsError(f"--experiments: a name is given twice: {', '.join(experiments)}")
         return experiments, {}
     names = complete_experiments(models_dir)
-    left_out = {name: "not every fold trained" for name in store.experiment_names(models_dir) if name not in names}
+    left_out = {}
     usable, assignments = [], {}
-    for name in names:
+    for name in store.experiment_names(models_dir):
         experiment = store.ExperimentDir(models_dir, name)
-        stale = stale_reason(experiment, competition)
-        if stale:
-            left_out[name] = stale
-            continue
-        usable.append(name)
-        assignments[name] = fold_assignment(experiment, competition)
+        try:  # a damaged settings.json or logits file leaves its experiment out, not the blend
+            reason = stale_reason(experiment, competition) if name in names else unfinished_reason(experiment)
+            if not reason:
+                assignments[name] = fold_assignment(experiment, competition)
+        except EnsError as error:
+            reason = f"cannot be read: {error}"
+        if reason:
+            left_out[name] = reason
+        else:
+            usable.append(name)
     if not usable:
         why = "; ".join(f"{name}: {reason}" for name, reason in left_out.items())
         raise EnsError(f"{models_dir}: no experiment can be blended" + (f" ({why})" if why else "; run `ens train-folds` first"))

@@ -9,7 +9,7 @@ last: a CSV without its JSON counts as not written (a rerun replaces it without 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,18 @@ class BlendResult:
     json_path: Path
     oof_path: Path
     left_out: dict[str, str]
+    notes: list[str] = field(default_factory=list)  # what the user should know about this blend's submission
+
+
+def submission_notes(method: str, kind: str) -> list[str]:
+    """Per-class ranks are spread evenly over rows, so the argmax of a rank blend picks each
+    class about equally often, whatever the class frequencies."""
+    if method == "rank" and kind == "labels":
+        return [
+            "rank blends per-class ranks, and labels taken from them lean toward equal class counts; "
+            "for a labels submission prefer --method mean, weighted or hill"
+        ]
+    return []
 
 
 def option_flag(param: str) -> str:
@@ -122,6 +134,7 @@ def blend_experiments(
         json_path=json_path,
         oof_path=oof_path,
         left_out=left_out,
+        notes=submission_notes(method, competition.submission_kind),
     )
     document = describe(result, blender, competition, members, workspace)
     oof_archive = npz_bytes(

@@ -28,6 +28,9 @@ def init(
     metric: Annotated[Optional[str], typer.Option(help="accuracy, logloss... (default: a guess from the submission kind)")] = None,
     submission: Annotated[Optional[str], typer.Option(help="Submission kind (default: auto, read off the sample).")] = None,
     positive_class: Annotated[Optional[str], typer.Option(help="The class a single probability column is about.")] = None,
+    layout: Annotated[
+        str, typer.Option(help="folders (train/<class>/<image>), csv (a train CSV), or auto: folders when no train CSV is found.")
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing ens.toml (and lists/).")] = False,
     workspace: Annotated[
         Optional[Path], typer.Option("--workspace", "-w", help="Where to write ens.toml (default: DIRECTORY).", file_okay=False)
@@ -46,7 +49,7 @@ def init(
         test_images=test_images, id_column=id_column, label_column=label_column, image_suffix=image_suffix,
         group_column=group_column, metric=metric, submission=submission, positive_class=positive_class,
     )
-    print_init(init_workspace(directory, given, workspace, force))
+    print_init(init_workspace(directory, given, workspace, force, layout))
 
 
 def print_init(result) -> None:

@@ -103,3 +103,5 @@ def print_blend(result) -> None:
         f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
     )
     out.print(f"wrote {result.csv_path}, {result.json_path.name} and {result.oof_path.name} (submission kind: {result.kind})")
+    for note in result.notes:
+        err.print(f"note: {note}")

@@ -180,6 +180,7 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
             columns=[column for column in sample.columns if column != id_column],
             classes=classes,
             positive_class=settings.positive_class,
+            label_column=label_column,
         )
         kind = detect_kind(sample, shape, settings.submission)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.config import CONFIG_FILE, CompetitionSettings, Workspace, to_toml
+from ensemble.config import CONFIG_FILE, CompetitionSettings, Workspace
 from ensemble.errors import EnsError
-from ensemble.io import write_text
+from ensemble.io import to_toml, write_text
 
 MARKER = ".ens-demo"  # says a folder was written by the demo, so --force may clear it
 WRITTEN = ("data", "folds", "models", "submissions", CONFIG_FILE, MARKER)

@@ -34,6 +34,13 @@ class Shape:
     columns: list[str]
     classes: tuple[str, ...]
     positive_class: str
+    label_column: str = ""  # the train CSV's label column: a sample column of that name is the one to fill
+
+    def extra_columns(self, kind: str | None = None) -> list[str]:
+        """Sample columns ens would not fill: not a class (for probabilities), not the label column."""
+        if kind == "probabilities" or (kind is None and set(self.columns) & set(self.classes)):
+            return [column for column in self.columns if column not in self.classes]
+        return [column for column in self.columns if column != self.label_column] if self.label_column in self.columns else []
 
 
 # fill(shape, probs: (n_rows, n_classes)) -> {column: values}
@@ -71,7 +78,7 @@ def positive_class(shape: Shape) -> str:
     except ValueError:
         raise EnsError(
             f"{shape.path}: column {shape.columns[0]!r} holds probabilities of one of {list(shape.classes)}; "
-            "say which with positive_class in ens.toml [competition]"
+            "say which with positive_class in ens.toml [competition] (or `ens init --positive-class CLASS`)"
         ) from None
 
 
@@ -96,6 +103,8 @@ def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
         )
     elif len(columns) == 1:
         kind = "labels"
+    elif shape.extra_columns():
+        raise extra_columns_error(shape, shape.extra_columns())
     else:
         raise EnsError(
             f"{shape.path}: columns {columns[:6]} are neither one label column "
@@ -122,13 +131,28 @@ def _holds_placeholder(values: pd.Series, classes: tuple[str, ...]) -> bool:
     return _in_unit_interval(values, classes) and not _holds_probabilities(values, classes)
 
 
+def extra_columns_error(shape: Shape, extra: list[str]) -> EnsError:
+    """ens writes every column of the sample and fills them all, so a column it cannot fill is refused."""
+    filled = [column for column in shape.columns if column not in extra]
+    return EnsError(
+        f"{shape.path}: extra column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra[:6]))} beside {filled[:6]}, "
+        "and ens fills every column of the sample; save a copy of the sample without "
+        f"{'them' if len(extra) > 1 else 'it'} and name it with sample_submission in ens.toml (ens init --sample-submission)"
+    )
+
+
 def _check_fits(kind: str, shape: Shape) -> None:
     """Refuse a kind the sample's columns cannot hold, before any training."""
     if kind == "probabilities":
         missing = sorted(set(shape.classes) - set(shape.columns))
-        if missing or len(shape.columns) != len(shape.classes):
+        if missing:
             raise EnsError(f"{shape.path}: submission = 'probabilities' needs one column per class; missing {missing[:6]}")
+        if shape.extra_columns(kind):
+            raise extra_columns_error(shape, shape.extra_columns(kind))
     elif len(shape.columns) != 1:
+        extra = shape.extra_columns(kind)
+        if extra and len(extra) == len(shape.columns) - 1:
+            raise extra_columns_error(shape, extra)
         raise EnsError(f"{shape.path}: submission = {kind!r} needs one column beside the id, got {shape.columns[:6]}")
     elif kind == "class_probability" and shape.columns[0] not in shape.classes:
         raise EnsError(f"{shape.path}: column {shape.columns[0]!r} is not a class name")

@@ -26,11 +26,23 @@ from ensemble.init.class_layout import from_class_folders
 from ensemble.init.csv_layout import from_csvs, given_or_picked
 from ensemble.init.inference import Given, Inference, InitResult, check, write_config
 
-__all__ = ["Given", "InitResult", "init_workspace"]
+__all__ = ["LAYOUTS", "Given", "InitResult", "init_workspace"]
+
+LAYOUTS = ("auto", "folders", "csv")
 
 
-def init_workspace(source: str | Path, given: Given = Given(), workspace: str | Path | None = None, force: bool = False) -> InitResult:
-    """Infer ens.toml for the competition in `source` and write it into `workspace` (default: `source`)."""
+def init_workspace(
+    source: str | Path, given: Given = Given(), workspace: str | Path | None = None, force: bool = False, layout: str = "auto"
+) -> InitResult:
+    """Infer ens.toml for the competition in `source` and write it into `workspace` (default: `source`).
+
+    layout: "folders" (train/<class>/<image>), "csv" (a train CSV), or "auto": folders when no
+    train CSV is found or --train-images is a folder of class folders, else csv.
+    """
+    if layout not in LAYOUTS:
+        raise EnsError(f"--layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if layout == "folders" and given.train_csv is not None:
+        raise EnsError("--train-csv: the folders layout reads labels off the class folders; leave --train-csv out, or use --layout csv")
     source = files.given_folder(str(source), "competition folder")
     root = Path(workspace).resolve() if workspace else source
     config_path = root / CONFIG_FILE
@@ -40,10 +52,18 @@ def init_workspace(source: str | Path, given: Given = Given(), workspace: str | 
         metrics.get(given.metric)
     inference = Inference(source, root)
     csvs = files.find_csvs(source)
-    if given.train_csv is None and not csvs.train:
+    if layout == "auto" and given.train_csv is None:
+        given_classes = given.train_images and files.class_folders(files.given_folder(given.train_images, "--train-images"))
+        layout = "folders" if not csvs.train or given_classes else "auto"
+    if layout == "folders":
         sample = given_or_picked(inference, given.sample_submission, "--sample-submission", csvs.sample, "sample submission")
         return from_class_folders(inference, given, sample, config_path, force)
-    checked = check(inference, from_csvs(inference, csvs, given), given)
+    try:
+        checked = check(inference, from_csvs(inference, csvs, given), given)
+    except EnsError as error:
+        if layout == "auto" and any(files.class_folders(folder) for folder in files.image_folders(source, "train") if folder != source):
+            raise EnsError(f"{error}; or, if the images are one folder per class, use --layout folders") from None
+        raise
     return write_config(inference, checked, config_path, "csv", [])
 
 

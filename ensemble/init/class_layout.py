@@ -40,6 +40,8 @@ def from_class_folders(inference: Inference, given: Given, sample_path: Path | N
     rows = [(path.relative_to(train_folder).as_posix(), sub.name) for sub in classes for path in files.image_files(sub)]
     train = pd.DataFrame(rows, columns=[id_column, label_column])
     test_ids = [path.relative_to(test_folder).as_posix() for path in files.image_files(test_folder)]
+    if sample is not None and id_column in sample.columns:
+        check_sample_ids(sample_path, sample[id_column], test_ids, test_folder)
     lists = {"train_csv": ("train.csv", train), "test_csv": ("test.csv", pd.DataFrame({id_column: test_ids}))}
     if sample_path is None:
         lists["sample_submission"] = ("sample_submission.csv", pd.DataFrame({id_column: test_ids, label_column: train[label_column].iloc[0]}))
@@ -85,19 +87,39 @@ def from_class_folders(inference: Inference, given: Given, sample_path: Path | N
     return write_config(inference, checked, config_path, "class folders", [lists_dir / name for name, _ in lists.values()])
 
 
+def check_sample_ids(sample_path: Path, sample_ids: pd.Series, test_ids: list[str], test_folder: Path) -> None:
+    """The lists are written from the images, so a mismatch is named in the files that exist."""
+    known = set(test_ids)
+    unknown = [image_id for image_id in sample_ids if image_id not in known]
+    missing = sorted(set(test_ids) - set(sample_ids))
+    if unknown or missing:
+        which = f"id {unknown[0]!r} has no image" if unknown else f"image {missing[0]!r} has no row"
+        raise EnsError(
+            f"{sample_path}: {which} in {test_folder} (its ids must be the test images' paths relative to it, "
+            f"such as {test_ids[0]!r}); name the test folder with --test-images, or the sample with --sample-submission"
+        )
+
+
 def find_class_folders(inference: Inference, given: Given) -> tuple[Path, list[Path]]:
     """(the folder of class folders, its class subfolders)."""
     if given.train_images:
         train_folder = files.given_folder(given.train_images, "--train-images")
         classes = files.class_folders(train_folder)
         if classes is None:
+            problem = files.class_folders_problem(train_folder)
+            if problem:
+                raise EnsError(f"{problem} (--train-images)")
             raise EnsError(f"{train_folder}: --train-images: not one folder of images per class, and no train CSV found; name it with --train-csv")
         inference.take("train_images", Choice(train_folder, True, "given with --train-images"))
         return train_folder, classes
     source = inference.source
-    layouts = [(folder, files.class_folders(folder)) for folder in files.image_folders(source, "train") if folder != source]
-    layouts = [(folder, classes) for folder, classes in layouts if classes]
+    candidates = [(folder, files.class_folders(folder)) for folder in files.image_folders(source, "train") if folder != source]
+    layouts = [(folder, classes) for folder, classes in candidates if classes]
     if not layouts:
+        named = [path for path in files.nearby(source) if path.is_dir() and files.plain(path.name).startswith("train")]
+        problems = [problem for folder in dict.fromkeys(named + [folder for folder, _ in candidates]) if (problem := files.class_folders_problem(folder))]
+        if problems:
+            raise EnsError(problems[0])
         raise EnsError(
             f"{source}: no train CSV (train*.csv, *labels.csv) and no folder of class folders "
             "(train/<class>/<image>) here or one level down; name them with --train-csv or --train-images"

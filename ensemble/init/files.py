@@ -149,6 +149,22 @@ def class_folders(folder: Path) -> list[Path] | None:
     return subfolders
 
 
+def class_folders_problem(folder: Path) -> str | None:
+    """Why `folder`, holding subfolders of images, is not a folder of class folders; None when it is
+    one or plainly something else (no subfolder holds images)."""
+    entries = [entry for entry in sorted(folder.iterdir()) if not entry.name.startswith(".")]
+    subfolders = [entry for entry in entries if entry.is_dir() and entry.name not in SKIPPED_DIRS]
+    with_images = [sub for sub in subfolders if any(path.suffix.lower() in IMAGE_SUFFIXES for path in sub.iterdir() if path.is_file())]
+    if not with_images or any(entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES for entry in entries):
+        return None
+    empty = [sub.name for sub in subfolders if sub not in with_images]
+    if empty:
+        return f"{folder}: class folder{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} hold{'' if len(empty) > 1 else 's'} no images; add images or remove the folder"
+    if len(with_images) == 1:
+        return f"{folder}: one class folder ({with_images[0].name!r}); a competition needs two classes or more"
+    return None
+
+
 def given_folder(path: str, what: str) -> Path:
     folder = Path(os.path.expanduser(path)).resolve()
     if not folder.is_dir():

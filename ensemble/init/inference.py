@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble import metrics
-from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace
+from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace, quote_path
 from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
 from ensemble.init.columns import Choice
@@ -77,8 +77,9 @@ class Inference:
         return choice.value
 
     def relative(self, path: Path) -> str:
-        """A path as ens.toml holds it: relative to the workspace when inside it."""
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+        """A path as ens.toml holds it: relative to the workspace when inside it, quoted so that
+        Workspace.path gives it back ($ in a folder's name is not a variable)."""
+        return quote_path(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,19 @@ def submission_notes(competition: Competition) -> list[str]:
     """What the user should check by hand: choices the files cannot settle."""
     notes = []
     if competition.submission_kind == "labels" and len(competition.classes) == 2:
+        # Numeric labels: the larger one is the positive class; text labels must be named.
+        flags = "" if all(is_number(label) for label in competition.classes) else f" --positive-class {competition.classes[1]}"
         notes.append(
             "the sample holds labels; if the leaderboard scores probabilities (AUC, logloss), "
-            "run init again with --force --submission positive_probability"
+            f"run init again with --force --submission positive_probability{flags}"
+            + (f" (or {competition.classes[0]}: the class the probability is about)" if flags else "")
         )
     return notes
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, _toml_value
+from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings
+from ensemble.io import toml_value
 
 # What each key means, for keys init did not infer (the inferred ones say why instead).
 MEANING = {
@@ -28,7 +29,7 @@ COLUMN = 46  # where comments start, as in docs/configuration.md's example
 
 
 def line(key: str, value, comment: str, commented_out: bool = False) -> str:
-    text = f"{'# ' if commented_out else ''}{key} = {_toml_value(value)}"
+    text = f"{'# ' if commented_out else ''}{key} = {toml_value(value)}"
     return f"{text.ljust(COLUMN - 1)} # {comment}" if comment else text
 
 

@@ -13,6 +13,8 @@ Torch files are read with `weights_only=True`: no pickled code runs.
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,15 +73,51 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             tensors = load_file(str(path))
         else:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a file of any other kind: say which and why, in one line
-        raise EnsError(f"--pretrained {path}: cannot read weights ({str(error).splitlines()[0][:200]})") from None
+            with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+                warnings.simplefilter("ignore")
+                tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a file of any other kind: say what it is and what is accepted, in one line
+        raise EnsError(f"--pretrained {path}: cannot read weights: {describe_file(path, error)}; {ACCEPTED}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(tensors, dict) and isinstance(tensors.get(wrapper), dict):
             tensors = tensors[wrapper]
     if not isinstance(tensors, dict) or not all(isinstance(value, torch.Tensor) for value in tensors.values()):
         raise EnsError(f"--pretrained {path}: expected a state dict (tensor names -> tensors), got {type(tensors).__name__}")
+    # NaN or inf weights train to NaN logits that would be blamed on the learning rate.
+    damaged = next((key for key, value in tensors.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    if damaged is not None:
+        raise EnsError(
+            f"--pretrained {path}: tensor {damaged!r} holds NaN or infinite values: the weights file is damaged "
+            "(or saved from a run that diverged); use another file"
+        )
     return dict(tensors)
+
+
+ACCEPTED = "expected a state dict saved with torch.save(model.state_dict(), FILE), or a .safetensors file"
+
+
+def describe_file(path: Path, error: Exception) -> str:
+    """What a file torch.load refused looks like, from its first bytes (torch's own message is
+    a paragraph about weights_only, or a bare KeyError such as '101')."""
+    with path.open("rb") as handle:
+        head = handle.read(256)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        if isinstance(error, pickle.UnpicklingError):
+            return "a torch file holding Python objects besides tensors (a whole model saved with torch.save(model)?), which are never unpickled"
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        return f"a zip archive torch cannot read ({reason[:120]})"
+    if head[:1] == b"\x80":
+        return "a Python pickle, not a torch or safetensors file; pickled objects are never loaded"
+    try:
+        text = head.decode("utf-8", errors="strict" if len(head) < 256 else "ignore")
+    except UnicodeDecodeError:
+        return "a binary file of unknown format"
+    if not all(char.isprintable() or char.isspace() for char in text):
+        return "a binary file of unknown format"
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return f"a text file (it starts {first[:40]!r})"
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -78,8 +78,14 @@ def shift(text):
 
 @TRANSFORMS.register("scale")
 def scale(text):
-    low, _, high = (text or "").partition("-")
-    bounds = [number(part, "scale", 0.05, 2, "scale:0.6-1") for part in (low, high)]
+    low, dash, high = (text or "").partition("-")
+    try:
+        bounds = [number(part, "scale", 0.05, 2, "scale:0.6-1") for part in (low, high)] if dash else None
+    except EnsError:
+        bounds = None
+    if bounds is None:  # quote the whole part: 'scale:0.9', not what one half of it left
+        given = f"got scale:{text}" if text is not None else "got none"
+        raise EnsError(f"augmentation scale needs LO-HI, two numbers in 0.05..2 (fractions of the side), e.g. scale:0.6-1; {given}")
     if bounds[0] > bounds[1]:
         raise EnsError(f"augmentation scale:{text}: LO must not exceed HI, e.g. scale:0.6-1")
     return Scale(*bounds)
@@ -111,6 +117,8 @@ def parse(spec: str) -> list[Transform]:
     spec = canonical(spec)
     if spec == "none":
         return []
+    if "none" in spec.split(","):
+        raise EnsError(f"augmentation {spec}: none means no transforms and cannot be combined with transforms; leave it out")
     transforms = []
     for part in spec.split(","):
         name, colon, text = part.partition(":")

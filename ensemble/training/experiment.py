@@ -77,7 +77,8 @@ def train_experiment(
     weights = weights_identity(settings.pretrained, settings.model)
     images = competition_keys(competition)
     record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
-    with ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
+    # The cluster first: an unreachable scheduler must not leave a settings.json behind.
+    with parallel.connected(executor, workspace.root) as cluster, ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
         to_train = writer.plan.to_run
         if not to_train:  # nothing left to train; combines the folds if a run stopped before that
             return writer.result(competition, folds, metric, [])
@@ -95,7 +96,7 @@ def train_experiment(
             FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train))
             for position, fold in enumerate(to_train, 1)
         ]
-        run_jobs(jobs, writer, competition, folds, metric, executor, workspace, progress)
+        run_jobs(jobs, writer, competition, folds, metric, executor, workspace, progress, cluster)
         return writer.result(competition, folds, metric, to_train)
 
 
@@ -105,7 +106,9 @@ def check_training_rows(workspace: Workspace, folds: Folds, to_train: list[int])
             raise EnsError(f"{workspace.folds_dir / 'folds.csv'}: fold {fold}'s model would train on fewer than 2 rows; make fewer or other folds")
 
 
-def run_jobs(jobs, writer: ExperimentWriter, competition, folds: Folds, metric, executor: parallel.Executor, workspace: Workspace, progress) -> None:
+def run_jobs(
+    jobs, writer: ExperimentWriter, competition, folds: Folds, metric, executor: parallel.Executor, workspace: Workspace, progress, cluster=None
+) -> None:
     """Every fold job through the executor; the folds are combined after each one ends."""
     to_train = [job.fold for job in jobs]
     if progress and not executor.in_process:
@@ -114,7 +117,7 @@ def run_jobs(jobs, writer: ExperimentWriter, competition, folds: Folds, metric, 
         progress(FoldsSent(to_train, where, workers))
     failures: list[parallel.Failure] = []
     try:
-        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress):
+        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress, cluster):
             if isinstance(end, parallel.Failure):
                 failures.append(end)
                 continue

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -57,10 +58,33 @@ class Executor:
             raise EnsError(f"--threads must be at least 1, got {self.threads}")
         if self.jobs > 1 and self.cluster:
             raise EnsError(f"--jobs {self.jobs} with --cluster: a cluster runs as many folds at once as it has workers; give one of them")
+        if self.cluster is not None:
+            check_address(self.cluster)
 
     @property
     def in_process(self) -> bool:
         return self.jobs == 1 and not self.cluster
+
+
+ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def check_address(address: str) -> None:
+    """A Dask scheduler's address, tcp://HOST:PORT, checked before anything connects or is written."""
+    match = ADDRESS.fullmatch(address)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise EnsError(f"--cluster {address!r}: expected a Dask scheduler's address tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+
+
+@contextlib.contextmanager
+def connected(executor: Executor, shared_root: Path) -> Iterator[dict | None]:
+    """The cluster connected and checked, for run_jobs(cluster=...): a run opens it before it
+    writes anything, so an unreachable scheduler leaves no settings.json behind. None without one."""
+    if not executor.cluster:
+        yield None
+        return
+    with dask_cluster(executor.cluster, shared_root) as threads:
+        yield threads
 
 
 @dataclass(frozen=True)
@@ -176,8 +200,9 @@ def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: th
     return Failure(job, f"its worker process died ({how}); run the same command again to resume it")
 
 
-def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None) -> Iterator[Any]:
-    """Each job's result (or Failure) as it finishes; in order when in process.
+def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None, cluster: dict | None = None) -> Iterator[Any]:
+    """Each job's result (or Failure) as it finishes; in order when in process. cluster: the
+    cluster as `connected` opened it (else it is opened here).
 
     Raises EnsError when the cluster cannot be used, and when a Dask worker dies more often
     than the scheduler retries its job.
@@ -189,9 +214,13 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
     from joblib import Parallel, delayed
 
     if executor.cluster:
-        with dask_backend(executor.cluster, shared_root) as (n_jobs, threads):
+        from joblib import parallel_config
+
+        with contextlib.ExitStack() as opened:
+            threads = cluster or opened.enter_context(dask_cluster(executor.cluster, shared_root))
+            opened.enter_context(parallel_config(backend="dask"))
+            parallel = Parallel(n_jobs=min(len(threads), len(jobs)), return_as="generator_unordered")
             threads = executor.threads or threads
-            parallel = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator_unordered")
             try:
                 yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
             except Exception as error:
@@ -209,11 +238,10 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
 
 
 @contextlib.contextmanager
-def dask_backend(address: str, shared_root: Path) -> Iterator[tuple[int, dict]]:
-    """joblib's dask backend on the scheduler at `address`; yields (n_jobs, threads per worker)."""
+def dask_cluster(address: str, shared_root: Path) -> Iterator[dict]:
+    """A client of the scheduler at `address`, its workers checked; yields {worker: torch threads}."""
     try:
         from distributed import Client
-        from joblib import parallel_config
     except ImportError:
         raise EnsError(DASK_EXTRA) from None
     try:
@@ -230,8 +258,7 @@ def dask_backend(address: str, shared_root: Path) -> Iterator[tuple[int, dict]]:
             worker: max(1, cores // workers_on_host[client.scheduler_info()["workers"][worker]["host"]])
             for worker, cores in cores_by_worker.items()
         }
-        with parallel_config(backend="dask"):
-            yield len(threads), threads
+        yield threads
 
 
 def probe(token: str) -> tuple[int, bool]:

@@ -213,10 +213,7 @@ class FoldTrainer:
         valid_logits = self.batches.predict(self.evaluated, self.data.images, self.data.valid_rows, stage.size)
         if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
             # Stop before the state is saved: a NaN fold must never be resumed or marked done.
-            raise EnsError(
-                f"fold {self.fold} diverged in epoch {epoch + 1} (train loss {train_loss:.4g}); "
-                "lower --lr and train again with --force"
-            )
+            raise EnsError(f"fold {self.fold} diverged in epoch {epoch + 1} ({divergence(train_loss, valid_logits)}); lower --lr (now {self.settings.lr:g}) and train again with --force")
         valid_targets, valid_probs = self.data.valid_targets, softmax(valid_logits)
         event = EpochEnd(
             fold=self.fold, epoch=epoch + 1, epochs=self.epochs, train_loss=train_loss,
@@ -280,3 +277,13 @@ def train_fold(
         if progress:
             progress(event)
     return trainer.output(resumed_seconds)
+
+
+def divergence(train_loss: float, valid_logits: np.ndarray) -> str:
+    """Which number went non-finite. The epoch's mean loss can be finite while the held-out
+    logits are not: the step after the last loss was summed broke the weights."""
+    if not np.isfinite(train_loss):
+        return f"train loss {train_loss}"
+    rows = int((~np.isfinite(valid_logits)).any(axis=1).sum())
+    value = valid_logits[~np.isfinite(valid_logits)].flat[0]
+    return f"validation logits {value} in {rows} of {len(valid_logits)} held-out rows; the train loss was still {train_loss:.4g}"

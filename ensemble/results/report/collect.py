@@ -76,6 +76,7 @@ def collect(workspace: Workspace) -> ReportData:
     for row in leaderboard(workspace):
         experiment = store.ExperimentDir(workspace.models_dir, row["name"])
         oof_probs = None
+        settings, histories, damaged = read_records(experiment)
         if row["oof_score"] is not None:
             oof = aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes)
             oof_probs = metrics.softmax(oof)
@@ -86,9 +87,9 @@ def collect(workspace: Workspace) -> ReportData:
                 fold_scores=row["fold_scores"],
                 oof_score=row["oof_score"],
                 seconds=row["seconds"],
-                note=row["note"],
-                settings=read_json(experiment.settings_path),
-                histories={fold: read_json(experiment.fold_result_path(fold)).get("history", []) for fold in experiment.done_folds()},
+                note="; ".join(note for note in [row["note"], *damaged] if note) or None,
+                settings=settings,
+                histories=histories,
                 oof_probs=oof_probs,
             )
         )
@@ -100,6 +101,27 @@ def collect(workspace: Workspace) -> ReportData:
         blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json"))],
         versions=versions(),
     )
+
+
+def read_records(experiment: store.ExperimentDir) -> tuple[dict, dict[int, list[dict]], list[str]]:
+    """(settings.json, fold -> result.json's history, what could not be read): a damaged file
+    costs its part of the experiment's row, not the report."""
+    damaged = []
+
+    def read(path: Path) -> dict:
+        try:
+            record = read_json(path)
+        except EnsError as error:
+            damaged.append(str(error))
+            return {}
+        if not isinstance(record, dict):
+            damaged.append(f"{path}: not a JSON object")
+            return {}
+        return record
+
+    settings = read(experiment.settings_path)
+    histories = {fold: read(experiment.fold_result_path(fold)).get("history", []) for fold in experiment.done_folds()}
+    return settings, histories, damaged
 
 
 def read_blend(json_path: Path, competition: Competition) -> BlendSummary:

@@ -51,9 +51,17 @@ def training_curves(histories: dict[int, list[dict]], metric: str) -> bytes:
         score_axis.set(title=f"validation {' / '.join(metrics_seen) or metric}", xlabel="epoch")
         for axis in (loss_axis, score_axis):
             axis.grid(alpha=0.3)
-            axis.xaxis.get_major_locator().set_params(integer=True)
+            integer_ticks(axis)
         score_axis.legend(fontsize=7, loc="best")
     return bytes(png)
+
+
+def integer_ticks(axis) -> None:
+    """Whole epochs on the x axis, even for one epoch: MaxNLocator's default min_n_ticks (2) made
+    a 1-epoch axis fall back to 0.96...1.04."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def fold_scores(names: list[str], scores: list[list[float | None]], metric: str) -> bytes:
