@@ -202,3 +202,17 @@ def test_views_kept_by_predict_are_blend_members(trained_copy):
     assert unknown.exit_code == 1 and "views.npz: no view 'vflip'; it has identity, hflip" in unknown.output
     never_kept = ens("blend", "-w", trained_copy, "-n", "x", "--experiments", "a:hflip")
     assert never_kept.exit_code == 1 and "no per-view logits" in never_kept.output and "--keep-views" in never_kept.output
+
+
+@pytest.mark.parametrize("target", ["as", "test-csv"])
+def test_a_damaged_checkpoint_is_refused_before_it_predicts(trained_copy, tmp_path, target):
+    from tests.test_cli import one_line_error
+    from tests.test_guards import new_test_set
+    from tests.test_torch_files import damage
+
+    args = ("--as", "p") if target == "as" else (*new_test_set(trained_copy, tmp_path), "--out", tmp_path / "out.csv")
+    path = trained_copy / "models" / "a" / "fold1" / "model.pt"
+    damage(path, 4096)
+    result = ens("predict", "-w", trained_copy, "-n", "a", *args)
+    one_line_error(result, f"{path}: damaged or replaced", "result.json", "ens train-folds --name a --folds 1 --force")
+    assert not (trained_copy / "models" / "p").exists() and not (tmp_path / "out.csv").exists()

@@ -183,6 +183,7 @@ def write_fold(experiment: ExperimentDir, fold: int, oof: Logits, test: Logits, 
         experiment.views_path(fold).unlink(missing_ok=True)
     write_json(experiment.fold_result_path(fold), result)
     experiment.resume_path(fold).unlink(missing_ok=True)
+    experiment.resume_hash_path(fold).unlink(missing_ok=True)
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:
