@@ -57,17 +57,25 @@ class Verb:
     verb: str  # "train"
     past: str  # "trained"
     name_flag: str  # the flag that names another experiment
+    replaces_trained: bool  # whether --force may replace a trained experiment (one whose settings name no source)
 
 
-TRAIN = Verb("train", "trained", "--name")
-PREDICT = Verb("predict", "predicted", "--as")
+TRAIN = Verb("train", "trained", "--name", True)
+PREDICT = Verb("predict", "predicted", "--as", False)
 
 
 def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool, verb: Verb = TRAIN) -> FoldPlan:
     """What a run with settings `record` does to `experiment`."""
     if not experiment.exists():
         return FoldPlan(requested, [], False)
-    changed = differences(with_legacy_values(read_json(experiment.settings_path)), record)
+    existing = read_json(experiment.settings_path)
+    # Decided here, under the fold locks: a check before them misses a run that trains it meanwhile.
+    if not verb.replaces_trained and "source" not in existing:
+        raise EnsError(
+            f"{experiment.root}: a trained experiment; {verb.verb} never replaces trained weights, "
+            f"even with --force: name another {verb.name_flag}"
+        )
+    changed = differences(with_legacy_values(existing), record)
     if changed:
         if not force:
             raise EnsError(
