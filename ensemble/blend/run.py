@@ -10,7 +10,6 @@ name (a kill between the renames), counts as not written (a rerun replaces it wi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
