@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import io
 import json
@@ -70,11 +71,19 @@ def write_json(path: Path, document: Any) -> None:
     write_text(path, json.dumps(document, indent=2) + "\n")
 
 
-def write_group(files: dict[Path, bytes]) -> None:
-    """Write several files that belong together: every temporary first, then the renames,
-    in the order given. Put the file that marks the group complete last: a reader that finds
-    the others without it treats the group as not written. A failure while writing (a full
+# The key under which a group's manifest records the sha256 of the group's other files.
+GROUP_HASHES = "files_sha256"
+
+
+def write_group(files: dict[Path, bytes], manifest: Path, document: dict) -> None:
+    """Write several files that belong together: every temporary first, then the renames, in
+    the order given, and last `manifest`, the JSON `document` with the sha256 of each other
+    file by name (GROUP_HASHES). A kill between the renames leaves files the manifest does not
+    name: group_complete then says the group is not written. A failure while writing (a full
     disk) renames nothing and is one EnsError naming the path."""
+    manifest = Path(manifest)
+    hashes = {Path(path).name: sha256_bytes(data) for path, data in files.items()}
+    files = {**files, manifest: (json.dumps({**document, GROUP_HASHES: hashes}, indent=2) + "\n").encode()}
     temporaries: dict[Path, str] = {}
     path = None
     try:
@@ -93,6 +102,31 @@ def write_group(files: dict[Path, bytes]) -> None:
         for temporary in temporaries.values():
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+def group_complete(manifest: Path) -> bool:
+    """Whether the group write_group wrote with `manifest` is whole: the manifest is there and
+    readable, and every file it names holds the bytes it recorded. A manifest written before
+    the hashes were recorded is trusted, as it was then."""
+    try:
+        document = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError):
+        return False
+    hashes = document.get(GROUP_HASHES, {}) if isinstance(document, dict) else None
+    if not isinstance(hashes, dict):
+        return False
+    for name, recorded in hashes.items():
+        path = Path(manifest).with_name(name)
+        if not path.is_file() or sha256_file(path) != recorded:
+            return False
+    return True
+
+
+def remove_temporaries(paths: list[Path]) -> None:
+    """Remove the temporaries a killed write left beside `paths` (.NAME.XXXXXXXX.tmp)."""
+    for path in map(Path, paths):
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

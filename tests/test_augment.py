@@ -62,6 +62,9 @@ def test_geometric_transforms_move_pixels_as_their_units_say():
         ("hflip, none", r"augmentation hflip,none: none means no transforms"),
         ("hflip:1", "hflip takes no parameter"),
         ("erase", r"erase needs a number in 0..1, e.g. erase:0.25; got none"),
+        # Named twice, a transform composes with itself past its range (shift 0.5 + 0.5 = 1).
+        ("shift:0.5,shift:0.5", "--augment names shift twice"),
+        ("hflip,vflip,hflip", "--augment names hflip twice"),
     ],
 )
 def test_bad_specs_are_refused_by_the_registry(spec, message):

@@ -154,6 +154,47 @@ def test_a_csv_without_its_json_counts_as_not_written(trained_copy):
     assert (trained_copy / "submissions" / "s.json").is_file()
 
 
+class Killed(BaseException):
+    pass
+
+
+def test_a_kill_between_the_renames_leaves_a_group_that_counts_as_not_written(trained_copy, monkeypatch):
+    import os
+
+    from ensemble.blend.run import blend_experiments
+    from ensemble.config import Workspace
+    from ensemble.io import group_complete
+    from ensemble.results.report.collect import collect
+
+    workspace, submissions = Workspace.load(trained_copy), trained_copy / "submissions"
+    assert ens("blend", "-w", trained_copy, "-n", "b", "--method", "mean").exit_code == 0
+    mean_json = (submissions / "b.json").read_text()
+    real_replace, renamed = os.replace, []
+
+    def killed_after_the_first_rename(source, target):
+        if renamed:
+            raise Killed
+        renamed.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_after_the_first_rename)
+    with pytest.raises(Killed):
+        blend_experiments(workspace, "b", method="hill", force=True)
+    monkeypatch.undo()
+    # hill's CSV beside mean's JSON: the JSON's hashes say so, and the group is not written.
+    assert renamed == [submissions / "b.csv"] and (submissions / "b.json").read_text() == mean_json
+    assert not group_complete(submissions / "b.json")
+    assert "b" not in [blend.name for blend in collect(workspace).blends]
+    for leftover in (".b.csv.x1.tmp", ".b.oof.npz.x2.tmp", ".bb.csv.x3.tmp"):  # as a SIGKILL leaves them
+        (submissions / leftover).write_bytes(b"left by a kill")
+    result = ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill")  # no --force needed
+    assert result.exit_code == 0, result.output
+    assert group_complete(submissions / "b.json") and json.loads((submissions / "b.json").read_text())["method"] == "hill"
+    assert sorted(path.name for path in submissions.glob(".*")) == [".bb.csv.x3.tmp"]  # another blend's is left alone
+    assert "b" in [blend.name for blend in collect(workspace).blends]
+    one_line_error(ens("blend", "-w", trained_copy, "-n", "b"), "b.json: already exists; use --force")
+
+
 def test_a_full_disk_writes_no_file_of_the_submission(trained_copy, monkeypatch):
     import tempfile
 

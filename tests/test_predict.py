@@ -15,6 +15,7 @@ from ensemble import metrics
 from ensemble.artifacts.store import load_logits
 from ensemble.cli import app
 from ensemble.config import Workspace
+from ensemble.errors import EnsError
 from ensemble.inference import predict
 
 runner = CliRunner()
@@ -202,3 +203,63 @@ def test_views_kept_by_predict_are_blend_members(trained_copy):
     assert unknown.exit_code == 1 and "views.npz: no view 'vflip'; it has identity, hflip" in unknown.output
     never_kept = ens("blend", "-w", trained_copy, "-n", "x", "--experiments", "a:hflip")
     assert never_kept.exit_code == 1 and "no per-view logits" in never_kept.output and "--keep-views" in never_kept.output
+
+
+@pytest.mark.parametrize("target", ["as", "test-csv"])
+def test_a_damaged_checkpoint_is_refused_before_it_predicts(trained_copy, tmp_path, target):
+    from tests.test_cli import one_line_error
+    from tests.test_guards import new_test_set
+    from tests.test_torch_files import damage
+
+    args = ("--as", "p") if target == "as" else (*new_test_set(trained_copy, tmp_path), "--out", tmp_path / "out.csv")
+    path = trained_copy / "models" / "a" / "fold1" / "model.pt"
+    damage(path, 4096)
+    result = ens("predict", "-w", trained_copy, "-n", "a", *args)
+    one_line_error(result, f"{path}: damaged or replaced", "result.json", "ens train-folds --name a --folds 1 --force")
+    assert not (trained_copy / "models" / "p").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_a_predict_started_while_another_writes_the_experiment_is_refused(trained_copy, monkeypatch):
+    """Two `predict --as x` with other TTA at once: the second is refused in one line while the
+    first holds the folds, and the result is the first's alone (settings.json names the TTA
+    its fold logits were made with), never a mix."""
+    workspace = Workspace.load(trained_copy)
+    real_read_images = predict.competition_images
+    refused = []
+
+    def read_images_while_another_predict_starts(*args, **kwargs):
+        if not refused:
+            monkeypatch.setattr(predict, "competition_images", real_read_images)
+            with pytest.raises(EnsError) as error:
+                predict.predict_experiment(workspace, "a", "x", "vflip,rot90")
+            refused.append(str(error.value))
+        return real_read_images(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "competition_images", read_images_while_another_predict_starts)
+    result = ens("predict", "-w", trained_copy, "-n", "a", "--tta", "hflip", "--as", "x")
+    assert result.exit_code == 0, result.output
+    assert len(refused) == 1 and "fold 0 is being predicted by another process" in refused[0] and "\n" not in refused[0]
+    settings = json.loads((trained_copy / "models" / "x" / "settings.json").read_text())
+    assert settings["train"]["tta"] == "hflip"
+    assert ens("predict", "-w", trained_copy, "-n", "a", "--tta", "hflip", "--as", "alone").exit_code == 0
+    for name in ("fold0/oof.npz", "fold2/test.npz", "oof.npz", "test.npz"):
+        np.testing.assert_array_equal(logits(trained_copy, "x", name), logits(trained_copy, "alone", name))
+
+
+def test_an_experiment_trained_meanwhile_is_never_replaced_by_predictions(trained_copy, monkeypatch):
+    """`predict --as x --force` checks that x is not a trained experiment; if train-folds -n x
+    writes it between that check and predict's locks, the plan made under the locks refuses it."""
+    from ensemble.training.experiment import train_experiment
+
+    workspace = Workspace.load(trained_copy)
+    real_writer = predict.ExperimentWriter
+
+    def x_trained_before_the_locks(*args, **kwargs):
+        train_experiment(workspace, "x", workspace.train, [0])
+        return real_writer(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "ExperimentWriter", x_trained_before_the_locks)
+    result = ens("predict", "-w", trained_copy, "-n", "a", "--tta", "hflip", "--as", "x", "--force")
+    assert result.exit_code == 1 and "a trained experiment; predict never replaces trained weights" in result.stderr, result.output
+    assert (trained_copy / "models" / "x" / "fold0" / "model.pt").is_file()
+    assert "source" not in json.loads((trained_copy / "models" / "x" / "settings.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -39,6 +40,11 @@ def reported(trained_dir, tmp_path_factory):
     competition = load_competition(workspace, check_images=False)
     probs = np.mean([metrics.softmax(load_logits(root / "models" / name / "oof.npz").values) for name in ("a", "b")], axis=0)
     np.savez(root / "submissions" / "m.oof.npz", ids=competition.train_ids, classes=np.array(competition.classes), probs=probs)
+    for name in ("m", "n"):  # written by hand, as by a version that recorded no hashes of the group's files
+        record_path = root / "submissions" / f"{name}.json"
+        record = json.loads(record_path.read_text())
+        del record["files_sha256"]
+        record_path.write_text(json.dumps(record))
     result = runner.invoke(app, ["report", "-w", str(root)])
     assert result.exit_code == 0, result.output
     return workspace, (root / "report.html").read_text(), probs

@@ -33,6 +33,9 @@ def test_plan_from_settings_and_normalised_spellings():
         ({"sizes": "4,24"}, "size must be at least 8 pixels, got 4"),
         ({"epochs": "2,x"}, "epochs: cannot read '2,x'"),
         ({"epochs": 0}, "epochs must be at least 1"),
+        # A head warm-up as long as the run: the backbone would never train, without a word.
+        ({"epochs": 2, "unfreeze_after": 2}, r"--unfreeze-after 2 is not below the run's 2 epochs"),
+        ({"sizes": "16,24", "epochs": "1,2", "unfreeze_after": 4}, r"--unfreeze-after 4 is not below the run's 3 epochs"),
     ],
 )
 def test_bad_schedules_are_refused(fields, message):
@@ -113,3 +116,18 @@ def test_cli_progressive_run_records_its_schedule_and_old_records_still_match(co
     settings_path.write_text(json.dumps(record))
     again = ens("train-folds", "-w", competition_dir, "-n", "one", "--epochs", "1", "--folds", "0")
     assert again.exit_code == 0 and "nothing trained" in again.stderr, again.output
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--sizes", "16,24", "--epochs", "1,2", "--size", "16"], ["give --size or --sizes, not both"]),
+        (["--epochs", "2", "--unfreeze-after", "3"], ["--unfreeze-after 3", "2 epochs"]),
+    ],
+)
+def test_a_schedule_that_cannot_be_what_was_asked_is_one_line(competition_dir, args, fragments):
+    from tests.test_cli import ens, one_line_error
+
+    assert ens("folds", "-w", competition_dir).exit_code == 0
+    one_line_error(ens("train-folds", "-w", competition_dir, "-n", "x", *args), *fragments)
+    assert not (competition_dir / "models" / "x").exists()

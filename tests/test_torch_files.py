@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ensemble.errors import EnsError
-from ensemble.nets.torch_files import load_checkpoint, load_resume, save_torch
+from ensemble.nets.torch_files import load_checkpoint, load_resume, save_resume, save_torch
 
 
 def document() -> dict:
@@ -94,3 +94,51 @@ def test_pickled_code_is_never_run_and_is_one_error(tmp_path, load, message):
             load(path)
     finally:
         assert not (tmp_path / "ran").exists()
+
+
+def damage(path, span: int = 64) -> None:
+    """Flip bytes in the middle of the file: a zip that may still load, with other numbers."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + span] = bytes(byte ^ 0xFF for byte in data[middle:middle + span])
+    path.write_bytes(bytes(data))
+
+
+def test_resume_state_is_saved_with_its_hash_and_a_damaged_one_is_refused(tmp_path):
+    path = tmp_path / "resume.pt"
+    save_resume(path, document())
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["resume.json", "resume.pt"]
+    assert load_resume(path)["epoch"] == 2
+    damage(path)
+    with pytest.raises(EnsError, match=rf"^{re.escape(str(path))}: damaged or replaced.*resume.json.*use --force") as caught:
+        load_resume(path)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "resume.json").write_text("{")
+    with pytest.raises(EnsError, match=r"resume.json: cannot read the sha256 of resume.pt; use --force"):
+        load_resume(path)
+
+
+def test_a_resume_state_without_its_hash_is_read_as_before(tmp_path):
+    path = tmp_path / "resume.pt"
+    save_torch(path, document())  # as runs before resume.json wrote it
+    assert load_resume(path)["epoch"] == 2
+
+
+class Killed(BaseException):
+    pass
+
+
+def test_a_kill_between_the_hash_and_the_rename_leaves_a_state_it_names(tmp_path, monkeypatch):
+    path = tmp_path / "resume.pt"
+    save_resume(path, {"epoch": 1})
+
+    def killed(*args):
+        raise Killed
+
+    monkeypatch.setattr("ensemble.io.os.replace", killed)
+    with pytest.raises(Killed):
+        save_resume(path, {"epoch": 2})  # resume.json names the new file; resume.pt is still the old one
+    monkeypatch.undo()
+    assert load_resume(path) == {"epoch": 1}
+    save_resume(path, {"epoch": 2})
+    assert load_resume(path) == {"epoch": 2}

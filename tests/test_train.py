@@ -42,7 +42,7 @@ def kill_then_resume(data, settings, tmp_path, kill_after_epoch: int):
 
     with pytest.raises(Killed):
         train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", kill)
-    assert (tmp_path / "killed.pt").is_file()
+    assert (tmp_path / "killed.pt").is_file() and (tmp_path / "killed.json").is_file()  # resume.pt and its sha256
     events = []
     resumed = train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", events.append)
     np.testing.assert_array_equal(straight.valid_logits, resumed.valid_logits)

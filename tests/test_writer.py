@@ -56,10 +56,20 @@ def test_plan(tmp_path, existing, done, record, requested, force, expected):
     ],
 )
 def test_other_settings_without_force_are_refused(tmp_path, verb, fragments):
-    experiment = make_experiment(tmp_path, RECORD, [0])
+    source = {} if verb.replaces_trained else {"source": {"experiment": "s"}}  # predict replaces only predictions
+    experiment = make_experiment(tmp_path, {**RECORD, **source}, [0])
     with pytest.raises(EnsError, match="other settings") as caught:
-        plan_folds(experiment, OTHER_LR, [0, 1], force=False, verb=verb)
+        plan_folds(experiment, {**OTHER_LR, **source}, [0, 1], force=False, verb=verb)
     for fragment in fragments:
         assert fragment in str(caught.value)
     assert str(experiment.root) in str(caught.value)
     assert experiment.settings_path.is_file()  # refusing touches nothing
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_predict_never_plans_over_a_trained_experiment(tmp_path, force):
+    """Decided under the fold locks: a check made before them misses an experiment trained meanwhile."""
+    experiment = make_experiment(tmp_path, RECORD, [0])
+    predicted = {**RECORD, "source": {"experiment": "s"}}
+    with pytest.raises(EnsError, match="a trained experiment; predict never replaces trained weights, even with --force: name another --as"):
+        plan_folds(experiment, predicted, [0, 1], force=force, verb=PREDICT)

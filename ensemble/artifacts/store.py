@@ -12,6 +12,7 @@ Layout of models/<experiment>/ (docs/files.md):
     fold<k>/views.npz      every TTA view's logits before merging (ens predict --keep-views)
     fold<k>/result.json    the fold's score and timing; written last, so it marks the fold done
     fold<k>/resume.pt      training state after the last finished epoch, while the fold runs
+    fold<k>/resume.json    resume.pt's sha256 (and the one it replaced), checked on resume
 
 Every file is written atomically through ensemble.io.
 """
@@ -128,6 +129,10 @@ class ExperimentDir:
 
     def resume_path(self, fold: int) -> Path:
         return self.fold_dir(fold) / "resume.pt"
+
+    def resume_hash_path(self, fold: int) -> Path:
+        """resume.pt's sha256 (nets/torch_files.save_resume writes it)."""
+        return self.fold_dir(fold) / "resume.json"
 
     def lock_path(self, part: str) -> Path:
         """models/.locks/<name>/<part>.lock: outside the experiment's folder, which --force

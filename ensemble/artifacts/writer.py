@@ -57,17 +57,25 @@ class Verb:
     verb: str  # "train"
     past: str  # "trained"
     name_flag: str  # the flag that names another experiment
+    replaces_trained: bool  # whether --force may replace a trained experiment (one whose settings name no source)
 
 
-TRAIN = Verb("train", "trained", "--name")
-PREDICT = Verb("predict", "predicted", "--as")
+TRAIN = Verb("train", "trained", "--name", True)
+PREDICT = Verb("predict", "predicted", "--as", False)
 
 
 def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], force: bool, verb: Verb = TRAIN) -> FoldPlan:
     """What a run with settings `record` does to `experiment`."""
     if not experiment.exists():
         return FoldPlan(requested, [], False)
-    old = with_legacy_values(read_json(experiment.settings_path))
+    existing = read_json(experiment.settings_path)
+    # Decided here, under the fold locks: a check before them misses a run that trains it meanwhile.
+    if not verb.replaces_trained and "source" not in existing:
+        raise EnsError(
+            f"{experiment.root}: a trained experiment; {verb.verb} never replaces trained weights, "
+            f"even with --force: name another {verb.name_flag}"
+        )
+    old = with_legacy_values(existing)
     changed = differences(old, record)
     images = images_changed(old, record.get("images_sha256", {}))
     if changed or images:
@@ -183,6 +191,7 @@ def write_fold(experiment: ExperimentDir, fold: int, oof: Logits, test: Logits, 
         experiment.views_path(fold).unlink(missing_ok=True)
     write_json(experiment.fold_result_path(fold), result)
     experiment.resume_path(fold).unlink(missing_ok=True)
+    experiment.resume_hash_path(fold).unlink(missing_ok=True)
 
 
 def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:

@@ -3,12 +3,13 @@ the submission.
 
 Three files make a submission: NAME.oof.npz (the blend's OOF probabilities), NAME.csv and
 NAME.json. All are computed in full, written to temporaries, then renamed with the JSON
-last: a CSV without its JSON counts as not written (a rerun replaces it without --force).
+last, recording the other two's sha256: a CSV without its JSON, or one the JSON does not
+name (a kill between the renames), counts as not written (a rerun replaces it without
+--force). A rerun first removes the temporaries a killed one left.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.data.submission import submission_frame, to_csv_text
 from ensemble.errors import EnsError
-from ensemble.io import npz_bytes, sha256_file, write_group
+from ensemble.io import group_complete, npz_bytes, remove_temporaries, sha256_file, write_group
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def blend_experiments(
 ) -> BlendResult:
     store.check_name(name, "blend")
     csv_path, json_path, oof_path = (workspace.submissions_dir / f"{name}{suffix}" for suffix in (".csv", ".json", ".oof.npz"))
-    if json_path.exists() and not force:
+    if group_complete(json_path) and not force:
         raise EnsError(f"{json_path}: already exists; use --force to replace {name}.csv and {name}.json")
     competition = load_competition(workspace, check_images=False)
     scorer = metrics.get(metric or competition.settings.metric)
@@ -144,13 +145,9 @@ def blend_experiments(
         in_sample_probs=in_sample.astype(np.float32),
         fold=members.fold_of,
     )
-    write_group(
-        {
-            csv_path: to_csv_text(frame).encode(),
-            oof_path: oof_archive,
-            json_path: (json.dumps(document, indent=2) + "\n").encode(),  # last: it marks the submission written
-        }
-    )
+    remove_temporaries([csv_path, oof_path, json_path])
+    # NAME.json last: it marks the submission written, with the others' hashes.
+    write_group({csv_path: to_csv_text(frame).encode(), oof_path: oof_archive}, json_path, document)
     return result
 
 

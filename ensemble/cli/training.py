@@ -115,6 +115,8 @@ def train_folds(
     from ensemble.training.experiment import train_experiment
     from ensemble.training.parallel import Executor
 
+    if size is not None and sizes is not None:  # --size alone replaces a schedule from ens.toml; beside --sizes it would be dropped
+        raise EnsError(f"--size {size} with --sizes {sizes}: give --size or --sizes, not both")
     ws = Workspace.load(workspace)
     settings = override(
         ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,

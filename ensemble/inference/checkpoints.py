@@ -13,7 +13,7 @@ from ensemble.artifacts.identity import with_legacy_values
 from ensemble.artifacts.store import ExperimentDir, open_experiment
 from ensemble.errors import EnsError
 from ensemble.inference import tta
-from ensemble.io import read_json
+from ensemble.io import read_json, sha256_file
 
 
 def settings_of(experiment: ExperimentDir) -> dict:
@@ -57,12 +57,26 @@ def fold_checkpoints(owner: ExperimentDir, folds: list[int], settings: dict, cla
     checkpoints = {}
     for fold in folds:
         path = owner.checkpoint_path(fold)
+        check_unchanged(owner, fold)
         checkpoints[fold] = load_checkpoint(path)
         check_fits(path, checkpoints[fold], settings, classes)
     sizes = {checkpoint["size"] for checkpoint in checkpoints.values()}
     if len(sizes) > 1:
         raise EnsError(f"{owner.root}: fold checkpoints predict at different sizes {sorted(sizes)}")
     return checkpoints, sizes.pop()
+
+
+def check_unchanged(owner: ExperimentDir, fold: int) -> None:
+    """Refuse a model.pt whose bytes are not the ones its fold's result.json recorded: a
+    damaged checkpoint can still load and would predict garbage. Folds trained before the
+    hash was recorded are read unchecked."""
+    path, result_path = owner.checkpoint_path(fold), owner.fold_result_path(fold)
+    recorded = read_json(result_path).get("checkpoint_sha256") if result_path.is_file() else None
+    if recorded and path.is_file() and sha256_file(path) != recorded:
+        raise EnsError(
+            f"{path}: damaged or replaced: its sha256 is not the one {result_path.name} records; "
+            f"train the fold again: ens train-folds --name {owner.name} --folds {fold} --force"
+        )
 
 
 def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:

@@ -32,7 +32,6 @@ from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.checkpoints import checkpoint_owner, choose_policy, fold_checkpoints, fold_logits, settings_of
-from ensemble.io import read_json
 
 
 @dataclass(frozen=True)
@@ -85,11 +84,6 @@ def predict_experiment(
     policy = choose_policy(settings, views, merge)
     device_name = device_name or workspace.train.device
     record = predicted_record(settings, name, policy, device_name, owner, folds.k) | {"images_sha256": images}
-    if experiment.exists() and "source" not in read_json(experiment.settings_path):
-        raise EnsError(
-            f"{experiment.root}: a trained experiment; predict never replaces trained weights, "
-            "even with --force: name another --as"
-        )
     with ExperimentWriter(experiment, record, folds.k, list(range(folds.k)), force, PREDICT) as writer:
         if keep_views:
             writer.redo([fold for fold in writer.plan.kept if not experiment.views_path(fold).is_file()])

@@ -113,15 +113,19 @@ def canonical(spec: str) -> str:
 
 
 def parse(spec: str) -> list[Transform]:
-    """'hflip,shift:0.1' -> transforms; 'none' or '' -> []. Unknown names: one EnsError listing them."""
+    """'hflip,shift:0.1' -> transforms; 'none' or '' -> []. Unknown names: one EnsError listing them.
+    A name given twice is refused: the two would compose past the range each one checks."""
     spec = canonical(spec)
     if spec == "none":
         return []
     if "none" in spec.split(","):
         raise EnsError(f"augmentation {spec}: none means no transforms and cannot be combined with transforms; leave it out")
-    transforms = []
+    transforms, named = [], set()
     for part in spec.split(","):
         name, colon, text = part.partition(":")
+        if name in named:
+            raise EnsError(f"--augment names {name} twice ({spec}); give each transform once, with the strength wanted")
+        named.add(name)
         transforms.append(TRANSFORMS.get(name)(text if colon else None))
     return transforms
 

@@ -273,7 +273,7 @@ def train_fold(
         started = time.perf_counter()
         train_loss = trainer.train_epoch(epoch, progress, pace)
         event = trainer.validate(epoch, train_loss, started)
-        torch_files.save_torch(resume_path, trainer.state(epoch))
+        torch_files.save_resume(resume_path, trainer.state(epoch))
         if progress:
             progress(event)
     return trainer.output(resumed_seconds)

@@ -19,7 +19,7 @@ from ensemble.blend.members import aligned
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
-from ensemble.io import read_json
+from ensemble.io import group_complete, read_json
 from ensemble.results.leaderboard import leaderboard
 
 
@@ -98,7 +98,8 @@ def collect(workspace: Workspace) -> ReportData:
         competition=competition,
         metric=metrics.get(competition.settings.metric),
         experiments=experiments,
-        blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json"))],
+        # A group a kill cut between its renames is not written (io.group_complete).
+        blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json")) if group_complete(path)],
         versions=versions(),
     )
 
