@@ -65,6 +65,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file or a torch state dict (also inside {'state_dict': ...} or {'model': ...})."""
     if not path.is_file():
         raise EnsError(f"--pretrained {path}: file not found")
+    if path.stat().st_size == 0:
+        raise EnsError(f"--pretrained {path}: the file is empty; expected a safetensors file or a torch state dict")
     try:
         if _is_safetensors(path):
             from safetensors.torch import load_file
@@ -73,7 +75,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a file of any other kind: say which and why, in one line
-        raise EnsError(f"--pretrained {path}: cannot read weights ({str(error).splitlines()[0][:200]})") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]  # some errors have no message
+        raise EnsError(f"--pretrained {path}: cannot read weights ({reason})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(tensors, dict) and isinstance(tensors.get(wrapper), dict):
             tensors = tensors[wrapper]
