@@ -173,6 +173,20 @@ def test_a_truncated_logits_file_costs_only_its_row_or_names_the_member(trained_
     assert not (trained_copy / "submissions" / "s.csv").exists()
 
 
+def test_timm_weights_offline_is_one_line_and_writes_nothing(trained_copy, monkeypatch):
+    """Issue 16, 10: `--pretrained timm` without a network was ~114 lines ending in LocalEntryNotFoundError."""
+    import timm.models._builder
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+
+    monkeypatch.setattr(timm.models._builder, "load_state_dict_from_hf", offline)
+    before = snapshot(trained_copy)
+    one_line_error(ens("train-folds", "-w", trained_copy, "-n", "pt", "--pretrained", "timm"), "--pretrained timm: cannot download", "--pretrained FILE")
+    assert snapshot(trained_copy) == before
+
+
 def test_running_out_of_gpu_memory_names_the_batch_size(trained_copy, monkeypatch):
     import torch
 
