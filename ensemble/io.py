@@ -15,6 +15,8 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -177,3 +179,16 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+# What a damaged .npz raises: a cut or overwritten zip is BadZipFile or EOFError (neither an
+# OSError nor a ValueError), a missing member KeyError, an odd compression NotImplementedError.
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
+def read_npz(path: Path, what: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The arrays `keys` (every array when None) of an .npz archive, read whole; a missing or
+    damaged file is an EnsError "PATH: cannot read WHAT: ...". Pickles are never loaded."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in (archive.files if keys is None else keys)}
+    except NPZ_ERRORS as error:
+        raise EnsError(f"{path}: cannot read {what}: {error}") from None

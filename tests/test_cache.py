@@ -109,3 +109,85 @@ def test_ens_cache_lists_and_clears(trained_copy):
     assert cleared.exit_code == 0 and "removed 2 cached image files" in cleared.stdout
     assert list((trained_copy / "cache").iterdir()) == []
     assert "empty" in runner.invoke(app, ["cache", "-w", str(trained_copy)]).stdout
+
+
+def test_a_cache_in_use_is_not_cleared(tmp_path, pictures):
+    """Issue 16, 9: `ens cache --clear` during train-folds lost the fold (FileNotFoundError).
+    A run holds the cache it reads, in its own process and in its workers; clear refuses it."""
+    paths, ids = pictures
+    images, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    (tmp_path / "ens.toml").write_text("")
+    result = CliRunner().invoke(app, ["cache", "--clear", "-w", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines() == [f"error: {images.path}: in use by a running train-folds or predict; nothing was deleted: clear the cache once it ends"]
+    assert sorted(path.suffix for path in (tmp_path / "cache").iterdir()) == [".json", ".npy"]
+    worker_copy = pickle.loads(pickle.dumps(images))  # as a fold job's process gets it
+    del images
+    np.testing.assert_array_equal(worker_copy[[0, 6]], read_images(paths, ids, 8)[[0, 6]])
+    with pytest.raises(cache.EnsError, match="in use"):  # held by the worker now
+        cache.clear_cache(tmp_path)
+    del worker_copy
+    assert cache.clear_cache(tmp_path)[0] == 1
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_build_in_progress_is_not_cleared_but_a_killed_builds_temporary_is(tmp_path, pictures, monkeypatch):
+    paths, ids = pictures
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / ".images-8px-7-dead.npy.x.tmp").write_bytes(b"left by a killed build")
+    assert cache.clear_cache(tmp_path) == (0, 22)
+
+    def clear_while_building(*args):
+        with pytest.raises(cache.EnsError, match=r"\.tmp: in use"):
+            cache.clear_cache(tmp_path)
+        return read_images(*args)
+
+    monkeypatch.setattr(cache, "read_images", clear_while_building)
+    images, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    np.testing.assert_array_equal(np.asarray(images), read_images(paths, ids, 8))
+
+
+def test_a_cache_cleared_between_its_header_and_its_hold_is_decoded_again(tmp_path, pictures, monkeypatch):
+    paths, ids = pictures
+    images, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    stale = cache.CachedImages(images.path)
+    del images
+    cache.clear_cache(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        stale.hold()
+    opened = cache.CachedImages
+
+    def cleared_after_the_header(path):
+        images = opened(path)
+        cache.clear_cache(tmp_path)
+        return images
+
+    cache.cached_images(tmp_path, paths, ids, 8)
+    monkeypatch.setattr(cache, "CachedImages", cleared_after_the_header)
+    with pytest.raises(cache.EnsError, match="deleted as soon as it was written"):
+        cache.cached_images(tmp_path, paths, ids, 8)
+
+
+@pytest.mark.parametrize("side_file", ["{", "[1, 2]", ""])
+def test_a_damaged_side_file_is_listed_as_damaged_and_never_fatal(tmp_path, pictures, side_file):
+    """Issue 16, 12: cache/images-*.json holding `{` was a JSONDecodeError from `ens cache`."""
+    paths, ids = pictures
+    images, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    images.path.with_suffix(".json").write_text(side_file)
+    (tmp_path / "ens.toml").write_text("")
+    listed = CliRunner().invoke(app, ["cache", "-w", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "7 images at 8px" in listed.stdout and f"damaged: {images.path.with_suffix('.json').name}" in listed.stdout
+    again, was_cached = cache.cached_images(tmp_path, paths, ids, 8)  # training does not need it
+    assert was_cached and again.path == images.path
+    del images, again
+    assert cache.clear_cache(tmp_path)[0] == 1
+
+
+def test_a_damaged_cache_file_is_listed_as_damaged(tmp_path, pictures):
+    paths, ids = pictures
+    images, _ = cache.cached_images(tmp_path, paths, ids, 8)
+    images.path.write_bytes(b"\x93NUMPY")
+    [entry] = cache.list_cache(tmp_path)
+    assert entry.n_images == 0 and "decoded again when needed" in entry.damaged

@@ -152,6 +152,41 @@ def test_one_damaged_experiment_costs_only_its_row(trained_copy):
     assert table.exit_code == 0 and "note: b: cannot be scored" in table.stderr
 
 
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damaged", ["oof.npz", "fold1/oof.npz"])
+def test_a_truncated_logits_file_costs_only_its_row_or_names_the_member(trained_copy, damaged):
+    """Issue 16, 8: leaderboard and report keep the broken experiment as a row with a note;
+    blend is one line naming the member's file."""
+    truncate(trained_copy / "models" / "b" / damaged)
+    result = ens("leaderboard", "-w", trained_copy, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["a"]["oof_score"] is not None
+    assert rows["b"]["oof_score"] is None and f"b/{damaged}: cannot read logits" in rows["b"]["note"]
+    report = ens("report", "-w", trained_copy)
+    assert report.exit_code == 0, report.output
+    assert f"b/{damaged}: cannot read logits" in (trained_copy / "report.html").read_text()
+    one_line_error(ens("blend", "-w", trained_copy, "-n", "s", "--experiments", "a,b"), f"models/b/{damaged}", "cannot read logits")
+    assert not (trained_copy / "submissions" / "s.csv").exists()
+
+
+def test_timm_weights_offline_is_one_line_and_writes_nothing(trained_copy, monkeypatch):
+    """Issue 16, 10: `--pretrained timm` without a network was ~114 lines ending in LocalEntryNotFoundError."""
+    import timm.models._builder
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+
+    monkeypatch.setattr(timm.models._builder, "load_state_dict_from_hf", offline)
+    before = snapshot(trained_copy)
+    one_line_error(ens("train-folds", "-w", trained_copy, "-n", "pt", "--pretrained", "timm"), "--pretrained timm: cannot download", "--pretrained FILE")
+    assert snapshot(trained_copy) == before
+
+
 def test_running_out_of_gpu_memory_names_the_batch_size(trained_copy, monkeypatch):
     import torch
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +155,53 @@ def test_an_unreachable_cluster_is_refused_before_anything_is_written(trained_co
     assert not (trained_copy / "models" / "d").exists()
     result = runner.invoke(app, ["train-folds", "-w", str(trained_copy), "-n", "d", "--cluster", "127.0.0.1:1"])
     assert result.exit_code == 1 and "expected a Dask scheduler's address tcp://HOST:PORT" in result.output
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def running(pid: int) -> str | None:
+    """The command line of a live process (not a zombie left for init to reap), else None."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return None
+    return None if "State:\tZ" in status else command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop, code, said", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_stopping_the_parent_of_jobs_2_stops_its_workers_at_once(tmp_path, stop, code, said):
+    """Issue 16, 13: SIGTERM orphaned the workers (they trained on, then BrokenPipeError), and
+    SIGINT to the parent alone waited for every running fold to end."""
+    from tests.conftest import make_competition
+
+    root = make_competition(tmp_path / "ws", n_train=24, n_test=4)
+    subprocess.run([sys.executable, "-m", "ensemble", "folds", "-w", str(root), "--k", "2"], check=True, capture_output=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ensemble", "train-folds", "-w", str(root), "-n", "j", "--jobs", "2", "--epochs", "500"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    saved = [root / "models" / "j" / f"fold{fold}" / "resume.pt" for fold in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in saved) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = worker_pids(process.pid)
+    assert all(path.exists() for path in saved) and len(workers) >= 2, "the workers never finished an epoch"
+    stopped = time.monotonic()
+    process.send_signal(stop)  # to the parent alone, as `kill` sends it
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - stopped < 20, "the parent waited for the folds to end"
+    assert process.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == f"{said}; run the same command again to resume"
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    time.sleep(1)
+    assert [pid for pid in workers if running(pid)] == []
+    assert not list((root / "models" / ".locks").rglob("*.lock"))  # released, not held by a dead pid
+    assert not (root / "models" / "j" / "oof.npz").exists()

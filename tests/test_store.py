@@ -53,6 +53,17 @@ def test_not_a_logits_file(tmp_path):
         load_logits(tmp_path / "l.npz")
 
 
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_a_truncated_logits_file_is_one_error(tmp_path, keep):
+    """A cut zip raises BadZipFile or EOFError, neither an OSError nor a ValueError (issue 16, 8)."""
+    path = tmp_path / "l.npz"
+    save_logits(path, Logits(np.array(["a", "b"]), ("x", "y"), np.zeros((2, 2), dtype=np.float32)))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(EnsError, match="l.npz: cannot read logits"):
+        load_logits(path)
+
+
 @pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "sp ace"])
 def test_unsafe_names_are_refused(name):
     with pytest.raises(EnsError, match="must start with a letter or digit"):

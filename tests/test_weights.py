@@ -109,6 +109,44 @@ def test_unreadable_files_are_refused(tmp_path, content, message):
         load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, str(path))
 
 
+def test_an_empty_file_is_refused_as_empty(tmp_path):
+    """Issue 16, 11: torch's empty error message made splitlines()[0] an IndexError."""
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"")
+    with pytest.raises(EnsError, match=f"--pretrained {path}: the file is empty"):
+        load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, str(path))
+
+
+def offline_errors():
+    from urllib.error import URLError
+
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    return [
+        LocalEntryNotFoundError(
+            "An error happened while trying to locate the file on the Hub and we cannot find the requested files in the local cache."
+        ),
+        OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled."),
+        URLError(OSError(-3, "Temporary failure in name resolution")),
+        httpx2.ProxyError("407 Proxy Authentication Required"),
+    ]
+
+
+@pytest.mark.parametrize("offline", range(4))
+def test_timm_weights_unreachable_is_one_line_naming_the_file_option(monkeypatch, offline):
+    """Issue 16, 10: --pretrained timm offline ended in ~114 lines of huggingface_hub traceback."""
+    import timm.models._builder
+
+    def download(*args, **kwargs):
+        raise offline_errors()[offline]
+
+    monkeypatch.setattr(timm.models._builder, "load_state_dict_from_hf", download)
+    with pytest.raises(EnsError, match=r"--pretrained timm: cannot download test_resnet's weights \(.+\); .*--pretrained FILE") as error:
+        load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, "timm")
+    assert "\n" not in str(error.value)
+
+
 def test_a_pickled_object_is_not_run(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"conv1.0.weight": torch.zeros(1), "code": print}, path)

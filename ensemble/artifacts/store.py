@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.errors import EnsError
-from ensemble.io import read_json, sha256_file, write_npz
+from ensemble.io import read_json, read_npz, sha256_file, write_npz
 
 # \Z, not $: `$` also matches before a final newline, which would let "r10\n" through.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -78,11 +78,8 @@ def save_logits(path: Path, logits: Logits) -> None:
 
 def load_logits(path: Path) -> Logits:
     """Read a logits file, refusing a damaged one: wrong shapes, duplicate ids, NaN or inf."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            ids, classes, values = archive["ids"], archive["classes"], archive["logits"]
-    except (OSError, ValueError, KeyError) as error:
-        raise EnsError(f"{path}: cannot read logits: {error}") from None
+    archive = read_npz(path, "logits", ("ids", "classes", "logits"))
+    ids, classes, values = archive["ids"], archive["classes"], archive["logits"]
     if values.ndim != 2 or values.shape != (len(ids), len(classes)):
         raise EnsError(
             f"{path}: logits have shape {values.shape}, expected ({len(ids)}, {len(classes)})"

@@ -21,7 +21,7 @@ from ensemble.artifacts import store
 from ensemble.artifacts.scores import check_usable, stale_reason, unfinished_reason
 from ensemble.data.competition import Competition
 from ensemble.errors import EnsError
-from ensemble.io import read_json
+from ensemble.io import read_json, read_npz
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,7 @@ def read_views(experiment: store.ExperimentDir, fold: int) -> dict[str, np.ndarr
             f"{path}: no per-view logits; `ens predict --name {experiment.name} --tta SPEC --as NEW --keep-views` keeps them, "
             "and NEW:VIEW is then a member"
         )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in ("views", "classes", "oof_ids", "oof", "test_ids", "test")}
-    except (OSError, ValueError, KeyError) as error:
-        raise EnsError(f"{path}: cannot read per-view logits: {error}") from None
+    return read_npz(path, "per-view logits", ("views", "classes", "oof_ids", "oof", "test_ids", "test"))
 
 
 def view_logits(experiment: store.ExperimentDir, fold: int, view: str) -> tuple[store.Logits, store.Logits, Path]:
@@ -102,11 +98,7 @@ def fold_assignment(experiment: store.ExperimentDir, competition: Competition) -
     fold_of = np.full(len(competition.train_ids), -1, dtype=np.int64)
     for fold in experiment.done_folds():
         path = experiment.fold_oof_path(fold)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                ids = archive["ids"].astype(str)
-        except (OSError, ValueError, KeyError) as error:
-            raise EnsError(f"{path}: cannot read logits: {error}") from None
+        ids = read_npz(path, "logits", ("ids",))["ids"].astype(str)
         try:
             fold_of[store.positions(competition.train_ids, ids)] = fold
         except KeyError as missing:

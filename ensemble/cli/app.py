@@ -7,10 +7,13 @@ Results go to standard output; progress and errors to standard error, so
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import signal
+import threading
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -56,11 +59,35 @@ def default_help(cls, field: str) -> str:
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, a batch system's time limit), raised where Ctrl-C's KeyboardInterrupt
+    would be, so a run stops the same way: workers stopped, locks released, nothing half-written."""
+
+
+def raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread while a command runs (Python's default
+    ends the process at once, leaving its worker processes orphaned and its locks held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except EnsError as error:
             err.print(Text("error:", style="red"), str(error))
             raise typer.Exit(1) from None
@@ -72,6 +99,9 @@ def handles_errors(command: Callable) -> Callable:
             where = f"{error.filename}: " if error.filename else ""
             err.print(Text("error:", style="red"), f"{where}cannot write: {error.strerror}")
             raise typer.Exit(1) from None
+        except Terminated:
+            err.print("terminated; run the same command again to resume")
+            raise typer.Exit(128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
             err.print("interrupted; run the same command again to resume")
             raise typer.Exit(130) from None

@@ -22,6 +22,7 @@ def cache(
     """List the decoded-image cache (cache/ in the workspace), or delete it with --clear.
 
     Images are decoded once per (image list, size) into cache/; later runs read that file.
+    --clear is refused while a running train-folds or predict reads the cache.
 
     Example: ens cache --clear
     """
@@ -38,6 +39,8 @@ def cache(
         return
     for entry in entries:  # plain lines: a table would squeeze the paths at 80 columns
         out.print(f"{entry.path.name}  {entry.n_images} images at {entry.size}px  {entry.bytes / 1e6:.1f} MB  {entry.created}  from {entry.source}")
+        if entry.damaged:
+            out.print(f"  damaged: {entry.damaged}")
     out.print(f"total {sum(entry.bytes for entry in entries) / 1e6:.1f} MB in {entries[0].path.parent}")
 
 

@@ -10,10 +10,17 @@ temporary file that is renamed into place when complete, and `CachedImages` read
 one batch with pread instead of mapping the file, so the pages it reads stay in the page cache
 (shared, evictable) and out of the process's resident set. 100,000 images at 384 px are 44 GB
 on disk and a batch in memory.
+
+A process that reads a cache file holds a shared lock (flock) on it while it may read it, and
+a build holds an exclusive one on its temporary file: `ens cache --clear` refuses to delete a
+file anyone holds, rather than pull it from under a running train-folds or predict.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import time
@@ -25,6 +32,7 @@ import numpy as np
 
 from ensemble.data.content import competition_keys, content_key
 from ensemble.data.images import DECODER, read_images
+from ensemble.errors import EnsError
 from ensemble.io import atomic_path, sha256_bytes, write_json
 
 if TYPE_CHECKING:
@@ -41,6 +49,16 @@ def cache_dir(workspace_root: Path) -> Path:
 def cache_key(images_key: str, size: int) -> str:
     """Hash of the images' content key (content.py) and of how they are decoded."""
     return sha256_bytes(f"ens-images {DECODER} {size}\n{images_key}".encode())
+
+
+def lock(fd: int, operation: int) -> None:
+    """flock, where the filesystem has it: without locks (some network mounts), a cache in use
+    is not protected from a clear, and nothing else changes."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
 
 
 class CachedImages:
@@ -72,6 +90,23 @@ class CachedImages:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None}
 
+    def hold(self) -> "CachedImages":
+        """Open the file for reading and hold a shared lock on it, so `ens cache --clear` leaves it
+        alone while this process may read it. Raises FileNotFoundError when the path no longer
+        names the file (cleared meanwhile); a worker process holds it on its first read."""
+        if self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            lock(fd, fcntl.LOCK_SH)  # waits while a clear holds it; then the file is gone
+            if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
+                raise FileNotFoundError(f"{self.path} was deleted and made again")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
     def __del__(self):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
@@ -81,7 +116,10 @@ class CachedImages:
             rows = np.arange(*rows.indices(len(self)))
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            try:
+                self.hold()
+            except FileNotFoundError:
+                raise EnsError(f"{self.path}: the image cache was deleted while this run read it; run the same command again") from None
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
         if not len(rows):
             return out
@@ -108,6 +146,7 @@ class CacheEntry:
     bytes: int
     created: str
     source: str  # the folder of the first image, to tell entries apart
+    damaged: str | None = None  # what is wrong with it; a damaged cache is decoded again when needed
 
 
 def build(target: Path, paths: Sequence[Path], ids: Sequence[str], size: int) -> None:
@@ -116,6 +155,7 @@ def build(target: Path, paths: Sequence[Path], ids: Sequence[str], size: int) ->
     rows_per_chunk = max(1, CHUNK_BYTES // (size * size * 3))
     with atomic_path(target) as temporary:
         with open(temporary, "wb") as stream:
+            lock(stream.fileno(), fcntl.LOCK_EX)  # in use: a clear meanwhile must not delete it
             header = {"descr": "|u1", "fortran_order": False, "shape": shape}
             np.lib.format.write_array_header_2_0(stream, header)
             for start in range(0, len(paths), rows_per_chunk):
@@ -141,14 +181,17 @@ def cached_images(
         try:
             images = CachedImages(target)
             if images.shape == (len(paths), size, size, 3):
-                return images, True
+                return images.hold(), True
         except (OSError, ValueError):
-            pass  # damaged: decoded again below
+            pass  # damaged, or cleared meanwhile: decoded again below
     build(target, list(paths), list(ids), size)
     source = str(Path(paths[0]).parent) if len(paths) else ""
     note = {"n_images": len(paths), "size": size, "key": key, "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(target.with_suffix(".json"), note)
-    return CachedImages(target), False
+    try:
+        return CachedImages(target).hold(), False
+    except FileNotFoundError:
+        raise EnsError(f"{target}: deleted as soon as it was written (ens cache --clear?); run the same command again") from None
 
 
 @dataclass(frozen=True)
@@ -175,26 +218,64 @@ def competition_images(
     return train, test, ImagesRead(len(train), len(test), size, time.perf_counter() - started, train_cached and test_cached)
 
 
+def read_note(path: Path) -> tuple[dict, str | None]:
+    """A cache file's side file (cache/images-*.json): (its fields, what is wrong with it or None).
+    Only `ens cache` reads it; the cache's name holds its key, so training never needs it."""
+    if not path.is_file():
+        return {}, None
+    try:
+        note = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return {}, f"{path.name} cannot be read ({error})"
+    if not isinstance(note, dict):
+        return {}, f"{path.name} is not a JSON object"
+    return note, None
+
+
 def list_cache(workspace_root: Path) -> list[CacheEntry]:
+    """Every cache file, damaged ones included (with what is wrong): listing never fails on one."""
     entries = []
     for path in sorted(cache_dir(workspace_root).glob("images-*.npy")):
-        note_path = path.with_suffix(".json")
-        note = json.loads(note_path.read_text()) if note_path.is_file() else {}
+        note, damaged = read_note(path.with_suffix(".json"))
         try:
             n_images, size = CachedImages(path).shape[:2]
-        except (OSError, ValueError):
-            n_images, size = 0, 0
-        entries.append(CacheEntry(path, n_images, size, path.stat().st_size, note.get("created", "?"), note.get("source", "?")))
+        except (OSError, ValueError) as error:
+            n_images, size, damaged = 0, 0, f"{path.name} cannot be read ({error}); it is decoded again when needed"
+        entries.append(
+            CacheEntry(path, n_images, size, path.stat().st_size, str(note.get("created", "?")), str(note.get("source", "?")), damaged)
+        )
     return entries
 
 
 def clear_cache(workspace_root: Path) -> tuple[int, int]:
-    """Delete every cache file, and temporaries a killed build left. Returns (files, bytes)."""
-    removed = freed = 0
+    """Delete every cache file, and temporaries a killed build left. Returns (files, bytes).
+
+    Refused, deleting nothing, while any of them is in use: read by a running train-folds or
+    predict, or being built (they hold a lock on it). The exclusive locks taken here are held
+    until every file is gone, so no run starts reading a file half-way through a clear.
+    """
     folder = cache_dir(workspace_root)
-    for pattern in ("images-*.npy", "images-*.json", ".images-*.tmp"):
-        for path in folder.glob(pattern):
-            freed += path.stat().st_size
-            path.unlink()
-            removed += path.suffix == ".npy"
-    return removed, freed
+    locked = [path for pattern in ("images-*.npy", ".images-*.tmp") for path in sorted(folder.glob(pattern))]
+    handles = []
+    try:
+        for path in locked:
+            try:
+                handles.append(open(path, "rb"))
+            except FileNotFoundError:  # a build renamed it, or another clear took it, meanwhile
+                continue
+            try:
+                lock(handles[-1].fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EnsError(
+                    f"{path}: in use by a running train-folds or predict; nothing was deleted: clear the cache once it ends"
+                ) from None
+        removed = freed = 0
+        for path in [*(Path(handle.name) for handle in handles), *folder.glob("images-*.json")]:
+            with contextlib.suppress(FileNotFoundError):
+                freed += path.stat().st_size
+                path.unlink()
+                removed += path.suffix == ".npy"
+        return removed, freed
+    finally:
+        for handle in handles:
+            handle.close()

@@ -12,6 +12,8 @@ head group holding the classifier) always train.
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -108,7 +110,7 @@ def added_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
 def load_weights(net: nn.Module, model_name: str, size: int, source: str) -> weights.Mapping:
     """Pretrained backbone weights into `net`, in place; source: a file path or 'timm'."""
     backbone = backbone_of(net)
-    plain = _create_timm(model_name, size, pretrained=source == weights.TIMM)
+    plain = _timm_pretrained(model_name, size) if source == weights.TIMM else _create_timm(model_name, size)
     prefixes = tuple(name + "." for name, _ in added_modules(backbone))
     return weights.load_pretrained(backbone, plain, source, prefixes)
 
@@ -235,3 +237,28 @@ def check_input_size(model_name: str, n_classes: int, size: int, attention: str 
             f"({str(error).splitlines()[0]}); {hint}"
         ) from None
     return net
+
+
+def _download_errors() -> tuple[type[BaseException], ...]:
+    """What a failed download raises: OSErrors (urllib's, huggingface_hub's own, its offline
+    mode, requests'), and the hub's HTTP client's transport errors (a proxy, a cut connection),
+    which are not OSErrors. The client is whichever huggingface_hub installed."""
+    errors: list[type[BaseException]] = [OSError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _timm_pretrained(model_name: str, size: int) -> nn.Module:
+    """The plain timm model with timm's pretrained weights, downloaded (or from the hub's cache)."""
+    try:
+        return _create_timm(model_name, size, pretrained=True)
+    except _download_errors() as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise EnsError(
+            f"--pretrained timm: cannot download {model_name}'s weights ({reason}); the hub is unreachable from here: "
+            "download the weights file where it is reachable and give --pretrained FILE"
+        ) from None

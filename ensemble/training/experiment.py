@@ -10,6 +10,7 @@ them is refused unless --force starts the experiment again.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,13 +118,15 @@ def run_jobs(
         progress(FoldsSent(to_train, where, workers))
     failures: list[parallel.Failure] = []
     try:
-        for end in parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress, cluster):
-            if isinstance(end, parallel.Failure):
-                failures.append(end)
-                continue
-            if progress and executor.cluster:  # a cluster's workers send no events: the fold's end is its result
-                progress(end)
-            writer.combine(competition, folds, metric)
+        # closing: leaving early (Ctrl-C, SIGTERM) stops the worker processes before the locks go
+        with contextlib.closing(parallel.run_jobs(run_fold, jobs, executor, workspace.root, progress, cluster)) as ends:
+            for end in ends:
+                if isinstance(end, parallel.Failure):
+                    failures.append(end)
+                    continue
+                if progress and executor.cluster:  # a cluster's workers send no events: the fold's end is its result
+                    progress(end)
+                writer.combine(competition, folds, metric)
     except EnsError as error:  # a worker died: name the folds it left undone
         missing = sorted(set(to_train) - set(writer.experiment.done_folds()))
         raise EnsError(f"{error}; folds not finished: {','.join(map(str, missing))}") from None

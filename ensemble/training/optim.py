@@ -99,7 +99,22 @@ def onecycle(optimizer, settings: TrainSettings, total_steps: int):
     """Smith's one-cycle: cosine up to lr over the warm-up fraction, then down to lr/1e5 (momentum cycles)."""
     import torch
 
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps, pct_start=settings.warmup)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=total_steps, pct_start=onecycle_warmup(settings.warmup, total_steps)
+    )
+
+
+def onecycle_warmup(warmup: float, total_steps: int) -> float:
+    """The warm-up fraction OneCycleLR is given: `warmup`, except where it makes exactly one step.
+
+    OneCycleLR's warm-up runs from step 0 to step warmup * total_steps - 1, and divides by that
+    length: one warm-up step (5 steps at 0.2) is a ZeroDivisionError. The fraction is raised by
+    the least float that avoids it: the first step runs at the initial lr (lr / 25), as any
+    longer warm-up starts, and the decay follows. Every other case is torch's, bit for bit.
+    """
+    while float(warmup * total_steps) == 1.0:
+        warmup = math.nextafter(warmup, math.inf)
+    return warmup
 
 
 @SCHEDULES.register("cosine")

@@ -4,9 +4,7 @@ machine (--jobs), or on a Dask cluster (joblib's dask backend).
 Each job writes its own artifacts, atomically, from the process that ran it, so the parent
 only learns which jobs finished. A job that raises loses only itself: the others run on and
 the failures are reported together at the end. A worker process that dies loses only its
-own job too. With --jobs every job runs in a fresh process of its own, started and watched
-by one of joblib's threads: joblib's process pool (loky) would stop every job beside a dead
-worker, measured here, so it is not used for this. On Dask, the scheduler runs a dead worker's
+own job too. With --jobs every job runs in a fresh process of its own (training/processes.py). On Dask, the scheduler runs a dead worker's
 job again on another worker (the fold resumes from its last saved epoch). Either way finished
 folds are kept, the run says which folds did not finish, and the same command trains what is
 missing.
@@ -20,18 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
+import functools
 import os
 import re
-import signal
 import tempfile
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ensemble.errors import EnsError
+from ensemble.training.processes import Failure, in_processes
 
 DASK_EXTRA = "dask[distributed] is needed for --cluster; install it with: pip install 'ens[dask]'"
 
@@ -95,12 +92,6 @@ class Slot:
     gpu: int | None = None
 
 
-@dataclass(frozen=True)
-class Failure:
-    job: Any
-    message: str
-
-
 Task = Callable[[Any, Any, Slot], Any]  # task(job, progress, slot) -> result
 
 
@@ -156,48 +147,9 @@ def guarded(task: Task, job: Any, threads: int | dict | None, progress=None) -> 
         return Failure(job, str(error) if isinstance(error, EnsError) else f"{type(error).__name__}: {error}")
 
 
-def child_main(task: Task, job: Any, threads: int | None, send) -> None:
-    """The body of a job's own process: its progress events, then its result (or Failure), go
-    back through `send`."""
-    try:
-        send.send(("result", guarded(task, job, threads, lambda event: send.send(("event", event)))))
-    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the parent alone says so
-        return
-    send.close()
-
-
-def in_own_process(task: Task, job: Any, threads: int | None, progress, lock: threading.Lock) -> Any:
-    """guarded(task, job, threads) in a fresh process, its progress events passed to `progress`
-    (one thread at a time, under `lock`); if that process dies, a Failure of this job alone.
-
-    spawn, not fork: the parent may hold torch's threads, which a forked child inherits broken.
-    """
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=child_main, args=(task, job, threads, send))
-    process.start()
-    send.close()  # the child holds the only sending end: its death is EOF here
-    result = None
-    while True:  # read to the end whatever happens here, or the child would block on a full pipe
-        try:
-            kind, payload = receive.recv()
-        except (EOFError, OSError):  # OSError: the process died in the middle of a message
-            break
-        if kind == "result":
-            result = payload
-            break
-        if progress:
-            try:
-                with lock:
-                    progress(payload)
-            except BaseException:  # noqa: BLE001 - a progress line that cannot be shown (stderr gone, disk full) is dropped, with the rest
-                progress = None
-    process.join()
-    if result is not None:
-        return result
-    code = process.exitcode
-    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-    return Failure(job, f"its worker process died ({how}); run the same command again to resume it")
+def guarded_job(task: Task, threads: int | None, job: Any, progress) -> Any:
+    """guarded, its arguments in the order processes.in_processes calls a job's body."""
+    return guarded(task, job, threads, progress)
 
 
 def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, progress=None, cluster: dict | None = None) -> Iterator[Any]:
@@ -205,36 +157,32 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
     cluster as `connected` opened it (else it is opened here).
 
     Raises EnsError when the cluster cannot be used, and when a Dask worker dies more often
-    than the scheduler retries its job.
+    than the scheduler retries its job. Close the iterator (contextlib.closing) when leaving
+    it early: that stops the worker processes.
     """
     if executor.in_process:
         for job in jobs:
             yield task(job, progress, Slot(executor.threads))
         return
-    from joblib import Parallel, delayed
-
-    if executor.cluster:
-        from joblib import parallel_config
-
-        with contextlib.ExitStack() as opened:
-            threads = cluster or opened.enter_context(dask_cluster(executor.cluster, shared_root))
-            opened.enter_context(parallel_config(backend="dask"))
-            parallel = Parallel(n_jobs=min(len(threads), len(jobs)), return_as="generator_unordered")
-            threads = executor.threads or threads
-            try:
-                yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
-            except Exception as error:
-                if type(error).__name__ != "KilledWorker":
-                    raise
-                reason = str(error).splitlines()[0][:200]
-                raise EnsError(f"a Dask worker died ({reason}); finished folds are kept: run the same command again to resume") from None
+    if not executor.cluster:
+        n_jobs = min(executor.jobs, len(jobs))
+        threads = executor.threads or max(1, cpu_cores() // n_jobs)
+        yield from in_processes(functools.partial(guarded_job, task, threads), jobs, n_jobs, progress)
         return
-    n_jobs = min(executor.jobs, len(jobs))
-    threads = executor.threads or max(1, cpu_cores() // n_jobs)
-    # Threads only start and watch the processes; the work is in the processes.
-    parallel = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
-    lock = threading.Lock()
-    yield from parallel(delayed(in_own_process)(task, job, threads, progress, lock) for job in jobs)
+    from joblib import Parallel, delayed, parallel_config
+
+    with contextlib.ExitStack() as opened:
+        threads = cluster or opened.enter_context(dask_cluster(executor.cluster, shared_root))
+        opened.enter_context(parallel_config(backend="dask"))
+        parallel = Parallel(n_jobs=min(len(threads), len(jobs)), return_as="generator_unordered")
+        threads = executor.threads or threads
+        try:
+            yield from parallel(delayed(guarded)(task, job, threads) for job in jobs)
+        except Exception as error:
+            if type(error).__name__ != "KilledWorker":
+                raise
+            reason = str(error).splitlines()[0][:200]
+            raise EnsError(f"a Dask worker died ({reason}); finished folds are kept: run the same command again to resume") from None
 
 
 @contextlib.contextmanager

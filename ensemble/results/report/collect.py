@@ -19,7 +19,7 @@ from ensemble.blend.members import aligned
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
-from ensemble.io import group_complete, read_json
+from ensemble.io import group_complete, read_json, read_npz
 from ensemble.results.leaderboard import leaderboard
 
 
@@ -155,13 +155,13 @@ PROBABILITY_KEYS = ("probs", "probabilities", "oof")
 
 def read_blend_probs(path: Path, competition: Competition) -> np.ndarray:
     """A blend's OOF probabilities, float (n_train, n_classes) in train.csv order."""
+    archive = read_npz(path, "OOF probabilities")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            ids, classes = archive["ids"].astype(str), tuple(archive["classes"].astype(str).tolist())
-            key = next((key for key in PROBABILITY_KEYS if key in archive.files), None)
-            values = archive[key] if key else metrics.softmax(archive["logits"])
-    except (OSError, ValueError, KeyError) as error:
-        raise EnsError(f"{path}: cannot read OOF probabilities: {error}") from None
+        ids, classes = archive["ids"].astype(str), tuple(archive["classes"].astype(str).tolist())
+        key = next((key for key in PROBABILITY_KEYS if key in archive), None)
+        values = archive[key] if key else metrics.softmax(archive["logits"])
+    except KeyError as error:
+        raise EnsError(f"{path}: cannot read OOF probabilities: no array {error}") from None
     if values.shape != (len(ids), len(classes)):
         raise EnsError(f"{path}: values have shape {values.shape}, expected ({len(ids)}, {len(classes)})")
     return aligned(store.Logits(ids, classes, np.asarray(values, dtype=np.float64)), path, competition.train_ids, competition.classes)
