@@ -113,7 +113,7 @@ def test_an_empty_file_is_refused_as_empty(tmp_path):
     """Issue 16, 11: torch's empty error message made splitlines()[0] an IndexError."""
     path = tmp_path / "weights.pt"
     path.write_bytes(b"")
-    with pytest.raises(EnsError, match=f"--pretrained {path}: the file is empty"):
+    with pytest.raises(EnsError, match=f"--pretrained {path}: cannot read weights: the file is empty"):
         load_weights(create_net("test_resnet", 3, 16), "test_resnet", 16, str(path))
 
 

@@ -67,8 +67,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file or a torch state dict (also inside {'state_dict': ...} or {'model': ...})."""
     if not path.is_file():
         raise EnsError(f"--pretrained {path}: file not found")
-    if path.stat().st_size == 0:
-        raise EnsError(f"--pretrained {path}: the file is empty; expected a safetensors file or a torch state dict")
     try:
         if _is_safetensors(path):
             from safetensors.torch import load_file
