@@ -46,7 +46,7 @@ def split_member(name: str) -> tuple[str, str | None]:
 
 
 def read_views(experiment: store.ExperimentDir, fold: int) -> dict[str, np.ndarray]:
-    """One fold's views.npz (predict.save_views), whole."""
+    """One fold's views.npz (predict.views_arrays), whole."""
     path = experiment.views_path(fold)
     if not path.is_file():
         raise EnsError(
@@ -214,7 +214,7 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
             aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes, oof[index])
             aligned(store.load_logits(experiment.test_path), experiment.test_path, competition.test_ids, competition.classes, test[index])
             continue
-        # As runs.summarize combines an experiment's folds: held-out rows in place, test summed in float64.
+        # As artifacts.writer.summarize combines an experiment's folds: held-out rows in place, test summed in float64.
         test_sum = np.zeros(test.shape[1:], dtype=np.float64)
         folds = experiment.done_folds()
         for fold in folds:

@@ -43,7 +43,7 @@ def print_event(event: object) -> None:
         ),
         FoldEnd: lambda e: f"fold {e.fold}: {e.metric} {e.score:.4f} in {e.seconds:.1f}s",
     }
-    if type(event) in formats:  # step events: only the live view (ensemble/view.py) shows them
+    if type(event) in formats:  # step events: only the live display (cli/progress.py) shows them
         err.print(formats[type(event)](event))
 
 

@@ -77,7 +77,7 @@ def predict_test_set(
     device = resolve_device(device_name or workspace.train.device)
     images, _ = cached_images(workspace.root, paths, ids, size, content_key(paths, test_images))  # a chunk at a time, as training reads
 
-    # Summed in float64 and cast once, as runs.summarize makes test.npz: the same images give the same numbers.
+    # Summed in float64 and cast once, as artifacts.writer.summarize makes test.npz: the same images give the same numbers.
     total = np.zeros((len(ids), len(competition.classes)), dtype=np.float64)
     for fold in range(k):
         started = time.perf_counter()
