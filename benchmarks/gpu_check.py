@@ -99,19 +99,22 @@ def ceiling(device: str, seconds: float = 5.0) -> float:
     batch = SETTINGS["batch_size"]
     inputs = torch.randn(batch, 3, SETTINGS["size"], SETTINGS["size"], device=target).contiguous(memory_format=layout)
     targets = torch.randint(0, 10, (batch,), device=target)
-    steps, started = 0, None
-    while started is None or time.perf_counter() - started < seconds:
+    def step() -> None:
         with devices.autocast(target):
             loss = torch.nn.functional.cross_entropy(net(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+
+    for _ in range(5):  # warm-up: kernels chosen, memory allocated
+        step()
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
         steps += 1
-        if steps == 5:  # warmed up: start the clock
-            if target.type == "cuda":
-                torch.cuda.synchronize(target)
-            started, steps = time.perf_counter(), 0
     if target.type == "cuda":
         torch.cuda.synchronize(target)
     return steps * batch / (time.perf_counter() - started)

@@ -200,12 +200,6 @@ def check_models(settings: "TrainSettings") -> None:
                 f"train {field.name} must be auto or {kind.__name__}, got {value!r}",
             )
     _check(settings.unfreeze_after == "auto" or settings.unfreeze_after >= 0, f"train unfreeze_after must be >= 0, got {settings.unfreeze_after}")
-    # The warm-up trains the head alone: as long as the run, a random backbone never trains.
-    _check(
-        settings.unfreeze_after == "auto" or settings.unfreeze_after < settings.total_epochs,
-        f"train unfreeze_after: --unfreeze-after {settings.unfreeze_after} is not below the run's {settings.total_epochs} epochs, "
-        f"so the backbone would never train; give fewer than {settings.total_epochs} (or --train-blocks 0 for a head-only run)",
-    )
     _check(settings.backbone_lr_scale == "auto" or settings.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {settings.backbone_lr_scale}")
 
 

@@ -179,6 +179,8 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 # What a damaged .npz raises: a cut or overwritten zip is BadZipFile or EOFError (neither an
 # OSError nor a ValueError), a missing member KeyError, an odd compression NotImplementedError.
 NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)

@@ -187,7 +187,10 @@ def test_a_kill_between_the_renames_leaves_a_group_that_counts_as_not_written(tr
     assert "b" not in [blend.name for blend in collect(workspace).blends]
     for leftover in (".b.csv.x1.tmp", ".b.oof.npz.x2.tmp", ".bb.csv.x3.tmp"):  # as a SIGKILL leaves them
         (submissions / leftover).write_bytes(b"left by a kill")
-    result = ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill")  # no --force needed
+    # Not replaced unasked (a hand-edited CSV looks the same): the same command as the cut one, --force and all.
+    refused = ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill")
+    assert refused.exit_code == 1 and "files do not agree with it" in refused.output and "--force" in refused.output
+    result = ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill", "--force")
     assert result.exit_code == 0, result.output
     assert group_complete(submissions / "b.json") and json.loads((submissions / "b.json").read_text())["method"] == "hill"
     assert sorted(path.name for path in submissions.glob(".*")) == [".bb.csv.x3.tmp"]  # another blend's is left alone

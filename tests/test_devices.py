@@ -47,6 +47,6 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
 
 
 def test_an_empty_scaler_state_is_what_a_disabled_scaler_saves():
-    # train.py loads a saved scaler state only when it is not empty: a fold begun on the
+    # training/trainer.py loads a saved scaler state only when it is not empty: a fold begun on the
     # CPU or a bf16 card saves {}, which an enabled fp16 scaler would refuse to load.
     assert devices.grad_scaler(torch.device("cpu")).state_dict() == {}

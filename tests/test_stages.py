@@ -39,8 +39,14 @@ def test_plan_from_settings_and_normalised_spellings():
     ],
 )
 def test_bad_schedules_are_refused(fields, message):
+    from ensemble.training.preflight import validate
+
     with pytest.raises(EnsError, match=message):
-        TrainSettings(**fields)
+        validate(TrainSettings(**fields))
+
+
+def test_a_head_warm_up_as_long_as_the_run_stops_training_not_blending():
+    TrainSettings(epochs=2, unfreeze_after=2)  # ens.toml still loads: blend, leaderboard, report work
 
 
 def record_input_sides(monkeypatch) -> list:

@@ -73,3 +73,15 @@ def test_predict_never_plans_over_a_trained_experiment(tmp_path, force):
     predicted = {**RECORD, "source": {"experiment": "s"}}
     with pytest.raises(EnsError, match="a trained experiment; predict never replaces trained weights, even with --force: name another --as"):
         plan_folds(experiment, predicted, [0, 1], force=force, verb=PREDICT)
+
+
+def test_an_older_record_is_told_the_flag_that_resumes_it_as_it_was(tmp_path):
+    # Recorded before train.augment_fill existed, with a warp: LEGACY says black, today's default is mean.
+    older = {key: value for key, value in RECORD.items() if key != "train"}
+    older["train"] = {key: value for key, value in RECORD["train"].items() if key != "augment_fill"} | {"augment": "shift:0.1"}
+    today = {**RECORD, "train": {**RECORD["train"], "augment": "shift:0.1", "augment_fill": "mean"}}
+    experiment = make_experiment(tmp_path, older, [0])
+    with pytest.raises(EnsError, match=r"train.augment_fill: black -> mean\); --augment-fill black resumes it as it was made .*; use --force"):
+        plan_folds(experiment, today, [0, 1], False)
+    # With the flag, the same record resumes: nothing else differs.
+    assert plan_folds(experiment, {**today, "train": {**today["train"], "augment_fill": "black"}}, [0, 1], False) == FoldPlan([1], [0], False)

@@ -117,6 +117,32 @@ def with_legacy_values(record: dict) -> dict:
     return record
 
 
+def _lookup(record: dict, dotted: str):
+    table = record
+    for part in dotted.split("."):
+        if not isinstance(table, dict) or part not in table:
+            return None
+        table = table[part]
+    return table
+
+
+# LEGACY keys that no flag sets: they follow from other settings.
+DERIVED = {"train.stages", "train.weights"}
+
+
+def legacy_flags(existing: dict, record: dict) -> list[str]:
+    """The flags that resume an older experiment as it was: for each train key its
+    settings.json lacked (LEGACY stands in) whose value differs from `record`'s, e.g.
+    '--augment-fill black'."""
+    filled = with_legacy_values(existing)
+    return [
+        f"--{dotted.split('.')[-1].replace('_', '-')} {_lookup(filled, dotted)}"
+        for dotted in LEGACY
+        if dotted.startswith("train.") and dotted not in DERIVED
+        and _lookup(existing, dotted) is None and _lookup(filled, dotted) != _lookup(record, dotted)
+    ]
+
+
 def images_changed(old: dict, images: dict[str, str]) -> list[str]:
     """Which image lists ('train', 'test') hold other pixels than `old` recorded; none for a
     record made before the images' keys were recorded."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ensemble import metrics
 from ensemble.artifacts import locks
-from ensemble.artifacts.identity import differences, images_changed, with_legacy_values
+from ensemble.artifacts.identity import differences, images_changed, legacy_flags, with_legacy_values
 from ensemble.artifacts.scores import experiment_scores
 from ensemble.artifacts.store import ExperimentDir, Logits, load_logits, positions, save_logits
 from ensemble.data.competition import Competition
@@ -81,7 +81,9 @@ def plan_folds(experiment: ExperimentDir, record: dict, requested: list[int], fo
     if changed or images:
         if not force:
             how = f"with other settings ({'; '.join(changed[:3])})" if changed else f"on other {' and '.join(images)} images (their content changed since)"
-            raise EnsError(f"{experiment.root}: was {verb.past} {how}; use --force to {verb.verb} it again, or another {verb.name_flag}")
+            flags = legacy_flags(existing, record) if changed else []
+            resume = f"{' '.join(flags)} resumes it as it was made (an older ens recorded no such key); " if flags else ""
+            raise EnsError(f"{experiment.root}: was {verb.past} {how}; {resume}use --force to {verb.verb} it again, or another {verb.name_flag}")
         return FoldPlan(requested, [], True)
     done = set(experiment.done_folds())
     if force:
@@ -118,14 +120,14 @@ class ExperimentWriter:
             self.plan = plan_folds(self.experiment, self.record, self.requested, self.force, self.verb)
             if self.plan.wipe:  # the whole experiment goes: no other process may be writing any of it
                 self._lock_folds(sorted(set(range(self.k)) - set(self.requested)))
+            # A killed run's temporaries can be as large as a checkpoint. Only the folds this run
+            # writes are cleaned: another process may be writing the others.
+            for fold in self.plan.to_run:
+                for leftover in self.experiment.fold_dir(fold).glob(".*.tmp"):
+                    leftover.unlink(missing_ok=True)
         except BaseException:
             self._held.close()
             raise
-        # A killed run's temporaries can be as large as a checkpoint. Only the folds this run
-        # writes are cleaned: another process may be writing the others.
-        for fold in self.plan.to_run:
-            for leftover in self.experiment.fold_dir(fold).glob(".*.tmp"):
-                leftover.unlink()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -149,7 +151,8 @@ class ExperimentWriter:
         experiment, wipe = self.experiment, self.plan.wipe
         with files_lock(experiment):
             if self._settings_text() not in (self._planned, None):  # another process began it meanwhile
-                if differences(with_legacy_values(read_json(experiment.settings_path)), self.record):
+                meanwhile = with_legacy_values(read_json(experiment.settings_path))
+                if differences(meanwhile, self.record) or images_changed(meanwhile, self.record.get("images_sha256", {})):
                     raise EnsError(
                         f"{experiment.settings_path}: written meanwhile by another process with other settings; "
                         "run the command again"
@@ -183,6 +186,8 @@ def write_fold(experiment: ExperimentDir, fold: int, oof: Logits, test: Logits, 
     views: the arrays of fold<k>/views.npz (see ensemble.inference.predict.views_arrays), or
     None to remove an older one, which would no longer match the fold's logits.
     """
+    # A fold written again (predict --keep-views redoes finished ones) is not done meanwhile.
+    experiment.fold_result_path(fold).unlink(missing_ok=True)
     save_logits(experiment.fold_oof_path(fold), oof)
     save_logits(experiment.fold_test_path(fold), test)
     if views is not None:

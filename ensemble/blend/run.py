@@ -4,8 +4,9 @@ the submission.
 Three files make a submission: NAME.oof.npz (the blend's OOF probabilities), NAME.csv and
 NAME.json. All are computed in full, written to temporaries, then renamed with the JSON
 last, recording the other two's sha256: a CSV without its JSON, or one the JSON does not
-name (a kill between the renames), counts as not written (a rerun replaces it without
---force). A rerun first removes the temporaries a killed one left.
+name (a kill between the renames, or a hand edit), counts as not written: the report leaves
+it out. Only files without a JSON are replaced unasked; a JSON whose files disagree needs
+--force, as any existing blend does. A rerun first removes the temporaries a killed one left.
 """
 
 from __future__ import annotations
@@ -102,8 +103,14 @@ def blend_experiments(
 ) -> BlendResult:
     store.check_name(name, "blend")
     csv_path, json_path, oof_path = (workspace.submissions_dir / f"{name}{suffix}" for suffix in (".csv", ".json", ".oof.npz"))
-    if group_complete(json_path) and not force:
-        raise EnsError(f"{json_path}: already exists; use --force to replace {name}.csv and {name}.json")
+    if json_path.exists() and not force:
+        if group_complete(json_path):
+            raise EnsError(f"{json_path}: already exists; use --force to replace {name}.csv and {name}.json")
+        # Cut short while replacing an earlier blend, or edited by hand since: either way not ours to replace unasked.
+        raise EnsError(
+            f"{json_path}: {name}'s files do not agree with it (a write cut short, or a file edited since); "
+            f"use --force to write {name} again"
+        )
     competition = load_competition(workspace, check_images=False)
     scorer = metrics.get(metric or competition.settings.metric)
     blender = make_blender(method, scorer.name, options or {}, tune_thresholds)

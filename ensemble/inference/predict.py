@@ -118,14 +118,14 @@ def predict_experiment(
 def predicted_record(settings: dict, name: str, policy: tta.Policy, device_name: str, owner: ExperimentDir, k: int) -> dict:
     """settings.json of an experiment predicted from `owner`'s checkpoints: the source's
     record under the new TTA policy, with the source and its checkpoints' hashes."""
-    import torch
+    from ensemble.nets.devices import library_versions
 
     record = copy.deepcopy(settings)
     record["train"].update(tta=policy.spec, tta_merge=policy.merge)
     record.update(
         name=name,
         device=device_name,
-        versions={"ens": __version__, "torch": torch.__version__},
+        versions={"ens": __version__, **library_versions()},
         source={"experiment": owner.name, "checkpoints_sha256": [checkpoint_sha256(owner, fold) for fold in range(k)]},
     )
     return record

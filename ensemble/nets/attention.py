@@ -40,7 +40,7 @@ def doubled_sigmoid_gate():
 def start_as_identity(block):
     """Set the tensors a block names in `ens_identity_start` (name -> value), in place; returns the block.
 
-    Called when a block is built, and again by nets.py after a timm model has re-initialised
+    Called when a block is built, and again by nets/networks.py after a timm model has re-initialised
     every convolution in its blocks (timm's ResNet does), which would undo it.
     """
     import torch
@@ -52,7 +52,7 @@ def start_as_identity(block):
 
 
 def _added(block, identity_start: dict[str, float]):
-    """Tag a block as ens's own (nets.py keeps it trainable, weights.py lets it be missing) and start it as the identity."""
+    """Tag a block as ens's own (nets/networks.py keeps it trainable, nets/weights.py lets it be missing) and start it as the identity."""
     block.ens_added = True
     block.ens_identity_start = identity_start
     return start_as_identity(block)

@@ -84,3 +84,10 @@ def out_of_memory_as_error(batch_size: int, where: str):
             f"{where}: out of GPU memory at batch size {batch_size}; "
             f"use a smaller --batch-size (e.g. {max(2, batch_size // 2)})"
         ) from None
+
+
+def library_versions() -> dict:
+    """The versions settings.json notes (not part of the identity)."""
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__}

@@ -56,7 +56,10 @@ def save_torch(path: Path, document: Any, hash_record: Path | None = None) -> No
                     raise
                 raise writer.error from None
         if hash_record is not None:
-            write_json(hash_record, {"sha256": sha256_file(temporary), "previous_sha256": _current_sha256(path, hash_record)})
+            # The file in place now, hashed (not its record: a kill before an earlier rename
+            # leaves a record of a file that never landed), stays valid until the rename.
+            previous = sha256_file(path) if path.is_file() else None
+            write_json(hash_record, {"sha256": sha256_file(temporary), "previous_sha256": previous})
 
 
 def resume_hash_path(resume_path: Path) -> Path:
@@ -67,16 +70,6 @@ def resume_hash_path(resume_path: Path) -> Path:
 def save_resume(path: Path, state: dict) -> None:
     """resume.pt, with its sha256 recorded in resume.json."""
     save_torch(path, state, resume_hash_path(path))
-
-
-def _current_sha256(path: Path, hash_record: Path) -> str | None:
-    """The sha256 of the file `path` holds now: as recorded, else hashed (a file written before records were)."""
-    if hash_record.is_file():
-        try:
-            return read_json(hash_record).get("sha256")
-        except (EnsError, AttributeError):
-            pass
-    return sha256_file(path) if path.is_file() else None
 
 
 def load_checkpoint(path: Path) -> dict:

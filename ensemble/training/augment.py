@@ -14,7 +14,8 @@ so the default has none; add them for photos, textures and aerial or medical ima
 
 The pixels that shift, scale and rotate bring in from outside the image take the mean colour
 (nets.networks.normalization), as the TTA views of the same names do (train.augment_fill
-"mean"); experiments recorded before that setting existed filled them with black, and resume so.
+"mean"); experiments recorded before that setting existed filled them with black: those whose
+spec warps record black (identity.LEGACY) and resume with --augment-fill black.
 
 The transforms themselves are in transforms.py. Torch is imported inside functions: the
 names are read by the CLI's help text and by the settings check, which must not pay for it.

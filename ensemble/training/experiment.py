@@ -25,6 +25,7 @@ from ensemble.data.competition import load_competition
 from ensemble.data.content import competition_keys
 from ensemble.data.folds import Folds, read_folds
 from ensemble.errors import EnsError
+from ensemble.nets.devices import library_versions
 from ensemble.training import parallel
 from ensemble.training.events import Progress
 from ensemble.training.fold_job import FoldJob, run_fold
@@ -38,14 +39,6 @@ class FoldsSent:
     folds: list[int]
     where: str
     workers: int = 1  # folds running at once
-
-
-def library_versions() -> dict:
-    """The versions settings.json notes (not part of the identity)."""
-    import timm
-    import torch
-
-    return {"torch": torch.__version__, "timm": timm.__version__}
 
 
 def train_experiment(

@@ -166,7 +166,9 @@ def run_jobs(task: Task, jobs: list, executor: Executor, shared_root: Path, prog
         return
     if not executor.cluster:
         n_jobs = min(executor.jobs, len(jobs))
-        threads = executor.threads or max(1, cpu_cores() // n_jobs)
+        # Shared out by --jobs, not by the folds left: the same command resumes a fold with the
+        # thread count it started with, so it ends bit for bit as a run never stopped.
+        threads = executor.threads or max(1, cpu_cores() // executor.jobs)
         yield from in_processes(functools.partial(guarded_job, task, threads), jobs, n_jobs, progress)
         return
     from joblib import Parallel, delayed, parallel_config

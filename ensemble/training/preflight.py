@@ -42,6 +42,13 @@ def validate(settings: TrainSettings) -> TrainSettings:
         raise EnsError(
             "--attention-in-blocks needs an attention block: --attention " + "|".join(n for n in ATTENTION.names() if n != "none")
         )
+    # The warm-up trains the head alone: as long as the run, a random backbone never trains.
+    # Checked here, not in config: a setting only training reads must not stop `ens blend`.
+    if settings.unfreeze_after != "auto" and settings.unfreeze_after >= settings.total_epochs:
+        raise EnsError(
+            f"train unfreeze_after: --unfreeze-after {settings.unfreeze_after} is not below the run's {settings.total_epochs} epochs, "
+            f"so the backbone would never train; give fewer than {settings.total_epochs} (or --train-blocks 0 for a head-only run)"
+        )
     policy = tta.parse_policy(settings.tta, settings.tta_merge)
     return dataclasses.replace(settings, augment=augment.canonical(settings.augment), tta=policy.spec, tta_merge=policy.merge)
 

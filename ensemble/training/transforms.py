@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+
 class Transform:
     """One random transform of a batch: uint8 (n, 3, h, w) -> uint8 (n, 3, h, w), same device."""
 
@@ -34,7 +35,6 @@ class Affine(Transform):
     def matrices(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """float32 (n, 3, 3) on the CPU: output coordinates -> input coordinates."""
         raise NotImplementedError
-
 
 
 def identity_matrices(n: int) -> torch.Tensor:
