@@ -193,7 +193,7 @@ def test_a_kill_between_the_renames_leaves_a_group_that_counts_as_not_written(tr
     result = ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill", "--force")
     assert result.exit_code == 0, result.output
     assert group_complete(submissions / "b.json") and json.loads((submissions / "b.json").read_text())["method"] == "hill"
-    assert sorted(path.name for path in submissions.glob(".*")) == [".bb.csv.x3.tmp"]  # another blend's is left alone
+    assert sorted(path.name for path in submissions.glob(".*.tmp")) == [".bb.csv.x3.tmp"]  # another blend's is left alone
     assert "b" in [blend.name for blend in collect(workspace).blends]
     one_line_error(ens("blend", "-w", trained_copy, "-n", "b"), "b.json: already exists; use --force")
 
@@ -263,3 +263,20 @@ def test_leaderboard_reads_attention_sizes_and_tta_when_settings_have_them(train
     row = next(row for row in json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout) if row["name"] == "a")
     assert (row["attention"], row["sizes"], row["tta"]) == ("cbam", [16, 24], "hflip,vflip (gmean)")
     assert "16,24" in ens("leaderboard", "-w", trained_copy).stdout
+
+
+def test_two_blends_of_one_name_never_write_at_once(trained_copy, monkeypatch):
+    # While one ens blend -n b is between its checks and its renames, another is refused in one
+    # line: it would remove the first one's temporaries and write beside it.
+    from ensemble.blend import run
+
+    real_write_group, inner = run.write_group, []
+
+    def another_blend_meanwhile(*args, **kwargs):
+        inner.append(ens("blend", "-w", trained_copy, "-n", "b", "--method", "hill", "--force"))
+        real_write_group(*args, **kwargs)
+
+    monkeypatch.setattr(run, "write_group", another_blend_meanwhile)
+    assert ens("blend", "-w", trained_copy, "-n", "b").exit_code == 0
+    one_line_error(inner[0], "submissions/b: is being written by another ens blend")
+    assert json.loads((trained_copy / "submissions" / "b.json").read_text())["method"] == "mean"

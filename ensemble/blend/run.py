@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble import metrics
-from ensemble.artifacts import store
+from ensemble.artifacts import locks, store
 from ensemble.blend import METHODS
 from ensemble.blend.base import Blender
 from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
@@ -101,7 +101,24 @@ def blend_experiments(
     options: dict | None = None,
     tune_thresholds: bool = False,
 ) -> BlendResult:
+    """Blend `experiments` (default: every finished one on the shared folds) with `method` and
+    write submissions/NAME.csv, .oof.npz and .json. Two processes never write one name at once."""
     store.check_name(name, "blend")
+    busy = f"{workspace.submissions_dir / name}: is being written by another ens blend"
+    with locks.hold(workspace.submissions_dir / ".locks" / f"{name}.lock", busy):
+        return write_blend(workspace, name, method, experiments, force, metric, options, tune_thresholds)
+
+
+def write_blend(
+    workspace: Workspace,
+    name: str,
+    method: str,
+    experiments: list[str] | None,
+    force: bool,
+    metric: str | None,
+    options: dict | None,
+    tune_thresholds: bool,
+) -> BlendResult:
     csv_path, json_path, oof_path = (workspace.submissions_dir / f"{name}{suffix}" for suffix in (".csv", ".json", ".oof.npz"))
     if json_path.exists() and not force:
         if group_complete(json_path):
