@@ -205,14 +205,16 @@ def test_a_full_disk_writes_no_file_of_the_submission(trained_copy, monkeypatch)
     calls = []
 
     def disk_full_at_the_second_file(*args, **kwargs):
-        calls.append(kwargs.get("prefix"))
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if kwargs.get("prefix") in (".s.csv.", ".s.oof.npz.", ".s.json."):  # the submission's files, not the blend's lock
+            calls.append(kwargs["prefix"])
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", disk_full_at_the_second_file)
     one_line_error(ens("blend", "-w", trained_copy, "-n", "s"), "submissions/s.oof.npz: cannot write: No space left on device")
-    assert list((trained_copy / "submissions").iterdir()) == []  # no file, no temporary
+    assert [path.name for path in (trained_copy / "submissions").iterdir() if path.name != ".locks"] == []  # no file, no temporary
+    assert list((trained_copy / "submissions" / ".locks").iterdir()) == []  # and the lock let go
 
 
 def test_tables_keep_every_score_at_80_columns(trained_copy):
