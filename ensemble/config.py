@@ -56,6 +56,8 @@ class FoldSettings:
     k: int = 5
     strategy: str = "stratified"
     seed: int = 42
+    # Keep each near-duplicate group of `ens audit` (audit/duplicates.csv) in one fold, whatever the strategy.
+    dedupe: bool = False
 
     def __post_init__(self):
         _check(self.k >= 2, f"folds k must be at least 2, got {self.k}")

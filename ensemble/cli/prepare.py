@@ -77,20 +77,28 @@ def folds(
         typer.Option(help=f"One of: {', '.join(STRATEGIES.names())}. {default_help(FoldSettings, 'strategy')}"),
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Shuffle seed. {default_help(FoldSettings, 'seed')}")] = None,
+    dedupe: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--dedupe/--no-dedupe",
+            help=f"Keep each near-duplicate group of audit/duplicates.csv (from `ens audit`) in one fold. {default_help(FoldSettings, 'dedupe')}",
+        ),
+    ] = None,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Split train.csv into k folds; writes folds/folds.csv (id, fold) and folds/folds.json.
 
-    Example: ens folds --k 5 --strategy stratified
+    Example: ens folds --k 5 --strategy stratified; after `ens audit`: ens folds --dedupe --force
     """
     from ensemble.data.competition import load_competition
     from ensemble.data.folds import write_folds
 
     ws = Workspace.load(workspace)
-    settings = override(ws.folds, k=k, strategy=strategy, seed=seed)
+    settings = override(ws.folds, k=k, strategy=strategy, seed=seed, dedupe=dedupe)
     result = write_folds(ws, load_competition(ws), settings, force)
-    out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}): fold sizes {result.fold_sizes}")
+    kept = f", {result.dedupe_groups} near-duplicate groups each in one fold" if settings.dedupe else ""
+    out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}{kept}): fold sizes {result.fold_sizes}")
     label, count = result.smallest_class
     if count < settings.k:
         err.print(f"note: class {label!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")

@@ -2,6 +2,9 @@
 
 folds.json records the settings and the hash of the train.csv the folds were made for, so a
 folds file left over from other data is refused instead of silently misaligning OOF logits.
+With dedupe, every strategy also keeps each near-duplicate group of `ens audit` in one fold;
+folds.json then records those groups' hash (dedupe_sha256) but reading never checks it: a
+later audit does not invalidate folds, the leaderboard notes the groups they split instead.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import pandas as pd
 
 from ensemble.config import FoldSettings, Workspace
 from ensemble.data.competition import Competition
+from ensemble.data.duplicates import DuplicateGroups, read_duplicates
 from ensemble.errors import EnsError
 from ensemble.io import read_json, sha256_bytes, sha256_file, write_json, write_text
 from ensemble.registry import Registry
 
-# split(competition, k, seed) -> fold index of each training row, int (n_train,)
-Splitter = Callable[[Competition, int, int], np.ndarray]
+# split(competition, k, seed, together) -> fold index of each training row, int (n_train,).
+# together: None, or int (n_train,) with one label per set of rows that must share a fold
+# (near-duplicates; a row in no group has a label of its own).
+Splitter = Callable[[Competition, int, int, "np.ndarray | None"], np.ndarray]
 STRATEGIES: Registry[Splitter] = Registry("fold strategy")
 
 
@@ -35,32 +41,70 @@ def _fold_of(splits, n_rows: int) -> np.ndarray:
 
 
 @STRATEGIES.register("stratified")
-def stratified(competition: Competition, k: int, seed: int) -> np.ndarray:
-    """Each fold keeps the class proportions of the whole train set."""
+def stratified(competition: Competition, k: int, seed: int, together: np.ndarray | None) -> np.ndarray:
+    """Each fold keeps the class proportions of the whole train set (as far as `together` allows)."""
     from sklearn.model_selection import StratifiedKFold
 
     largest = int(np.bincount(competition.targets).max())
     if largest < k:
         raise EnsError(f"{competition.train_csv}: no class has {k} rows, so {k} stratified folds cannot be made; use a smaller --k")
+    if together is not None:
+        return _grouped(competition, k, seed, together, "groups of near-duplicates")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return _fold_of(splitter.split(competition.train_ids, competition.targets), len(competition.train_ids))
 
 
 @STRATEGIES.register("group")
-def group(competition: Competition, k: int, seed: int) -> np.ndarray:
-    """No group spans two folds (a patient, a scene); class proportions kept as far as groups allow."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
+def group(competition: Competition, k: int, seed: int, together: np.ndarray | None) -> np.ndarray:
+    """No group spans two folds (a patient, a scene); class proportions kept as far as groups allow.
+    With `together`, groups are the union of both relations: rows sharing a group value or a
+    near-duplicate group, and so on transitively, share a fold."""
     if competition.groups is None:
         raise EnsError(
             f"{competition.train_csv}: strategy 'group' needs group_column set in ens.toml [competition]"
         )
-    n_groups = len(set(competition.groups))
+    if together is None:  # the group values themselves: folds made before dedupe stay as they were
+        return _grouped(competition, k, seed, competition.groups, "groups")
+    _, group_codes = np.unique(competition.groups, return_inverse=True)
+    every_row = np.arange(len(competition.train_ids))
+    linked = connected_rows(len(every_row), [(every_row, group_codes), (every_row, together)])
+    return _grouped(competition, k, seed, linked, "groups (group column and near-duplicates joined)")
+
+
+def _grouped(competition: Competition, k: int, seed: int, groups: np.ndarray, what: str) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
     if n_groups < k:
-        raise EnsError(f"{competition.train_csv}: {n_groups} groups cannot fill {k} folds")
+        raise EnsError(f"{competition.train_csv}: {n_groups} {what} cannot fill {k} folds")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    splits = splitter.split(competition.train_ids, competition.targets, competition.groups)
+    splits = splitter.split(competition.train_ids, competition.targets, groups)
     return _fold_of(splits, len(competition.train_ids))
+
+
+def connected_rows(n_rows: int, links: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Component label of each row, int (n_rows,): rows are joined when they share a label in
+    any of `links`, each a pair (rows, labels): int (n_pairs,) each. A row in no link is alone."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    # A bipartite graph, rows on one side and each link's labels on the other: its components
+    # are the union of the relations without listing every pair of rows that share a label.
+    row_nodes, label_nodes, n_nodes = [], [], n_rows
+    for rows, labels in links:
+        _, codes = np.unique(labels, return_inverse=True)
+        row_nodes.append(np.asarray(rows, dtype=np.int64))
+        label_nodes.append(n_nodes + codes.reshape(-1))
+        n_nodes += int(codes.max()) + 1 if len(codes) else 0
+    sources, targets = np.concatenate(row_nodes), np.concatenate(label_nodes)
+    graph = coo_matrix((np.ones(len(sources), dtype=np.int8), (sources, targets)), shape=(n_nodes, n_nodes))
+    _, component = connected_components(graph, directed=False)
+    return component[:n_rows]
+
+
+def duplicates_together(n_rows: int, duplicates: DuplicateGroups) -> np.ndarray:
+    """together: int (n_rows,), one label per near-duplicate group (groups sharing a row joined)."""
+    return connected_rows(n_rows, [(duplicates.rows, duplicates.groups)])
 
 
 def groups_hash(competition: Competition) -> str | None:
@@ -74,26 +118,33 @@ class FoldsResult:
     path: Path
     fold_sizes: list[int]
     smallest_class: tuple[str, int]  # (label, count): below k, some folds lack that class
+    dedupe_groups: int | None = None  # near-duplicate groups kept in one fold; None without dedupe
 
 
-def assign_folds(competition: Competition, settings: FoldSettings) -> np.ndarray:
-    """fold_of: int (n_train,), the fold whose model does not see each training row."""
+def assign_folds(competition: Competition, settings: FoldSettings, duplicates: DuplicateGroups | None = None) -> np.ndarray:
+    """fold_of: int (n_train,), the fold whose model does not see each training row.
+    duplicates: the near-duplicate groups that settings.dedupe keeps together (needed then only)."""
+    if settings.dedupe != (duplicates is not None):
+        raise ValueError(f"assign_folds: dedupe is {settings.dedupe} but duplicates were {'not ' if duplicates is None else ''}given")
     split = STRATEGIES.get(settings.strategy)
     if settings.k > len(competition.train_ids):
         raise EnsError(
             f"{competition.train_csv}: {len(competition.train_ids)} rows cannot fill {settings.k} folds"
         )
+    n_rows = len(competition.train_ids)
+    together = None if duplicates is None else duplicates_together(n_rows, duplicates)
     with warnings.catch_warnings():
         # scikit-learn warns when a class has fewer members than folds; FoldsResult reports it.
         warnings.simplefilter("ignore", UserWarning)
-        return split(competition, settings.k, settings.seed)
+        return split(competition, settings.k, settings.seed, together)
 
 
 def write_folds(workspace: Workspace, competition: Competition, settings: FoldSettings, force: bool) -> FoldsResult:
     csv_path, meta_path = folds_paths(workspace)
     if csv_path.exists() and not force:
         raise EnsError(f"{csv_path}: already exists; use --force to replace it")
-    fold_of = assign_folds(competition, settings)
+    duplicates = read_duplicates(workspace, competition) if settings.dedupe else None
+    fold_of = assign_folds(competition, settings, duplicates)
     frame = pd.DataFrame({competition.settings.id_column: competition.train_ids, "fold": fold_of})
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
@@ -106,6 +157,8 @@ def write_folds(workspace: Workspace, competition: Competition, settings: FoldSe
         "folds_sha256": sha256_bytes(text.encode()),
         "n_rows": len(fold_of),
     }
+    if duplicates is not None:  # a key of its own: read_folds never compares it (see the docstring)
+        meta |= {"dedupe_sha256": duplicates.sha256, "dedupe_groups": duplicates.n_groups}
     # The CSV goes last: an existing folds.json without its CSV is never read alone.
     write_json(meta_path, meta)
     write_text(csv_path, text)
@@ -114,6 +167,7 @@ def write_folds(workspace: Workspace, competition: Competition, settings: FoldSe
         path=csv_path,
         fold_sizes=np.bincount(fold_of, minlength=settings.k).tolist(),
         smallest_class=(str(labels[counts.argmin()]), int(counts.min())),
+        dedupe_groups=None if duplicates is None else duplicates.n_groups,
     )
 
 

@@ -17,6 +17,7 @@ MEANING = {
     "positive_class": "the class a single probability column is about, when auto cannot tell",
     "strategy": "stratified or group",
     "seed": "shuffle seed",
+    "dedupe": "keep `ens audit`'s near-duplicate groups in one fold",
     "model": "any timm model name",
     "size": "images are resized to size x size",
     "epochs": "passes over each fold's training rows",
