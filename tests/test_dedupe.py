@@ -1,6 +1,9 @@
-"""`ens folds --dedupe`: near-duplicate groups of audit/duplicates.csv kept in one fold."""
+"""`ens folds --dedupe`: near-duplicate groups of audit/duplicates.csv kept in one fold, and the
+leaderboard's note when the current folds split some."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ from ensemble.config import Workspace
 from ensemble.data.competition import load_competition
 from ensemble.data.folds import connected_rows, read_folds
 from ensemble.io import read_json, sha256_file
+from ensemble.results.leaderboard import duplicates_note
 from tests.conftest import add_group_column
 
 # 36 rows, labels cat, dog, owl by turn (row % 3); k = 3 in the fixture's ens.toml.
@@ -144,3 +148,24 @@ def test_folds_without_dedupe_are_byte_identical_to_before(competition_dir, stra
     meta = read_json(competition_dir / "folds" / "folds.json")
     assert meta["dedupe"] is False and not any(key.startswith("dedupe_") for key in meta)
 
+
+def test_the_leaderboard_notes_folds_that_split_a_duplicate_group(competition_dir):
+    assert ens("folds", "-w", competition_dir).exit_code == 0
+    workspace = Workspace.load(competition_dir)
+    assert duplicates_note(workspace) is None  # no audit: nothing to say
+    fold_of = fold_by_id(competition_dir)
+    in_fold = {fold: sorted(image_id for image_id, f in fold_of.items() if f == fold) for fold in range(3)}
+    # Two groups across folds, one inside a fold.
+    write_duplicates(competition_dir, {1: [in_fold[0][0], in_fold[1][0]], 2: [in_fold[1][1], in_fold[2][1], in_fold[2][2]], 3: in_fold[0][1:3]})
+    note = "folds split 2 duplicate groups: OOF scores are optimistic; ens folds --dedupe"
+    assert duplicates_note(workspace) == note
+    for format_args in ([], ["--format", "json"]):
+        result = ens("leaderboard", *format_args, "-w", competition_dir)
+        assert result.exit_code == 0, result.output
+        assert f"note: {note}" in result.stderr and note not in result.stdout
+    assert json.loads(ens("leaderboard", "--format", "json", "-w", competition_dir).stdout) == []
+
+    assert ens("folds", "--dedupe", "--force", "-w", competition_dir).exit_code == 0
+    assert duplicates_note(workspace) is None
+    result = ens("leaderboard", "-w", competition_dir)
+    assert result.exit_code == 0 and "duplicate" not in result.output

@@ -34,13 +34,18 @@ def leaderboard(
 
     Example: ens leaderboard --format json
     """
+    from ensemble.results.leaderboard import duplicates_note
     from ensemble.results.leaderboard import leaderboard as rows_of
 
-    rows = rows_of(Workspace.load(workspace), metric, correlation)
+    ws = Workspace.load(workspace)
+    rows = rows_of(ws, metric, correlation)
     if format is Format.json:
         print(json.dumps(rows, indent=2))
-        return
-    print_leaderboard(rows, wide, correlation)
+    else:
+        print_leaderboard(rows, wide, correlation)
+    note = duplicates_note(ws)
+    if note:  # on stderr: --format json keeps stdout clean JSON
+        err.print(f"note: {note}")
 
 
 def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = False) -> None:

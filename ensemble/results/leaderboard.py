@@ -11,6 +11,8 @@ from ensemble.artifacts import store
 from ensemble.artifacts.scores import experiment_scores, stale_reason
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
+from ensemble.data.duplicates import duplicates_path, read_duplicates
+from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.io import read_json
 
@@ -111,3 +113,25 @@ def add_correlations(workspace: Workspace, rows: list[dict]) -> None:
     matrix = np.corrcoef(probs) if len(scored) > 1 else np.ones((1, 1))
     for row, values in zip(scored, matrix):
         row["correlation"] = {other["name"]: float(value) for other, value in zip(scored, values)}
+
+
+def duplicates_note(workspace: Workspace) -> str | None:
+    """What the leaderboard says when `ens audit` found near-duplicate groups that the current
+    folds split: their OOF scores are then optimistic. None without audit/duplicates.csv, without
+    valid folds, or when no group is split. An audit never invalidates folds or experiments:
+    this note is all it changes; an unreadable duplicates.csv is the note itself."""
+    if not duplicates_path(workspace).is_file():
+        return None
+    competition = load_competition(workspace, check_images=False, with_test=False)
+    try:
+        folds = read_folds(workspace, competition)
+    except EnsError:  # no folds yet, or stale ones: every command that uses them says so
+        return None
+    try:
+        duplicates = read_duplicates(workspace, competition)
+    except EnsError as error:
+        return str(error)
+    n_split = duplicates.split_by(folds.fold_of)
+    if n_split == 0:
+        return None
+    return f"folds split {n_split} duplicate groups: OOF scores are optimistic; ens folds --dedupe"
