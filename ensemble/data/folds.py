@@ -49,7 +49,7 @@ def stratified(competition: Competition, k: int, seed: int, together: np.ndarray
     if largest < k:
         raise EnsError(f"{competition.train_csv}: no class has {k} rows, so {k} stratified folds cannot be made; use a smaller --k")
     if together is not None:
-        return _grouped(competition, k, seed, together, "groups of near-duplicates")
+        return _grouped(competition, k, seed, together, "groups (near-duplicate groups and rows in none)")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return _fold_of(splitter.split(competition.train_ids, competition.targets), len(competition.train_ids))
 
