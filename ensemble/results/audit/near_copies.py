@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 THUMB = 28  # thumbnail side in pixels
 MAX_SHIFT = 2  # shifts of up to this many pixels, each way, on both axes
@@ -116,6 +114,10 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
 
 def groups_of(n_rows: int, pairs: np.ndarray, correlation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(group_of, distance) from the near-copy pairs: connected components of two or more rows."""
+    # Imported here: the torch-free packages import without scipy (`ens blend` starts quickly).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_rows, n_rows))
     _, component = connected_components(graph, directed=False)
     sizes = np.bincount(component)
