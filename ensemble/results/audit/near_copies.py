@@ -70,6 +70,18 @@ def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool 
     return np.concatenate(pairs).astype(np.int64)
 
 
+def window_spread(images: np.ndarray, crop: int) -> np.ndarray:
+    """float32 (n, n_windows): the norm of each crop x crop window of images (n, side, side) once
+    centred, from integral images (sum of squares minus the squared sum over the pixel count)."""
+    padded = np.zeros((len(images), images.shape[1] + 1, images.shape[2] + 1))
+    sums = []
+    for values in (images.astype(np.float64), images.astype(np.float64) ** 2):
+        padded[:, 1:, 1:] = values.cumsum(axis=1).cumsum(axis=2)
+        sums.append(padded[:, crop:, crop:] - padded[:, :-crop, crop:] - padded[:, crop:, :-crop] + padded[:, :-crop, :-crop])
+    spread = np.sqrt(np.maximum(sums[1] - sums[0] ** 2 / crop**2, 0))
+    return spread.reshape(len(images), -1).astype(np.float32)
+
+
 def shift_correlation(first: np.ndarray, second: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """float32 (n_pairs,): for each pair (i, j), the best correlation of first[i]'s centre
     (THUMB - 2 * MAX_SHIFT px square) with the windows of second[j] shifted by up to MAX_SHIFT px.
@@ -77,13 +89,17 @@ def shift_correlation(first: np.ndarray, second: np.ndarray, pairs: np.ndarray) 
     first: float32 (n, THUMB, THUMB); second: float32 (m, THUMB, THUMB); pairs: int (n_pairs, 2).
     """
     crop = THUMB - 2 * MAX_SHIFT
-    windows = sliding_window_view(second, (crop, crop), axis=(1, 2))  # (m, 5, 5, crop, crop), a view
     best = np.empty(len(pairs), dtype=np.float32)
     for start in range(0, len(pairs), PAIR_BLOCK):
         block = pairs[start : start + PAIR_BLOCK]
         centres = normalise(first[block[:, 0], MAX_SHIFT : MAX_SHIFT + crop, MAX_SHIFT : MAX_SHIFT + crop].reshape(len(block), -1))
-        shifted = normalise(windows[block[:, 1]].reshape(len(block), -1, crop * crop))
-        best[start : start + len(block)] = np.einsum("pd,psd->ps", centres, shifted).max(axis=1)
+        partners = second[block[:, 1]]
+        windows = sliding_window_view(partners, (crop, crop), axis=(1, 2)).reshape(len(block), -1, crop * crop)
+        # A centred unit-norm centre has zero sum, so its dot product with a raw window equals the
+        # one with the centred window: only the windows' norms are needed, not centred copies.
+        dots = np.matmul(windows, centres[:, :, None])[:, :, 0]
+        spread = window_spread(partners, crop)
+        best[start : start + len(block)] = np.divide(dots, spread, out=np.zeros_like(dots), where=spread > 1e-3).max(axis=1)
     return best
 
 
