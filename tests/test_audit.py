@@ -84,7 +84,7 @@ def test_finds_groups_pairs_and_conflicts(copies_dir):
     assert sorted(zip(conflicts["id"], conflicts["label"])) == [("0005", "owl"), ("0006", "cat")]
     assert (result.n_groups, result.n_grouped, result.n_test_with_copy, result.n_conflicts) == (3, 7, 2, 1)
     figures = json.loads((copies_dir / "audit" / "audit.json").read_text())
-    assert figures["threshold"] == 0.95 and "thumbnail correlation" in figures["method"]
+    assert figures["threshold"] == 0.97 and "thumbnail correlation" in figures["method"]
     assert figures["images"]["train"]["formats"] == {"PNG": 24} and figures["fold_balance"] is None
 
 

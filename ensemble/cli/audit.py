@@ -15,7 +15,7 @@ from ensemble.config import Workspace
 @handles_errors
 def audit(
     threshold: Annotated[
-        Optional[float], typer.Option("--threshold", help="A pair is a near-copy at or above this correlation, in (0, 1] (default: 0.95).")
+        Optional[float], typer.Option("--threshold", help="A pair is a near-copy at or above this correlation, in (0, 1] (default: 0.97).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing audit/ folder.")] = False,
     workspace: WorkspaceOption = Path("."),
@@ -26,7 +26,7 @@ def audit(
     modes and formats train against test, class balance per fold). Near-copies are found by
     the correlation of 28 px grey thumbnails over shifts of up to 2 px.
 
-    Example: ens audit --threshold 0.95
+    Example: ens audit --threshold 0.98
     """
     from ensemble.results.audit import DEFAULT_THRESHOLD, run_audit
 

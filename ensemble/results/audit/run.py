@@ -30,9 +30,10 @@ from ensemble.results.audit.stats import fold_balance, image_distributions
 
 AUDIT_DIR = "audit"
 FILES = ("duplicates.csv", "train_test.csv", "conflicts.csv", "audit.json")
-# Measured in benchmarks/bench_audit.py (RESULTS.md): copies with a shift, brightness, noise or
-# JPEG change score above it; distinct images of a varied competition score below it.
-DEFAULT_THRESHOLD = 0.95
+# Measured in benchmarks/bench_audit.py (RESULTS.md): 0.96-1.00 of copies with a shift, brightness,
+# noise and JPEG change at once score above it; 0.95 and 0.96 pair distinct images of look-alike
+# classes (and chain them into large groups), 0.98 misses a fifth of the combined changes.
+DEFAULT_THRESHOLD = 0.97
 METHOD = (
     f"hashes-free thumbnail correlation: {THUMB} px grey thumbnails, each centred and scaled to unit norm; "
     f"a pair's score is the best correlation over shifts of up to {MAX_SHIFT} px; candidate pairs are each "
