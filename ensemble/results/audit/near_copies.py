@@ -26,7 +26,7 @@ THUMB = 28  # thumbnail side in pixels
 MAX_SHIFT = 2  # shifts of up to this many pixels, each way, on both axes
 NEIGHBOURS = 10  # candidate pairs per image
 POOL = 2  # candidates are searched on thumbnails pooled POOL x POOL
-QUERY_BLOCK = 1024  # rows of the similarity matrix held at once: 1024 x 100,000 float32 = 400 MB
+SIMILARITY_CELLS = 50_000_000  # similarity matrix cells held at once: 200 MB of float32, 400 MB of argpartition's indices
 PAIR_BLOCK = 2048  # candidate pairs scored at once: 2048 x 25 windows x 576 pixels float32 = 118 MB
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma
 
@@ -60,12 +60,14 @@ def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool 
     if k <= 0 or not len(queries):
         return np.empty((0, 2), dtype=np.int64)
     pairs = []
-    for start in range(0, len(queries), QUERY_BLOCK):
-        similarity = queries[start : start + QUERY_BLOCK] @ references.T
-        rows = np.arange(len(similarity))
+    block = max(64, SIMILARITY_CELLS // len(references))
+    for start in range(0, len(queries), block):
+        dissimilarity = queries[start : start + block] @ references.T
+        dissimilarity *= -1  # in place: argpartition finds the smallest
+        rows = np.arange(len(dissimilarity))
         if same_set:
-            similarity[rows, rows + start] = -np.inf
-        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            dissimilarity[rows, rows + start] = np.inf
+        top = np.argpartition(dissimilarity, k - 1, axis=1)[:, :k]
         pairs.append(np.stack([np.repeat(rows + start, k), top.reshape(-1)], axis=1))
     return np.concatenate(pairs).astype(np.int64)
 
