@@ -130,3 +130,8 @@ def test_unreadable_image_is_one_line(copies_dir):
     result = runner.invoke(app, ["audit", "-w", str(copies_dir)])
     assert result.exit_code == 1 and "0002.png" in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_help_gives_an_example():
+    result = runner.invoke(app, ["audit", "--help"])
+    assert result.exit_code == 0 and "Example: ens audit" in result.stdout
