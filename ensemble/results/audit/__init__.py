@@ -1,0 +1,10 @@
+"""`ens audit`: what in the competition's data would make out-of-fold scores flatter the model.
+
+near_copies.py finds near-duplicate groups within train and test images with a near-copy in
+train (thumbnail correlation over small shifts); stats.py counts image sizes, modes and formats
+and the class balance of each fold; run.py writes it all into the workspace's audit/ folder.
+"""
+
+from ensemble.results.audit.run import DEFAULT_THRESHOLD, AuditResult, run_audit
+
+__all__ = ["DEFAULT_THRESHOLD", "AuditResult", "run_audit"]

@@ -1,0 +1,176 @@
+"""Near-copies among images: the best correlation of small grey thumbnails over small shifts.
+
+Measured on copies that differ by a 1-2 px shift, a brightness change, noise or JPEG
+re-compression (issue 19; benchmarks/bench_audit.py): perceptual hashes (phash, dhash) find at
+most 0.2 of the copy pairs at a useful precision, because items of one class look alike, while
+the best Pearson correlation of 28 px grey thumbnails over shifts of up to 2 px finds most of
+them. Correlation ignores brightness and contrast by construction (each thumbnail is centred and
+scaled to unit norm); the shifts absorb crops and small translations.
+
+All pairs are never scored: each image's few nearest neighbours on 2x2-pooled thumbnails (pooling
+makes a shifted copy still close) are found with a blocked matrix product that keeps only the top
+`k` per row, and only those candidate pairs are scored over the 25 shifts, vectorised. The matrix
+product is quadratic in numbers of images but runs in BLAS, block by block, in bounded memory.
+
+Constant images (blank thumbnails) have no correlation with anything and are never paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+THUMB = 28  # thumbnail side in pixels
+MAX_SHIFT = 2  # shifts of up to this many pixels, each way, on both axes
+NEIGHBOURS = 10  # candidate pairs per image
+POOL = 2  # candidates are searched on thumbnails pooled POOL x POOL
+SIMILARITY_CELLS = 50_000_000  # similarity matrix cells held at once: 200 MB of float32, 400 MB of argpartition's indices
+PAIR_BLOCK = 2048  # candidate pairs scored at once: 2048 x 25 windows x 576 pixels float32 = 118 MB
+GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma
+
+
+def grey_thumbnails(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, THUMB, THUMB, 3) -> float32 (n, THUMB, THUMB) luma."""
+    if images.shape[1:] != (THUMB, THUMB, 3):
+        raise ValueError(f"expected images of shape (n, {THUMB}, {THUMB}, 3), got {images.shape}")
+    return images.astype(np.float32) @ GREY
+
+
+def normalise(rows: np.ndarray) -> np.ndarray:
+    """float32 (..., d): each row centred and scaled to unit norm; a constant row becomes zeros."""
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+    return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 1e-6)
+
+
+def candidate_features(thumbs: np.ndarray) -> np.ndarray:
+    """float32 (n, THUMB, THUMB) -> (n, (THUMB // POOL) ** 2), pooled and normalised."""
+    side = THUMB // POOL
+    pooled = thumbs.reshape(len(thumbs), side, POOL, side, POOL).mean(axis=(2, 4))
+    return normalise(pooled.reshape(len(thumbs), -1))
+
+
+def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool = False) -> np.ndarray:
+    """int64 (n_queries * k', 2) pairs (query row, reference row): each query's k' = min(k, available)
+    most correlated references. same_set: queries and references are the same rows; a row is
+    not its own neighbour."""
+    k = min(k, len(references) - int(same_set))
+    if k <= 0 or not len(queries):
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = []
+    block = max(64, SIMILARITY_CELLS // len(references))
+    for start in range(0, len(queries), block):
+        dissimilarity = queries[start : start + block] @ references.T
+        dissimilarity *= -1  # in place: argpartition finds the smallest
+        rows = np.arange(len(dissimilarity))
+        if same_set:
+            dissimilarity[rows, rows + start] = np.inf
+        top = np.argpartition(dissimilarity, k - 1, axis=1)[:, :k]
+        pairs.append(np.stack([np.repeat(rows + start, k), top.reshape(-1)], axis=1))
+    return np.concatenate(pairs).astype(np.int64)
+
+
+def window_spread(images: np.ndarray, crop: int) -> np.ndarray:
+    """float32 (n, n_windows): the norm of each crop x crop window of images (n, side, side) once
+    centred, from integral images (sum of squares minus the squared sum over the pixel count)."""
+    padded = np.zeros((len(images), images.shape[1] + 1, images.shape[2] + 1))
+    sums = []
+    for values in (images.astype(np.float64), images.astype(np.float64) ** 2):
+        padded[:, 1:, 1:] = values.cumsum(axis=1).cumsum(axis=2)
+        sums.append(padded[:, crop:, crop:] - padded[:, :-crop, crop:] - padded[:, crop:, :-crop] + padded[:, :-crop, :-crop])
+    spread = np.sqrt(np.maximum(sums[1] - sums[0] ** 2 / crop**2, 0))
+    return spread.reshape(len(images), -1).astype(np.float32)
+
+
+def shift_correlation(first: np.ndarray, second: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """float32 (n_pairs,): for each pair (i, j), the best correlation of first[i]'s centre
+    (THUMB - 2 * MAX_SHIFT px square) with the windows of second[j] shifted by up to MAX_SHIFT px.
+
+    first: float32 (n, THUMB, THUMB); second: float32 (m, THUMB, THUMB); pairs: int (n_pairs, 2).
+    """
+    crop = THUMB - 2 * MAX_SHIFT
+    best = np.empty(len(pairs), dtype=np.float32)
+    for start in range(0, len(pairs), PAIR_BLOCK):
+        block = pairs[start : start + PAIR_BLOCK]
+        centres = normalise(first[block[:, 0], MAX_SHIFT : MAX_SHIFT + crop, MAX_SHIFT : MAX_SHIFT + crop].reshape(len(block), -1))
+        partners = second[block[:, 1]]
+        windows = sliding_window_view(partners, (crop, crop), axis=(1, 2)).reshape(len(block), -1, crop * crop)
+        # A centred unit-norm centre has zero sum, so its dot product with a raw window equals the
+        # one with the centred window: only the windows' norms are needed, not centred copies.
+        dots = np.matmul(windows, centres[:, :, None])[:, :, 0]
+        spread = window_spread(partners, crop)
+        best[start : start + len(block)] = np.divide(dots, spread, out=np.zeros_like(dots), where=spread > 1e-3).max(axis=1)
+    return best
+
+
+@dataclass(frozen=True)
+class NearCopies:
+    """What find_near_copies found, by row of the train and test arrays.
+
+    group_of: int (n_train,), the near-duplicate group of each training row, -1 when it has no
+    near-copy; groups numbered 0.. in the order of their first row. distance: float32 (n_train,),
+    1 - the best correlation to another member of its group (nan outside groups).
+    test_pairs: int (n_pairs, 2) rows (test, train) judged near-copies; test_distance: float32 (n_pairs,).
+    n_candidates: how many pairs were scored.
+    """
+
+    group_of: np.ndarray
+    distance: np.ndarray
+    test_pairs: np.ndarray
+    test_distance: np.ndarray
+    n_candidates: int
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """Pairs within one set as (smaller, larger) rows, each once."""
+    if not len(pairs):
+        return pairs
+    return np.unique(np.sort(pairs, axis=1), axis=0)
+
+
+def groups_of(n_rows: int, pairs: np.ndarray, correlation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group_of, distance) from the near-copy pairs: connected components of two or more rows."""
+    # Imported here: the torch-free packages import without scipy (`ens blend` starts quickly).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_rows, n_rows))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    grouped = sizes[component] >= 2
+    # Number the groups by their first row: stable across runs, and readable in train.csv order.
+    first_rows = np.unique(component[grouped], return_index=True)[1]
+    order = np.argsort(np.flatnonzero(grouped)[first_rows])
+    number = np.full(len(sizes), -1)
+    number[np.unique(component[grouped])[order]] = np.arange(len(order))
+    group_of = np.where(grouped, number[component], -1)
+    best = np.zeros(n_rows, dtype=np.float32)
+    np.maximum.at(best, pairs[:, 0], correlation)
+    np.maximum.at(best, pairs[:, 1], correlation)
+    distance = np.where(grouped, 1 - best, np.nan).astype(np.float32)
+    return group_of, distance
+
+
+def find_near_copies(train: np.ndarray, test: np.ndarray, threshold: float, k: int = NEIGHBOURS) -> NearCopies:
+    """Near-duplicate groups within train, and test rows with a near-copy in train.
+
+    train, test: float32 (n, THUMB, THUMB) grey thumbnails (grey_thumbnails). A pair is a
+    near-copy when its shift_correlation is at least threshold.
+    """
+    train_features, test_features = candidate_features(train), candidate_features(test)
+    within = unique_pairs(nearest(train_features, train_features, k, same_set=True))
+    correlation = shift_correlation(train, train, within)
+    keep = correlation >= threshold
+    group_of, distance = groups_of(len(train), within[keep], correlation[keep])
+    across = nearest(test_features, train_features, k)
+    test_correlation = shift_correlation(test, train, across)
+    keep_test = test_correlation >= threshold
+    return NearCopies(
+        group_of=group_of,
+        distance=distance,
+        test_pairs=across[keep_test],
+        test_distance=(1 - test_correlation[keep_test]).astype(np.float32),
+        n_candidates=len(within) + len(across),
+    )

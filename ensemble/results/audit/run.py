@@ -1,0 +1,145 @@
+"""`ens audit`: near-duplicates, train/test near-copies, conflicting labels and image statistics, into audit/.
+
+Files (training and test ids as train.csv and test.csv spell them):
+  audit/duplicates.csv   id,group,distance: every training row in a near-duplicate group of two or
+                         more; group an integer from 0; distance = 1 - the best correlation to
+                         another member of its group
+  audit/train_test.csv   test_id,train_id,distance: the pairs judged near-copies
+  audit/conflicts.csv    group,id,label: the members of groups whose labels differ
+  audit/audit.json       every figure, the threshold, the method, counts and seconds; written last
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ensemble.config import Workspace
+from ensemble.data.cache import competition_images
+from ensemble.data.competition import Competition, load_competition
+from ensemble.errors import EnsError
+from ensemble.io import write_json, write_text
+from ensemble.results.audit.near_copies import MAX_SHIFT, NEIGHBOURS, POOL, THUMB, NearCopies, find_near_copies, grey_thumbnails
+from ensemble.results.audit.stats import fold_balance, image_distributions
+
+AUDIT_DIR = "audit"
+FILES = ("duplicates.csv", "train_test.csv", "conflicts.csv", "audit.json")
+# Measured in benchmarks/bench_audit.py (RESULTS.md): 0.96-1.00 of copies with a shift, brightness,
+# noise and JPEG change at once score above it; 0.95 and 0.96 pair distinct images of look-alike
+# classes (and chain them into large groups), 0.98 misses a fifth of the combined changes.
+DEFAULT_THRESHOLD = 0.97
+METHOD = (
+    f"hashes-free thumbnail correlation: {THUMB} px grey thumbnails, each centred and scaled to unit norm; "
+    f"a pair's score is the best correlation over shifts of up to {MAX_SHIFT} px; candidate pairs are each "
+    f"image's {NEIGHBOURS} nearest neighbours on {POOL}x{POOL}-pooled thumbnails; near-duplicate groups are the "
+    "connected components of the pairs at or above the threshold (no CNN embeddings)"
+)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """What `ens audit` found and wrote; the figures are also in audit/audit.json."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    threshold: float
+    method: str
+    n_train: int
+    n_test: int
+    n_groups: int  # near-duplicate groups within train
+    n_grouped: int  # training images in those groups
+    n_test_with_copy: int  # test images with a near-copy in train
+    n_conflicts: int  # groups whose members carry different labels
+    seconds: float
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0 < threshold <= 1:
+        raise EnsError(f"--threshold: {threshold} is outside (0, 1]; it is a correlation, such as {DEFAULT_THRESHOLD}")
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, float_format="%.4f")
+    return buffer.getvalue()
+
+
+def tables(competition: Competition, copies: NearCopies) -> dict[str, pd.DataFrame]:
+    """The three CSV files' rows, sorted by group (then distance) and by test row."""
+    grouped = np.flatnonzero(copies.group_of >= 0)
+    duplicates = pd.DataFrame(
+        {"id": competition.train_ids[grouped], "group": copies.group_of[grouped], "distance": copies.distance[grouped]}
+    ).sort_values(["group", "distance"], kind="stable")
+    test_rows, train_rows = copies.test_pairs[:, 0], copies.test_pairs[:, 1]
+    train_test = pd.DataFrame(
+        {"test_id": competition.test_ids[test_rows], "train_id": competition.train_ids[train_rows], "distance": copies.test_distance}
+    ).sort_values(["test_id", "distance"], kind="stable")
+    labels = pd.DataFrame({"group": copies.group_of[grouped], "id": competition.train_ids[grouped], "label": competition.labels[grouped]})
+    n_labels = labels.groupby("group")["label"].transform("nunique")
+    conflicts = labels[n_labels > 1].sort_values(["group", "label"], kind="stable")
+    return {"duplicates.csv": duplicates, "train_test.csv": train_test, "conflicts.csv": conflicts}
+
+
+def prepare_folder(workspace: Workspace, force: bool) -> Path:
+    folder = workspace.root / AUDIT_DIR
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise EnsError(f"{folder}: already exists; use --force to replace it")
+    for name in FILES:  # a replaced audit leaves nothing of the old one behind if this run fails
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
+def run_audit(
+    workspace: Workspace, threshold: float = DEFAULT_THRESHOLD, force: bool = False, progress: Callable[[str], None] | None = None
+) -> AuditResult:
+    """Audit the competition's images and write audit/; nothing is written before the checks pass."""
+    check_threshold(threshold)
+    report = progress or (lambda message: None)
+    started = time.perf_counter()
+    competition = load_competition(workspace)
+    folder = prepare_folder(workspace, force)
+    report(f"reading {len(competition.train_ids)} train and {len(competition.test_ids)} test images at {THUMB} px")
+    train, test, read = competition_images(workspace.root, competition, THUMB)
+    report("finding near-copies")
+    copies = find_near_copies(grey_thumbnails(train[:]), grey_thumbnails(test[:]), threshold)
+    rows = tables(competition, copies)
+    report("reading image headers")
+    figures = {
+        "threshold": threshold,
+        "method": METHOD,
+        "n_train": len(competition.train_ids),
+        "n_test": len(competition.test_ids),
+        "n_groups": int(copies.group_of.max() + 1),
+        "n_grouped": int(np.sum(copies.group_of >= 0)),
+        "n_test_with_copy": int(rows["train_test.csv"]["test_id"].nunique()),
+        "n_train_test_pairs": len(rows["train_test.csv"]),
+        "n_conflicts": int(rows["conflicts.csv"]["group"].nunique()),
+        "n_candidate_pairs": copies.n_candidates,
+        "images": {"train": image_distributions(competition.train_image_paths()), "test": image_distributions(competition.test_image_paths())},
+        "fold_balance": fold_balance(workspace, competition),
+        "seconds": {"read_images": round(read.seconds, 2), "total": None},
+    }
+    for name, frame in rows.items():
+        write_text(folder / name, csv_text(frame))
+    seconds = time.perf_counter() - started
+    figures["seconds"]["total"] = round(seconds, 2)
+    write_json(folder / "audit.json", figures)
+    return AuditResult(
+        folder=folder,
+        files=tuple(folder / name for name in FILES),
+        threshold=threshold,
+        method=METHOD,
+        n_train=figures["n_train"],
+        n_test=figures["n_test"],
+        n_groups=figures["n_groups"],
+        n_grouped=figures["n_grouped"],
+        n_test_with_copy=figures["n_test_with_copy"],
+        n_conflicts=figures["n_conflicts"],
+        seconds=seconds,
+    )
