@@ -109,7 +109,7 @@ def test_cli_summary_force_and_fold_balance(copies_dir):
     result = runner.invoke(app, ["audit", "-w", str(copies_dir)])
     assert result.exit_code == 0, result.output
     assert "3 near-duplicate groups covering 7 of 24 training images" in result.stdout
-    assert "2 of 6 test images have a near-copy in train" in result.stdout and "1 groups with conflicting labels" in result.stdout
+    assert "2 of 6 test images have a near-copy in train" in result.stdout and "1 group with conflicting labels" in result.stdout
     balance = json.loads((copies_dir / "audit" / "audit.json").read_text())["fold_balance"]
     assert balance["k"] == 3 and sum(sum(fold.values()) for fold in balance["counts"].values()) == 24
     again = runner.invoke(app, ["audit", "-w", str(copies_dir)])
@@ -135,3 +135,16 @@ def test_unreadable_image_is_one_line(copies_dir):
 def test_help_gives_an_example():
     result = runner.invoke(app, ["audit", "--help"])
     assert result.exit_code == 0 and "Example: ens audit" in result.stdout
+
+
+def test_the_audits_groups_are_what_folds_dedupe_keeps_together(copies_dir):
+    # The workflow docs give: ens audit, then ens folds --dedupe; the audit's own file, not a hand-written one.
+    assert runner.invoke(app, ["audit", "-w", str(copies_dir)]).exit_code == 0
+    folded = runner.invoke(app, ["folds", "--dedupe", "-w", str(copies_dir)])
+    assert folded.exit_code == 0, folded.output
+    groups = read(copies_dir, "duplicates.csv")
+    folds = pd.read_csv(copies_dir / "folds" / "folds.csv", dtype=str)
+    fold_of = dict(zip(folds["id"], folds["fold"]))
+    assert len(groups) == 7 and groups.groupby("group")["id"].apply(lambda ids: len({fold_of[i] for i in ids})).max() == 1
+    board = runner.invoke(app, ["leaderboard", "-w", str(copies_dir)])
+    assert "folds split" not in board.stderr

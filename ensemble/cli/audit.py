@@ -31,8 +31,12 @@ def audit(
     from ensemble.results.audit import DEFAULT_THRESHOLD, run_audit
 
     result = run_audit(Workspace.load(workspace), DEFAULT_THRESHOLD if threshold is None else threshold, force, err.print)
-    out.print(f"{result.n_groups} near-duplicate groups covering {result.n_grouped} of {result.n_train} training images")
+    out.print(f"{plural(result.n_groups, 'near-duplicate group')} covering {result.n_grouped} of {result.n_train} training images")
     out.print(f"{result.n_test_with_copy} of {result.n_test} test images have a near-copy in train")
-    out.print(f"{result.n_conflicts} groups with conflicting labels")
+    out.print(f"{plural(result.n_conflicts, 'group')} with conflicting labels")
     out.print(f"method: {result.method}; threshold {result.threshold:g}; {result.seconds:.1f}s")
     out.print(f"wrote {', '.join(str(path) for path in result.files)}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
