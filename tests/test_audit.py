@@ -86,6 +86,11 @@ def test_finds_groups_pairs_and_conflicts(copies_dir):
     figures = json.loads((copies_dir / "audit" / "audit.json").read_text())
     assert figures["threshold"] == 0.97 and "thumbnail correlation" in figures["method"]
     assert figures["images"]["train"]["formats"] == {"PNG": 24} and figures["fold_balance"] is None
+    shift = figures["shift"]
+    assert 0 <= shift["auc"] <= 1 and shift["classifier"] and shift["features"]
+    test_like = read(copies_dir, "test_like.csv")
+    assert list(test_like.columns) == ["id", "test_probability"] and len(test_like) == 20
+    assert list(test_like["id"]) == shift["most_test_like"] and test_like["test_probability"].is_monotonic_decreasing
 
 
 def test_without_copies_finds_none(tmp_path):
@@ -116,6 +121,17 @@ def test_cli_summary_force_and_fold_balance(copies_dir):
     assert again.exit_code == 1 and "use --force" in again.stderr
     assert runner.invoke(app, ["audit", "--force", "--threshold", "0.999", "-w", str(copies_dir)]).exit_code == 0
     assert len(read(copies_dir, "duplicates.csv")) < 7  # replaced by the stricter audit
+
+
+def test_a_brighter_test_set_is_told_from_train(tmp_path):
+    root = competition(tmp_path / "bright", copies=False)
+    for path in (root / "data" / "test").glob("*.png"):
+        Image.fromarray(np.clip(np.asarray(Image.open(path)).astype(int) + 90, 0, 255).astype(np.uint8)).save(path)
+    result = runner.invoke(app, ["audit", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    shift = json.loads((root / "audit" / "audit.json").read_text())["shift"]
+    assert shift["auc"] > 0.9 and "train/test shift: adversarial AUC" in result.stdout and "the test set differs" in result.stdout
+    assert len(read(root, "test_like.csv")) == 20
 
 
 @pytest.mark.parametrize("threshold", ["0", "-0.5", "1.5"])

@@ -22,9 +22,11 @@ def audit(
 ) -> None:
     """Find near-duplicate training images, test images with a near-copy in train, and groups whose labels differ.
 
-    Writes audit/duplicates.csv, train_test.csv, conflicts.csv and audit.json (image sizes,
-    modes and formats train against test, class balance per fold). Near-copies are found by
-    the correlation of 28 px grey thumbnails over shifts of up to 2 px.
+    Writes audit/duplicates.csv, train_test.csv, conflicts.csv, test_like.csv and audit.json
+    (image sizes, modes and formats train against test, class balance per fold, train/test
+    shift). Near-copies are found by the correlation of 28 px grey thumbnails over shifts of
+    up to 2 px; shift by a classifier telling train from test on cheap features (its
+    cross-validated AUC is about 0.5 when there is none).
 
     Example: ens audit --threshold 0.98
     """
@@ -34,6 +36,8 @@ def audit(
     out.print(f"{plural(result.n_groups, 'near-duplicate group')} covering {result.n_grouped} of {result.n_train} training images")
     out.print(f"{result.n_test_with_copy} of {result.n_test} test images have a near-copy in train")
     out.print(f"{plural(result.n_conflicts, 'group')} with conflicting labels")
+    auc = "not measured" if result.shift_auc is None else f"{result.shift_auc:.2f}"
+    out.print(f"train/test shift: adversarial AUC {auc} ({result.shift_verdict})")
     out.print(f"method: {result.method}; threshold {result.threshold:g}; {result.seconds:.1f}s")
     out.print(f"wrote {', '.join(str(path) for path in result.files)}")
 

@@ -1,4 +1,4 @@
-"""`ens audit`: near-duplicates, train/test near-copies, conflicting labels and image statistics, into audit/.
+"""`ens audit`: near-duplicates, train/test near-copies, conflicting labels, train/test shift and image statistics, into audit/.
 
 Files (training and test ids as train.csv and test.csv spell them):
   audit/duplicates.csv   id,group,distance: every training row in a near-duplicate group of two or
@@ -6,6 +6,7 @@ Files (training and test ids as train.csv and test.csv spell them):
                          another member of its group
   audit/train_test.csv   test_id,train_id,distance: the pairs judged near-copies
   audit/conflicts.csv    group,id,label: the members of groups whose labels differ
+  audit/test_like.csv    id,test_probability: the training images most like the test set (shift.py)
   audit/audit.json       every figure, the threshold, the method, counts and seconds; written last
 """
 
@@ -26,10 +27,11 @@ from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
 from ensemble.io import write_json, write_text
 from ensemble.results.audit.near_copies import MAX_SHIFT, NEIGHBOURS, POOL, THUMB, NearCopies, find_near_copies, grey_thumbnails
-from ensemble.results.audit.stats import fold_balance, image_distributions
+from ensemble.results.audit.shift import CLASSIFIER, FEATURES, adversarial_validation, most_test_like, verdict
+from ensemble.results.audit.stats import fold_balance, image_distributions, read_headers
 
 AUDIT_DIR = "audit"
-FILES = ("duplicates.csv", "train_test.csv", "conflicts.csv", "audit.json")
+FILES = ("duplicates.csv", "train_test.csv", "conflicts.csv", "test_like.csv", "audit.json")
 # Measured in benchmarks/bench_audit.py (RESULTS.md): 0.96-1.00 of copies with a shift, brightness,
 # noise and JPEG change at once score above it; 0.95 and 0.96 pair distinct images of look-alike
 # classes (and chain them into large groups), 0.98 misses a fifth of the combined changes.
@@ -56,6 +58,8 @@ class AuditResult:
     n_grouped: int  # training images in those groups
     n_test_with_copy: int  # test images with a near-copy in train
     n_conflicts: int  # groups whose members carry different labels
+    shift_auc: float | None  # adversarial validation's ROC AUC, about 0.5 without shift; None with too few images
+    shift_verdict: str  # what the AUC says, in words
     seconds: float
 
 
@@ -110,6 +114,11 @@ def run_audit(
     copies = find_near_copies(grey_thumbnails(train[:]), grey_thumbnails(test[:]), threshold)
     rows = tables(competition, copies)
     report("reading image headers")
+    train_headers, test_headers = read_headers(competition.train_image_paths()), read_headers(competition.test_image_paths())
+    report("measuring train/test shift (adversarial validation)")
+    shift = adversarial_validation(train[:], test[:], train_headers, test_headers)
+    like = most_test_like(shift)
+    rows["test_like.csv"] = pd.DataFrame({"id": competition.train_ids[like], "test_probability": shift.test_probability[like]})
     figures = {
         "threshold": threshold,
         "method": METHOD,
@@ -121,7 +130,15 @@ def run_audit(
         "n_train_test_pairs": len(rows["train_test.csv"]),
         "n_conflicts": int(rows["conflicts.csv"]["group"].nunique()),
         "n_candidate_pairs": copies.n_candidates,
-        "images": {"train": image_distributions(competition.train_image_paths()), "test": image_distributions(competition.test_image_paths())},
+        "shift": {
+            "auc": None if shift.auc is None else round(shift.auc, 4),
+            "verdict": verdict(shift.auc),
+            "features": FEATURES,
+            "classifier": CLASSIFIER,
+            "folds": shift.folds,
+            "most_test_like": [str(image_id) for image_id in competition.train_ids[like]],
+        },
+        "images": {"train": image_distributions(train_headers), "test": image_distributions(test_headers)},
         "fold_balance": fold_balance(workspace, competition),
         "seconds": {"read_images": round(read.seconds, 2), "total": None},
     }
@@ -141,5 +158,7 @@ def run_audit(
         n_grouped=figures["n_grouped"],
         n_test_with_copy=figures["n_test_with_copy"],
         n_conflicts=figures["n_conflicts"],
+        shift_auc=shift.auc,
+        shift_verdict=verdict(shift.auc),
         seconds=seconds,
     )

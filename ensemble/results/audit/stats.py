@@ -19,11 +19,14 @@ from ensemble.errors import EnsError
 TOP = 10  # sizes listed by count; the rest are summed under "other"
 
 
-def header(path: Path) -> tuple[str, str, str]:
-    """(size "WxH", mode, format) from the file's header; Pillow decodes no pixels here."""
+Header = tuple[int, int, str, str]  # width, height, Pillow mode, format
+
+
+def header(path: Path) -> Header:
+    """(width, height, mode, format) from the file's header; Pillow decodes no pixels here."""
     try:
         with Image.open(path) as image:
-            return f"{image.width}x{image.height}", image.mode, str(image.format)
+            return image.width, image.height, image.mode, str(image.format)
     except (OSError, ValueError, SyntaxError) as error:
         raise EnsError(f"{path}: cannot read image header: {error}") from None
 
@@ -35,12 +38,18 @@ def counted(values: Sequence[str], top: int | None = None) -> dict[str, int]:
     return {**dict(counts[:top]), "other": sum(count for _, count in counts[top:])}
 
 
-def image_distributions(paths: Sequence[Path]) -> dict:
-    """Counts of sizes (the TOP most common), Pillow modes and formats of the files."""
+def read_headers(paths: Sequence[Path]) -> list[Header]:
+    """Each file's header, in order, read in threads."""
     jobs = min(8, os.cpu_count() or 1)
-    headers = Parallel(n_jobs=jobs, prefer="threads")(delayed(header)(path) for path in paths)
-    sizes, modes, formats = zip(*headers) if headers else ((), (), ())
-    return {"n_images": len(paths), "sizes": counted(sizes, TOP), "modes": counted(modes), "formats": counted(formats)}
+    return list(Parallel(n_jobs=jobs, prefer="threads")(delayed(header)(path) for path in paths))
+
+
+def image_distributions(headers: Sequence[Header]) -> dict:
+    """Counts of sizes (the TOP most common), Pillow modes and formats of the files."""
+    sizes = [f"{width}x{height}" for width, height, _, _ in headers]
+    modes = [mode for _, _, mode, _ in headers]
+    formats = [fmt for _, _, _, fmt in headers]
+    return {"n_images": len(headers), "sizes": counted(sizes, TOP), "modes": counted(modes), "formats": counted(formats)}
 
 
 def fold_balance(workspace: Workspace, competition: Competition) -> dict | None:
