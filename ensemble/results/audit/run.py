@@ -116,7 +116,7 @@ def run_audit(
     report("reading image headers")
     train_headers, test_headers = read_headers(competition.train_image_paths()), read_headers(competition.test_image_paths())
     report("measuring train/test shift (adversarial validation)")
-    shift = adversarial_validation(train[:], test[:], train_headers, test_headers)
+    shift = adversarial_validation(train, test, train_headers, test_headers)
     like = most_test_like(shift)
     rows["test_like.csv"] = pd.DataFrame({"id": competition.train_ids[like], "test_probability": shift.test_probability[like]})
     figures = {

@@ -24,6 +24,7 @@ FOLDS = 5
 SEED = 0
 POOLED = 7  # the grey thumbnail pooled to POOLED x POOLED
 MOST_TEST_LIKE = 20
+BLOCK = 8192  # images turned into features at once: 8192 x 2352 float32 = 77 MB
 FEATURES = (
     f"{POOLED}x{POOLED} average-pooled {THUMB} px grey thumbnail, per-channel mean and std of the {THUMB} px RGB image, "
     "native width, height and channel count"
@@ -38,13 +39,20 @@ class Shift:
     folds: int
 
 
-def features(images: np.ndarray, headers: Sequence[Header]) -> np.ndarray:
-    """uint8 (n, THUMB, THUMB, 3) and each image's header -> float64 (n, POOLED**2 + 6 + 3)."""
+def pixel_features(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, THUMB, THUMB, 3) -> float32 (n, POOLED**2 + 6): pooled grey thumbnail, channel means and stds."""
     n, step = len(images), THUMB // POOLED
     grey = grey_thumbnails(images).reshape(n, POOLED, step, POOLED, step).mean(axis=(2, 4)).reshape(n, -1)
     pixels = images.reshape(n, -1, 3).astype(np.float32)
+    return np.hstack([grey, pixels.mean(axis=1), pixels.std(axis=1)])
+
+
+def features(images: np.ndarray, headers: Sequence[Header]) -> np.ndarray:
+    """uint8 (n, THUMB, THUMB, 3) and each image's header -> float64 (n, POOLED**2 + 6 + 3), BLOCK images at a time."""
+    n = len(images)
+    pixels = [pixel_features(np.asarray(images[start : start + BLOCK])) for start in range(0, n, BLOCK)]
     sizes = np.array([(width, height, Image.getmodebands(mode)) for width, height, mode, _ in headers], dtype=np.float64)
-    return np.hstack([grey, pixels.mean(axis=1), pixels.std(axis=1), sizes.reshape(n, 3)]).astype(np.float64)
+    return np.hstack([np.vstack(pixels) if pixels else np.empty((0, POOLED**2 + 6)), sizes.reshape(n, 3)]).astype(np.float64)
 
 
 def adversarial_validation(train: np.ndarray, test: np.ndarray, train_headers: Sequence[Header], test_headers: Sequence[Header]) -> Shift:
