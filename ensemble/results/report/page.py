@@ -259,6 +259,10 @@ def audit_section(audit: AuditSummary) -> str:
         more = f" (the first {MAX_PAIRS} of {audit.n_pairs_listed})" if audit.n_pairs_listed > len(audit.pairs) else ""
         body += f"<h3>Test images with a near-copy in train{more}</h3><div class=\"strip\">"
         for test, train, distance in audit.pairs:
+            try:  # 1 - a correlation of identical images can round to -0.0000 in the CSV
+                distance = f"{max(float(distance), 0.0):.4f}"
+            except ValueError:
+                pass
             body += (f'<div class="strip pair">{picture(test, f"test {esc(test.id)}")}'
                      f'{picture(train, f"train {esc(train.id)}<br>{esc(train.label)}<br>distance {esc(distance)}")}</div>')
         body += "</div>"
