@@ -161,3 +161,80 @@ def test_epoch_axis_has_whole_epochs(epochs, ticks):
         fig.canvas.draw()
         low, high = axis.get_xlim()
         assert [tick for tick in axis.get_xticks() if low <= tick <= high] == ticks
+
+
+def data_section(page: str) -> str:
+    start = page.index('<section id="data"><h2>Data</h2>')
+    return page[start:page.index("</section>", start)]
+
+
+def test_without_an_audit_the_page_has_no_data_section(reported):
+    _, page, _ = reported
+    assert 'id="data"' not in page and ">Data</a>" not in page
+
+
+def test_audit_gives_a_data_section_with_pictures_of_groups_and_pairs(competition_dir):
+    images = competition_dir / "data"
+    # Copies of training image 0000: another training row of the same label (0003, cat), one of
+    # another label (0001, dog: a conflict), and a test image.
+    for copy in ("train/0003.png", "train/0001.png", "test/t000.png"):
+        shutil.copy(images / "train" / "0000.png", images / copy)
+    result = runner.invoke(app, ["audit", "-w", str(competition_dir)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["report", "-w", str(competition_dir)])
+    assert result.exit_code == 0, result.output
+    page = (competition_dir / "report.html").read_text()
+    data = data_section(page)
+    assert page.index('id="data"') < page.index('id="experiments"')  # before the (empty) experiments
+    audit = json.loads((competition_dir / "audit" / "audit.json").read_text())
+    assert f'<td>near-duplicate groups in train</td><td class="number">{audit["n_groups"]}</td>' in data
+    assert f'<td class="number">{audit["n_test_with_copy"]} of {audit["n_test"]}</td>' in data
+    assert "Method: hashes-free thumbnail correlation" in data
+    strips = re.findall(r'<div class="strip">(.*?)</div>', data)
+    group = next(strip for strip in strips if "0003<br>cat" in strip)
+    assert "0000<br>cat" in group and "0001<br>dog" in group and group.count("<img") == 3
+    assert "<figcaption>test t000</figcaption>" in data and "train 0000<br>cat<br>distance" in data
+    for source in IMAGE_SOURCE.findall(data):
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert "<h3>Groups with conflicting labels</h3>" in data and "0001 (dog)" in data
+    assert "AUC" not in data  # the audit computed no shift
+
+
+def write_audit(root, duplicates: str, shift: dict | None = None) -> None:
+    folder = root / "audit"
+    folder.mkdir()
+    (folder / "duplicates.csv").write_text(duplicates)
+    (folder / "train_test.csv").write_text("test_id,train_id,distance\n")
+    (folder / "conflicts.csv").write_text("group,id,label\n0,0000,cat\n0,0001,dog\n")
+    figures = {"threshold": 0.97, "method": "by hand", "n_train": 36, "n_test": 10, "n_groups": 1, "n_grouped": 2, "n_test_with_copy": 0, "n_conflicts": 1}
+    (folder / "audit.json").write_text(json.dumps({**figures, **({"shift": shift} if shift else {})}))
+
+
+def test_data_section_shows_the_shift_and_that_the_folds_split_groups(trained_copy):
+    import pandas as pd
+
+    folds = pd.read_csv(trained_copy / "folds" / "folds.csv", dtype=str).set_index("id")["fold"]
+    first, other = folds.index[0], next(image_id for image_id, fold in folds.items() if fold != folds.iloc[0])  # in two folds
+    write_audit(trained_copy, f"id,group,distance\n{first},0,0.01\n{other},0,0.01\n", shift={"auc": 0.5123, "most_test_like": ["0005", "0007"]})
+    result = runner.invoke(app, ["report", "-w", str(trained_copy)])
+    assert result.exit_code == 0, result.output
+    data = data_section((trained_copy / "report.html").read_text())
+    assert "cross-validated AUC of <b>0.512</b>" in data and "0005, 0007" in data
+    assert data.count("<img") == 2
+    assert "folds split 1 duplicate groups: OOF scores are optimistic; ens folds --dedupe" in data
+
+
+def test_a_damaged_audit_file_costs_a_note_not_the_report(trained_copy):
+    write_audit(trained_copy, "id,group,distance\n0000,0,0.01\n\"unclosed\n")
+    (trained_copy / "audit" / "conflicts.csv").write_bytes(b"\xff\xfe\x00")
+    result = runner.invoke(app, ["report", "-w", str(trained_copy)])
+    assert result.exit_code == 0, result.output
+    page = (trained_copy / "report.html").read_text()
+    data = data_section(page)
+    assert re.search(r'<p class="note">[^<]*duplicates.csv: not a CSV', data)
+    assert re.search(r'<p class="note">[^<]*conflicts.csv: not a CSV', data)
+    assert "<img" not in data and '<section id="experiments">' in page
+    (trained_copy / "audit" / "audit.json").write_text("{")
+    result = runner.invoke(app, ["report", "-w", str(trained_copy)])
+    assert result.exit_code == 0, result.output
+    assert "audit.json: cannot read JSON" in data_section((trained_copy / "report.html").read_text())

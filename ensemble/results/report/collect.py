@@ -1,4 +1,5 @@
-"""What `ens report` shows, read from cached files only: scores, histories, OOF probabilities, blends.
+"""What `ens report` shows, read from cached files only: scores, histories, OOF probabilities, blends,
+and what `ens audit` found (audit/).
 
 Scores come from leaderboard.leaderboard (recomputed from the logits with the current metric);
 per-epoch histories from models/NAME/fold<k>/result.json; blends from submissions/NAME.json
@@ -20,7 +21,7 @@ from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
 from ensemble.io import group_complete, read_json, read_npz
-from ensemble.results.leaderboard import leaderboard
+from ensemble.results.leaderboard import duplicates_note, leaderboard
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ReportData:
     experiments: list[ExperimentSummary]  # best OOF score first, as the leaderboard ranks them
     blends: list[BlendSummary]
     versions: dict[str, str] = field(default_factory=dict)
+    audit: AuditSummary | None = None  # audit/ as `ens audit` wrote it; None without audit/audit.json
 
     @property
     def best(self) -> ExperimentSummary | None:
@@ -101,6 +103,7 @@ def collect(workspace: Workspace) -> ReportData:
         # A group a kill cut between its renames is not written (io.group_complete).
         blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json")) if group_complete(path)],
         versions=versions(),
+        audit=collect_audit(workspace, competition),
     )
 
 
@@ -173,3 +176,103 @@ def versions() -> dict[str, str]:
     import pandas
 
     return {"ens": __version__, "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__, "matplotlib": matplotlib.__version__}
+
+
+# The Data section shows at most these many groups and train/test pairs, and images per group.
+MAX_GROUPS, MAX_PER_GROUP, MAX_PAIRS = 8, 6, 8
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One image to show: its id, its label ('' for a test image) and its file (None: not in the CSV)."""
+
+    id: str
+    label: str
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """What `ens audit` wrote, for the Data section. figures: audit.json ({} when damaged);
+    groups: (group, its first members) of the first groups; pairs: (test, train, distance);
+    conflicts: (group, [(id, label)]); notes: what could not be read, and the leaderboard's
+    note when the folds split the audit's groups."""
+
+    figures: dict
+    groups: list[tuple[str, list[Picture]]]
+    n_groups_listed: int
+    pairs: list[tuple[Picture, Picture, str]]
+    n_pairs_listed: int
+    conflicts: list[tuple[str, list[tuple[str, str]]]]
+    notes: list[str]
+
+
+def collect_audit(workspace: Workspace, competition: Competition) -> AuditSummary | None:
+    """audit/ as `ens audit` writes it; None without audit/audit.json. A damaged file is a
+    note, never a failed report."""
+    folder = workspace.root / "audit"
+    if not (folder / "audit.json").is_file():
+        return None
+    notes: list[str] = []
+    figures: dict = {}
+    try:
+        record = read_json(folder / "audit.json")
+        if isinstance(record, dict):
+            figures = record
+        else:
+            notes.append(f"{folder / 'audit.json'}: not a JSON object")
+    except EnsError as error:
+        notes.append(str(error))
+    train_path = dict(zip(competition.train_ids.tolist(), competition.train_image_paths()))
+    label_of = dict(zip(competition.train_ids.tolist(), competition.labels.tolist()))
+    test_ids = competition.test_ids.tolist() if competition.test_ids is not None else []
+    test_path = dict(zip(test_ids, competition.test_image_paths())) if test_ids else {}
+
+    def train_picture(image_id: str) -> Picture:
+        return Picture(image_id, str(label_of.get(image_id, "")), train_path.get(image_id))
+
+    groups, n_groups = [], 0
+    duplicates = read_audit_csv(folder / "duplicates.csv", ("id", "group"), notes)
+    if duplicates is not None:
+        members = duplicates.groupby("group", sort=False)["id"].apply(list)
+        n_groups = len(members)
+        groups = [(group, [train_picture(i) for i in ids[:MAX_PER_GROUP]]) for group, ids in list(members.items())[:MAX_GROUPS]]
+    pairs, n_pairs = [], 0
+    train_test = read_audit_csv(folder / "train_test.csv", ("test_id", "train_id"), notes)
+    if train_test is not None:
+        n_pairs = len(train_test)
+        distances = train_test["distance"] if "distance" in train_test else [""] * n_pairs
+        pairs = [
+            (Picture(test_id, "", test_path.get(test_id)), train_picture(train_id), distance)
+            for test_id, train_id, distance in list(zip(train_test["test_id"], train_test["train_id"], distances))[:MAX_PAIRS]
+        ]
+    conflicts = []
+    frame = read_audit_csv(folder / "conflicts.csv", ("group", "id", "label"), notes)
+    if frame is not None:
+        conflicts = [(group, list(zip(rows["id"], rows["label"]))) for group, rows in frame.groupby("group", sort=False)]
+    try:
+        note = duplicates_note(workspace)
+    except EnsError as error:
+        note = str(error)
+    if note:
+        notes.append(note)
+    return AuditSummary(figures, groups, n_groups, pairs, n_pairs, conflicts, list(dict.fromkeys(notes)))
+
+
+def read_audit_csv(path: Path, columns: tuple[str, ...], notes: list[str]):
+    """One of the audit's CSV files as strings, or None (with a note) when missing or damaged."""
+    import pandas as pd
+
+    if not path.is_file():
+        notes.append(f"{path}: not found; run `ens audit --force` to write the audit again")
+        return None
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        notes.append(f"{path}: not a CSV ({type(error).__name__}: {str(error).strip()})")
+        return None
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        notes.append(f"{path}: columns must include {', '.join(columns)}; got {', '.join(frame.columns) or 'none'}")
+        return None
+    return frame

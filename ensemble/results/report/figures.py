@@ -157,3 +157,17 @@ def reliability(targets: np.ndarray, probs: np.ndarray, title: str) -> bytes:
         histogram.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=FOLD_COLORS[0], edgecolor="white")
         histogram.set(xlim=(0, 1), xlabel="confidence (top-class probability)", ylabel="OOF rows", title="rows per bin")
     return bytes(png)
+
+
+THUMBNAIL = 48  # px: the Data section's pictures of duplicate groups and train/test pairs
+
+
+def thumbnail(path, size: int = THUMBNAIL) -> bytes:
+    """One image file as a small RGB PNG (size x size, as training reads it); EnsError when unreadable."""
+    from PIL import Image
+
+    from ensemble.data.images import read_image
+
+    buffer = io.BytesIO()
+    Image.fromarray(read_image(path, size)).save(buffer, format="PNG")
+    return buffer.getvalue()
