@@ -149,7 +149,7 @@ def groups_of(n_rows: int, pairs: np.ndarray, correlation: np.ndarray) -> tuple[
     best = np.zeros(n_rows, dtype=np.float32)
     np.maximum.at(best, pairs[:, 0], correlation)
     np.maximum.at(best, pairs[:, 1], correlation)
-    distance = np.where(grouped, 1 - best, np.nan).astype(np.float32)
+    distance = np.where(grouped, np.maximum(1 - best, 0.0), np.nan).astype(np.float32)  # rounding can make 1 - 1.0000001
     return group_of, distance
 
 
@@ -171,6 +171,6 @@ def find_near_copies(train: np.ndarray, test: np.ndarray, threshold: float, k: i
         group_of=group_of,
         distance=distance,
         test_pairs=across[keep_test],
-        test_distance=(1 - test_correlation[keep_test]).astype(np.float32),
+        test_distance=np.maximum(1 - test_correlation[keep_test], 0.0).astype(np.float32),
         n_candidates=len(within) + len(across),
     )
