@@ -111,6 +111,7 @@ class ExperimentWriter:
         self.experiment, self.record, self.k, self.force = experiment, record, k, force
         self.requested, self.verb = requested, verb
         self._held = contextlib.ExitStack()
+        self._scores: tuple[list, float | None] | None = None  # the last combine's (fold_scores, oof_score)
 
     def __enter__(self) -> "ExperimentWriter":
         self._held.__enter__()
@@ -171,10 +172,12 @@ class ExperimentWriter:
     def combine(self, competition: Competition, folds: Folds, metric: metrics.Metric) -> tuple[list, float | None]:
         """summarize, under the lock of the shared files."""
         with files_lock(self.experiment):
-            return summarize(self.experiment, competition, folds, metric)
+            self._scores = summarize(self.experiment, competition, folds, metric)
+        return self._scores
 
     def result(self, competition: Competition, folds: Folds, metric: metrics.Metric, ran: list[int]) -> ExperimentResult:
-        fold_scores, oof_score = self.combine(competition, folds, metric)
+        # The folds were combined after the last one written; combined again only if none was.
+        fold_scores, oof_score = self._scores or self.combine(competition, folds, metric)
         experiment = self.experiment
         return ExperimentResult(experiment.name, experiment.root, metric.name, fold_scores, oof_score, ran, self.plan.kept)
 
