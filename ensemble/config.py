@@ -46,7 +46,10 @@ class CompetitionSettings:
     label_column: str = "label"
     image_suffix: str = ".png"
     group_column: str = ""
-    metric: str = "accuracy"
+    # auto: read off train.csv (ensemble/tasks.py); single_label, multi_label or regression.
+    task: str = "auto"
+    label_separator: str = " "  # between the tags of a multi-label cell; " " means any whitespace
+    metric: str = "auto"  # auto: the task's own (accuracy, f1_samples, rmse)
     submission: str = "auto"
     positive_class: str = ""
 
@@ -87,7 +90,10 @@ class TrainSettings:
     mixup: float = 0.0  # Beta(A, A) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(A, A) of cutmix; 0 = off
     label_smoothing: float = 0.0
-    class_weights: str = "none"  # none or balanced
+    class_weights: str = "none"  # none or balanced (per class; per tag's positives for multi-label)
+    # auto: the task's (cross-entropy, binary cross-entropy per tag, mse); regression also huber, or
+    # bce on the target scaled to 0..1 (training/losses.py).
+    loss: str = "auto"
     optimizer: str = "adamw"  # adamw or sgd
     schedule: str = "onecycle"  # onecycle or cosine, over every step of every stage
     warmup: float = 0.2  # fraction of all steps spent warming the learning rate up

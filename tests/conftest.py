@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,73 @@ def make_competition(
     return root
 
 
+TAGS = ("red", "green", "blue")
+
+
+def make_multi_label_competition(root: Path, n_train: int = 36, n_test: int = 10, sample: str = "tags", seed: int = 0, train_section: dict | None = None) -> Path:
+    """A multi-label competition: `id,tags` with space-separated tags from TAGS, each tag
+    lighting its colour channel; sample 'tags' (id, tags) or 'probabilities' (one column per tag)."""
+    rng = np.random.default_rng(seed)
+    settings = CompetitionSettings()
+
+    def tags_of(index: int) -> list[str]:
+        chosen = [tag for tag in TAGS if rng.random() < 0.4]
+        return chosen or [TAGS[index % len(TAGS)]]
+
+    def write(path: Path, tags: list[str]) -> None:
+        pixels = np.clip(rng.normal(30, 15, size=(12, 12, 3)), 0, 255)
+        for tag in tags:
+            pixels[..., TAGS.index(tag)] += 170
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB").save(path)
+
+    train_ids = [f"{index:04d}" for index in range(n_train)]
+    train_tags = [tags_of(index) for index in range(n_train)]
+    for image_id, tags in zip(train_ids, train_tags):
+        write(root / settings.train_images / f"{image_id}.png", tags)
+    test_ids = [f"t{index:03d}" for index in range(n_test)]
+    for index, image_id in enumerate(test_ids):
+        write(root / settings.test_images / f"{image_id}.png", tags_of(index))
+    pd.DataFrame({"id": train_ids, "tags": [" ".join(tags) for tags in train_tags]}).to_csv(root / settings.train_csv, index=False)
+    pd.DataFrame({"id": test_ids}).to_csv(root / settings.test_csv, index=False)
+    sample_ids = list(reversed(test_ids))
+    if sample == "tags":
+        frame = pd.DataFrame({"id": sample_ids, "tags": "red"})
+    else:
+        frame = pd.DataFrame({"id": sample_ids, **{tag: 0.5 for tag in reversed(TAGS)}})
+    frame.to_csv(root / settings.sample_submission, index=False)
+    competition = dataclasses.replace(settings, label_column="tags", task="multi_label")
+    sections = {"competition": competition, "folds": {"k": 3}, "train": {**TINY_TRAIN, **(train_section or {})}}
+    (root / "ens.toml").write_text(to_toml(sections))
+    return root
+
+
+def make_regression_competition(root: Path, n_train: int = 36, n_test: int = 10, seed: int = 0, train_section: dict | None = None) -> Path:
+    """A regression competition: `image_id,count` with whole counts 0-9 (the ambiguous case:
+    ens.toml says task = "regression", metric = "rmse"), the image's brightness growing with the count."""
+    rng = np.random.default_rng(seed)
+    settings = CompetitionSettings(id_column="image_id", label_column="count", task="regression", metric="rmse")
+
+    def write(path: Path, count: int) -> None:
+        pixels = np.clip(rng.normal(20 + 22 * count, 10, size=(12, 12, 3)), 0, 255).astype(np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="RGB").save(path)
+
+    train_ids = [f"{index:04d}" for index in range(n_train)]
+    counts = [index % 10 for index in range(n_train)]
+    for image_id, count in zip(train_ids, counts):
+        write(root / settings.train_images / f"{image_id}.png", count)
+    test_ids = [f"t{index:03d}" for index in range(n_test)]
+    for index, image_id in enumerate(test_ids):
+        write(root / settings.test_images / f"{image_id}.png", index % 10)
+    pd.DataFrame({"image_id": train_ids, "count": counts}).to_csv(root / settings.train_csv, index=False)
+    pd.DataFrame({"image_id": test_ids}).to_csv(root / settings.test_csv, index=False)
+    pd.DataFrame({"image_id": list(reversed(test_ids)), "count": 0}).to_csv(root / settings.sample_submission, index=False)
+    sections = {"competition": settings, "folds": {"k": 3}, "train": {**TINY_TRAIN, **(train_section or {})}}
+    (root / "ens.toml").write_text(to_toml(sections))
+    return root
+
+
 def add_group_column(root: Path, column: str, group_of_row) -> pd.DataFrame:
     """Give train.csv a group column (group_of_row(row) -> group) and name it in ens.toml."""
     train_csv = root / "data" / "train.csv"
@@ -105,3 +173,13 @@ def trained_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def trained_copy(trained_dir, tmp_path) -> Path:
     return Path(shutil.copytree(trained_dir, tmp_path / "copy"))
+
+
+@pytest.fixture
+def multi_label_dir(tmp_path) -> Path:
+    return make_multi_label_competition(tmp_path / "tags")
+
+
+@pytest.fixture
+def regression_dir(tmp_path) -> Path:
+    return make_regression_competition(tmp_path / "counts")

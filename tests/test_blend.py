@@ -30,7 +30,7 @@ def test_every_method_weights_sum_to_one_and_beats_or_ties_the_worst_member(name
     probs = blender.predict_proba(logits)
     assert probs.shape == (60, 4)
     np.testing.assert_allclose(probs.sum(axis=1), 1)
-    for metric in metrics.METRICS.names():
+    for metric in metrics.for_task("single_label"):
         metric = metrics.get(metric)
         member_scores = [metric.score(targets, metrics.softmax(member)) for member in logits]
         worst = min(member_scores) if metric.greater_is_better else max(member_scores)

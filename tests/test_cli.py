@@ -230,7 +230,7 @@ def test_a_run_stopped_before_combining_folds_finishes_without_training(trained_
 
 def test_changing_the_metric_rescores_without_retraining(trained_copy):
     config = trained_copy / "ens.toml"
-    config.write_text(config.read_text().replace('metric = "accuracy"', 'metric = "logloss"'))
+    config.write_text(config.read_text().replace('metric = "auto"', 'metric = "logloss"'))
     board = json.loads(ens("leaderboard", "-w", trained_copy, "--format", "json").stdout)
     train = pd.read_csv(trained_copy / "data" / "train.csv", dtype=str)
     targets = np.array([("cat", "dog", "owl").index(label) for label in train["label"]])

@@ -2,8 +2,9 @@ import pandas as pd
 import pytest
 
 from ensemble.config import Workspace
-from ensemble.data.competition import load_competition, sort_classes
+from ensemble.data.competition import load_competition
 from ensemble.errors import EnsError
+from ensemble.tasks import sort_classes
 
 
 def test_reads_ids_as_text_and_orders_classes(competition_dir):
@@ -99,8 +100,8 @@ def test_missing_image_names_file_and_id(competition_dir):
 
 def test_unknown_metric_is_refused(competition_dir):
     path = competition_dir / "ens.toml"
-    path.write_text(path.read_text().replace('metric = "accuracy"', 'metric = "f2"'))
-    with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, auc, f1_macro, logloss, qwk"):
+    path.write_text(path.read_text().replace('metric = "auto"', 'metric = "f2"'))
+    with pytest.raises(EnsError, match="unknown metric 'f2'; expected one of: accuracy, auc, f1_macro, f1_samples, f2_samples, logloss, mae, map, qwk, r2, rmse"):
         load_competition(Workspace.load(competition_dir))
 
 

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
-from ensemble.metrics import METRICS, accuracy, logloss, softmax
+from ensemble.metrics import METRICS, accuracy, for_task, logloss, softmax, tag_decisions
+
+SINGLE = for_task("single_label")
 
 
-@pytest.mark.parametrize("name", METRICS.names())
+@pytest.mark.parametrize("name", SINGLE)
 def test_every_metric_prefers_the_right_answer(name):
     metric = METRICS.get(name)
     targets = np.array([0, 1, 2, 1])
@@ -52,12 +54,12 @@ def test_every_metric_matches_scikit_learn(seed, n_classes):
         "auc": sk.roc_auc_score(targets, probs[:, 1]) if n_classes == 2 else sk.roc_auc_score(targets, probs, multi_class="ovr"),
         "qwk": sk.cohen_kappa_score(targets, predicted, weights="quadratic", labels=labels),
     }
-    assert set(expected) == set(METRICS.names())  # a new metric needs its reference here
+    assert set(expected) == set(SINGLE)  # a new metric needs its reference here
     for name, value in expected.items():
         assert METRICS.get(name).score(targets, probs) == pytest.approx(value, abs=1e-9), name
 
 
-@pytest.mark.parametrize("name", METRICS.names())
+@pytest.mark.parametrize("name", SINGLE)
 def test_scoring_many_blends_at_once_matches_one_at_a_time(name):
     from ensemble.metrics import score_many
 
@@ -66,3 +68,54 @@ def test_scoring_many_blends_at_once_matches_one_at_a_time(name):
     candidates = np.stack([random_case(seed, 4)[1] for seed in range(3)])
     expected = [metric.score(targets, candidate) for candidate in candidates]
     np.testing.assert_allclose(score_many(metric, targets, candidates), expected, rtol=1e-9)
+
+
+def multi_label_case(seed: int, n_tags: int = 6, n: int = 300):
+    """0/1 targets with at least one tag an image; probabilities better than chance, some coarse (ties)."""
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, n_tags)) < 0.3).astype(np.float32)
+    targets[np.arange(n), rng.integers(0, n_tags, n)] = 1
+    probs = np.clip(targets * 0.4 + rng.random((n, n_tags)) * 0.7, 0, 1)
+    return targets, (np.round(probs, 1) if seed % 2 else probs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_multi_label_metric_matches_scikit_learn(seed):
+    from sklearn import metrics as sk
+
+    targets, probs = multi_label_case(seed)
+    decided = tag_decisions(probs)
+    expected = {
+        "f1_samples": sk.f1_score(targets, decided, average="samples"),
+        "f2_samples": sk.fbeta_score(targets, decided, beta=2, average="samples"),
+        "f1_macro": sk.f1_score(targets, decided, average="macro", zero_division=0),
+        "map": sk.average_precision_score(targets, probs, average="macro"),
+        "logloss": np.mean([sk.log_loss(targets[:, tag], probs[:, tag], labels=[0, 1]) for tag in range(targets.shape[1])]),
+    }
+    assert set(expected) == set(for_task("multi_label"))  # a new metric needs its reference here
+    for name, value in expected.items():
+        assert METRICS.get(name).score(targets, probs) == pytest.approx(value, abs=1e-9), name
+
+
+def test_an_image_with_no_tag_above_the_threshold_gets_its_likeliest():
+    probs = np.array([[0.2, 0.4, 0.1], [0.9, 0.6, 0.1]])
+    np.testing.assert_array_equal(tag_decisions(probs), [[False, True, False], [True, True, False]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_regression_metric_matches_scikit_learn(seed):
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 10, 200).astype(float)
+    values = (targets + rng.normal(0, 1.5, 200))[:, None]
+    expected = {
+        "rmse": np.sqrt(sk.mean_squared_error(targets, values[:, 0])),
+        "mae": sk.mean_absolute_error(targets, values[:, 0]),
+        "r2": sk.r2_score(targets, values[:, 0]),
+    }
+    assert set(expected) == set(for_task("regression"))
+    for name, value in expected.items():
+        metric = METRICS.get(name)
+        assert metric.score(targets, values) == pytest.approx(value, abs=1e-9), name
+        assert metric.better(metric.score(targets, targets[:, None]), metric.score(targets, values)), name

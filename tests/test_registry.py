@@ -7,14 +7,15 @@ import pytest
 from ensemble import metrics
 from ensemble.blend import METHODS
 from ensemble.errors import EnsError
-from ensemble.inference.tta import MERGES, VIEWS
+from ensemble.inference.tta import VIEWS
 from ensemble.nets.attention import ATTENTION
 from ensemble.registry import Registry
+from ensemble.tasks import MERGES, TASKS, VALUE_MERGES
 from ensemble.training.augment import TRANSFORMS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE
 from ensemble.training.recipe import CLASS_WEIGHTS
 
-FAMILIES = [metrics.METRICS, METHODS, VIEWS, MERGES, ATTENTION, TRANSFORMS, OPTIMIZERS, SCHEDULES, TRAINABLE, CLASS_WEIGHTS]
+FAMILIES = [metrics.METRICS, METHODS, VIEWS, MERGES, VALUE_MERGES, TASKS, ATTENTION, TRANSFORMS, OPTIMIZERS, SCHEDULES, TRAINABLE, CLASS_WEIGHTS]
 
 
 def small_registry() -> Registry:

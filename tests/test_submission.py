@@ -123,4 +123,4 @@ def test_extra_columns_are_refused(tmp_path):
 
 
 def test_kinds_registry():
-    assert KINDS.names() == ["class_probability", "labels", "positive_probability", "probabilities"]
+    assert KINDS.names() == ["class_probability", "labels", "positive_probability", "probabilities", "tags", "values"]

@@ -8,6 +8,7 @@ import torch
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.batches import Batches
+from ensemble.tasks import MERGES
 
 VALUES = {"scale": "1.25", "shift": "0.125"}  # a value for each family that takes one
 
@@ -93,7 +94,7 @@ def reference_merge(merge: str, logits: np.ndarray) -> np.ndarray:
     return np.log(merged / merged.sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("merge", tta.MERGES.names())
+@pytest.mark.parametrize("merge", MERGES.names())
 @pytest.mark.parametrize("offset", [0.0, -30.0])  # -30: every logit negative (NaN in ttach's gmean)
 def test_every_merge_agrees_with_a_float64_reference(merge, offset):
     logits = np.random.default_rng(0).normal(0, 3, size=(5, 7, 4)) + offset

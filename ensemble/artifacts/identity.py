@@ -28,6 +28,7 @@ NOT_IDENTITY = {
     "competition.test_csv",  # the test ids' hash is compared instead
     "competition.sample_submission",
     "competition.metric",
+    "competition.task",  # "auto" or a kind: the resolved kind, `task`, is compared instead
     "competition.submission",
     "competition.positive_class",
     "competition.group_column",  # the folds file's hash is compared instead
@@ -39,6 +40,10 @@ NOT_IDENTITY = {
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
 LEGACY: dict[str, Any] = {
+    # Before issue 18: every competition was single-label, its cells' labels whole.
+    "task": "single_label",
+    "competition.label_separator": " ",
+    "train.loss": "auto",
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
     "train.augment": "none",
@@ -94,6 +99,7 @@ def describe_run(
         "train": {key: value for key, value in train.items() if key != "device"} | {"stages": stage_record(plan_stages(settings))},
         "device": settings.device,
         "competition": dataclasses.asdict(competition.settings),
+        "task": competition.task.name,
         "classes": list(competition.classes),
         "train_sha256": competition.train_hash,
         "test_ids_sha256": competition.test_ids_hash,

@@ -20,6 +20,8 @@ def stale_reason(experiment: store.ExperimentDir, competition: Competition) -> s
     settings = read_json(experiment.settings_path)
     if settings.get("train_sha256") != competition.train_hash:
         return f"trained on another {competition.train_csv.name} (its ids or labels changed); train it again with --force"
+    if settings.get("task", "single_label") != competition.task.name:
+        return f"trained as a {settings.get('task', 'single_label')} competition, and it is {competition.task.name} now; train it again with --force"
     if tuple(settings.get("classes", ())) != competition.classes:
         return "trained on other classes; train it again with --force"
     if "source" in settings:
@@ -71,9 +73,9 @@ def experiment_scores(experiment: store.ExperimentDir, competition: Competition,
             fold_scores.append(None)
             continue
         logits = store.load_logits(experiment.fold_oof_path(fold))
-        fold_scores.append(metric.score(fold_targets(competition, logits.ids), metrics.softmax(logits.values)))
+        fold_scores.append(metric.score(fold_targets(competition, logits.ids), competition.task.outputs(logits.values)))
     oof_score = None
     if experiment.is_complete():
         oof = store.load_logits(experiment.oof_path)
-        oof_score = metric.score(fold_targets(competition, oof.ids), metrics.softmax(oof.values))
+        oof_score = metric.score(fold_targets(competition, oof.ids), competition.task.outputs(oof.values))
     return fold_scores, oof_score

@@ -129,7 +129,7 @@ def write_blend(
             f"use --force to write {name} again"
         )
     competition = load_competition(workspace, check_images=False)
-    scorer = metrics.get(metric or competition.settings.metric)
+    scorer = metrics.get(metric or competition.metric)
     blender = make_blender(method, scorer.name, options or {}, tune_thresholds)
     names, left_out = resolve_names(workspace.models_dir, competition, experiments)
     members = load_members(workspace.models_dir, competition, names)
@@ -138,7 +138,7 @@ def write_blend(
     fit(blender, members.oof, targets, members.fold_of)
     in_sample = blender.predict_proba(members.oof)
     out_of_fold = out_of_fold_probabilities(blender, members.oof, targets, members.fold_of)
-    member_scores = [scorer.score(targets, metrics.softmax(oof)) for oof in members.oof]
+    member_scores = [scorer.score(targets, competition.task.outputs(oof)) for oof in members.oof]
     test_probs = test_probabilities(blender, workspace, competition, members)
     rows = store.positions(competition.test_ids, competition.sample[competition.settings.id_column])
     frame = submission_frame(competition.sample, competition.settings.id_column, competition.submission_shape, competition.submission_kind, test_probs[rows])

@@ -21,7 +21,8 @@ from rich.text import Text
 
 from ensemble import __version__
 from ensemble.errors import EnsError
-from ensemble.inference.tta import MERGES, VIEWS
+from ensemble.inference.tta import VIEWS
+from ensemble.tasks import MERGES, VALUE_MERGES
 
 app = typer.Typer(
     name="ens",
@@ -48,7 +49,7 @@ TtaOption = Annotated[
     Optional[str],
     typer.Option("--tta", help=f"Test-time views, a comma list of: {', '.join(VIEWS.names())} (scale:F, shift:F); the identity is always in."),
 ]
-TtaMergeOption = Annotated[Optional[str], typer.Option("--tta-merge", help=f"How views merge: {', '.join(MERGES.names())} of probabilities.")]
+TtaMergeOption = Annotated[Optional[str], typer.Option("--tta-merge", help=f"How views merge: {', '.join(MERGES.names())} of probabilities; {', '.join(VALUE_MERGES.names())} of a regression's values.")]
 
 
 def default_help(cls, field: str) -> str:

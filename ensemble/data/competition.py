@@ -14,11 +14,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ensemble import metrics
-from ensemble.config import CompetitionSettings, Workspace
+from ensemble import metrics, tasks
+from ensemble.config import CONFIG_FILE, CompetitionSettings, Workspace
 from ensemble.data.submission import Shape, detect_kind
 from ensemble.errors import EnsError
 from ensemble.io import sha256_bytes
+from ensemble.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,16 @@ class Competition:
     """A checked competition.
 
     train_ids, labels: str (n_train,) in train.csv order; groups: str (n_train,) or None;
-    classes: the sorted unique labels, the column order of every logits array;
-    targets: int (n_train,) index of each label in classes; test_ids: str (n_test,).
+    task: the task kind (ensemble/tasks.py); metric: the metric's name, "auto" settled;
+    classes: the column order of every logits array: the sorted labels, the sorted tags, or
+    the label column's name (regression); targets: int (n_train,) class indices, 0/1 float
+    (n_train, n_tags), or float (n_train,) values, as the task says; test_ids: str (n_test,).
     test_ids and the sample's fields are None when it was loaded without them (with_test=False).
     """
 
     settings: CompetitionSettings
+    task: Task
+    metric: str
     train_csv: Path
     train_hash: str
     train_ids: np.ndarray
@@ -62,21 +67,6 @@ class Competition:
 
 def image_file(folder: Path, image_id: str, suffix: str) -> Path:
     return folder / f"{image_id}{suffix}"
-
-
-def sort_classes(labels) -> tuple[str, ...]:
-    """Sorted unique labels: numerically when every label is a finite number, else as text.
-
-    Ties in value ("1", "01") are broken by the text, so the order never depends on set order.
-    """
-    unique = sorted(set(labels))
-    try:
-        values = [float(label) for label in unique]
-    except ValueError:
-        return tuple(unique)
-    if not np.isfinite(values).all():
-        return tuple(unique)
-    return tuple(label for _, label in sorted(zip(values, unique)))
 
 
 def read_rows(path: Path) -> pd.DataFrame:
@@ -151,17 +141,19 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
     needs neither) test_ids, sample_path, sample, submission_shape and submission_kind are None.
     """
     settings = workspace.competition
-    metrics.get(settings.metric)
     id_column, label_column = settings.id_column, settings.label_column
 
     train_csv = workspace.path(settings.train_csv)
     required = [id_column, label_column] + ([settings.group_column] if settings.group_column else [])
     train = read_table(train_csv, required)
     check_unique(train_csv, train[id_column])
-    classes = sort_classes(train[label_column])
-    if len(classes) < 2:
-        raise EnsError(f"{train_csv}: {label_column!r} has a single class {classes[0]!r}")
-    class_index = {label: index for index, label in enumerate(classes)}
+    labels = [str(label) for label in train[label_column]]
+    task, metric = task_and_metric(workspace, labels, train_csv)
+    classes, targets = task.parse(
+        labels, settings.label_separator, label_column, lambda row: f"{train_csv}: line {train.index[row]}"
+    )
+    if len(classes) < 2 and task.name != "regression":
+        raise EnsError(f"{train_csv}: {label_column!r} has a single {'tag' if task.name == 'multi_label' else 'class'} {classes[0]!r}")
 
     test_csv = workspace.path(settings.test_csv)
     test = sample_path = sample = shape = kind = None
@@ -181,18 +173,22 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
             classes=classes,
             positive_class=settings.positive_class,
             label_column=label_column,
+            task=task.name,
+            label_separator=settings.label_separator,
         )
         kind = detect_kind(sample, shape, settings.submission)
 
     competition = Competition(
         settings=settings,
+        task=task,
+        metric=metric,
         train_csv=train_csv,
         train_hash=content_hash(train, [id_column, label_column]),
         train_ids=train[id_column].to_numpy(dtype=str),
         labels=train[label_column].to_numpy(dtype=str),
         groups=train[settings.group_column].to_numpy(dtype=str) if settings.group_column else None,
         classes=classes,
-        targets=np.array([class_index[label] for label in train[label_column]], dtype=np.int64),
+        targets=targets,
         test_ids=None if test is None else test[id_column].to_numpy(dtype=str),
         sample_path=sample_path,
         sample=None if sample is None else sample.reset_index(drop=True),
@@ -206,6 +202,19 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
         if with_test:
             check_image_files(test_csv, competition.test_ids, competition.test_image_paths(), test.index)
     return competition
+
+
+def task_and_metric(workspace: Workspace, labels: list[str], train_csv: Path) -> tuple[Task, str]:
+    """The task kind (task = "auto" read off the labels) and the metric ("auto": the task's own), checked against each other."""
+    settings = workspace.competition
+    where = f"{workspace.root / CONFIG_FILE} [competition]"
+    if settings.metric != "auto":
+        metrics.get(settings.metric)
+    name = settings.task if settings.task != "auto" else tasks.infer(labels, settings.metric, settings.label_separator, settings.label_column, train_csv)
+    task = tasks.get(name)
+    metric = settings.metric if settings.metric != "auto" else task.default_metric
+    task.check_metric(metric, where)
+    return task, metric
 
 
 def content_hash(frame: pd.DataFrame, columns: list[str]) -> str:

@@ -56,7 +56,8 @@ def write_digits_competition(directory: Path, force: bool = False, seed: int = 0
     train_rows, test_rows = train_test_split(
         np.arange(len(ids)), test_size=0.2, stratify=digits.target, random_state=seed
     )
-    settings = CompetitionSettings()
+    # Digits 0-9 could be counts as well as classes: the demo says which.
+    settings = CompetitionSettings(task="single_label", metric="accuracy")
     data = directory / "data"
     for rows, folder in ((train_rows, settings.train_images), (test_rows, settings.test_images)):
         (directory / folder).mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,11 @@ What goes in the non-id columns is a submission kind, read off the sample (or se
   an integer 0 or 1 that is not a class (beside labels 1/2 or -1/1) could be either, and is
   refused until `submission` in ens.toml says which;
 - labels: one column: the predicted label.
+A multi-label competition's submission (task kinds: ensemble/tasks.py) is one of:
+- probabilities: one column per tag, each tag's probability;
+- tags: one column: the predicted tags joined by the label separator (metrics.tag_decisions:
+  the tags above the threshold, or the likeliest one).
+A regression's is values: one column, the predicted number.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import EnsError
+from ensemble.metrics import tag_decisions
 from ensemble.registry import Registry
 
 
@@ -35,6 +41,8 @@ class Shape:
     classes: tuple[str, ...]
     positive_class: str
     label_column: str = ""  # the train CSV's label column: a sample column of that name is the one to fill
+    task: str = "single_label"
+    label_separator: str = " "
 
     def extra_columns(self, kind: str | None = None) -> list[str]:
         """Sample columns ens would not fill: not a class (for probabilities), not the label column."""
@@ -68,6 +76,25 @@ def fill_labels(shape: Shape, probs: np.ndarray) -> dict:
     return {shape.columns[0]: np.asarray(shape.classes, dtype=object)[probs.argmax(axis=1)]}
 
 
+@KINDS.register("tags")
+def fill_tags(shape: Shape, probs: np.ndarray) -> dict:
+    joiner = shape.label_separator
+    return {shape.columns[0]: [joiner.join(shape.classes[tag] for tag in np.flatnonzero(row)) for row in tag_decisions(probs)]}
+
+
+@KINDS.register("values")
+def fill_values(shape: Shape, values: np.ndarray) -> dict:
+    return {shape.columns[0]: np.asarray(values, dtype=np.float64).reshape(len(values), -1)[:, 0]}
+
+
+# The kinds each task kind can write (ensemble/tasks.py).
+KINDS_OF_TASK = {
+    "single_label": ("probabilities", "class_probability", "positive_probability", "labels"),
+    "multi_label": ("probabilities", "tags"),
+    "regression": ("values",),
+}
+
+
 def positive_class(shape: Shape) -> str:
     if shape.positive_class:
         if shape.positive_class not in shape.classes:
@@ -87,7 +114,11 @@ def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
     columns, classes = shape.columns, shape.classes
     if asked != "auto":
         KINDS.get(asked)
+        if asked not in KINDS_OF_TASK[shape.task]:
+            raise EnsError(f"submission = {asked!r} does not apply to a {shape.task} competition; expected one of: {', '.join(KINDS_OF_TASK[shape.task])}")
         kind = asked
+    elif shape.task != "single_label":
+        kind = _detect_other_task(shape)
     elif len(columns) == len(classes) and set(columns) == set(classes):
         kind = "probabilities"
     elif len(columns) == 1 and columns[0] in classes:
@@ -112,6 +143,19 @@ def detect_kind(sample: pd.DataFrame, shape: Shape, asked: str = "auto") -> str:
         )
     _check_fits(kind, shape)
     return kind
+
+
+def _detect_other_task(shape: Shape) -> str:
+    """A multi-label sample: one column per tag, or one column of tags; a regression's: one column."""
+    columns, classes = shape.columns, shape.classes
+    if shape.task == "multi_label" and set(columns) & set(classes):
+        return "probabilities"
+    if len(columns) == 1:
+        return "tags" if shape.task == "multi_label" else "values"
+    if shape.extra_columns():
+        raise extra_columns_error(shape, shape.extra_columns())
+    wanted = f"one column of tags nor one column per tag {list(classes)[:6]}" if shape.task == "multi_label" else "one column for the predicted value"
+    raise EnsError(f"{shape.path}: columns {columns[:6]} are neither {wanted}" if shape.task == "multi_label" else f"{shape.path}: columns {columns[:6]}: a regression's submission has {wanted}")
 
 
 def _in_unit_interval(values: pd.Series, classes: tuple[str, ...]) -> bool:

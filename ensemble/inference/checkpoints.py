@@ -14,6 +14,7 @@ from ensemble.artifacts.store import ExperimentDir, open_experiment
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.io import read_json, sha256_file
+from ensemble.tasks import Task
 
 
 def settings_of(experiment: ExperimentDir) -> dict:
@@ -92,6 +93,6 @@ def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.nd
     return prediction
 
 
-def choose_policy(settings: dict, views: str | None, merge: str | None) -> tta.Policy:
+def choose_policy(settings: dict, views: str | None, merge: str | None, task: Task) -> tta.Policy:
     """The policy asked for; what is not asked for defaults to the experiment's own."""
-    return tta.parse_policy(views if views is not None else settings["train"]["tta"], merge or settings["train"]["tta_merge"])
+    return tta.parse_policy(views if views is not None else settings["train"]["tta"], merge or settings["train"]["tta_merge"], task)

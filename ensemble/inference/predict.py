@@ -71,7 +71,7 @@ def predict_experiment(
     owner = checkpoint_owner(workspace.models_dir, origin)
     competition = load_competition(workspace)
     folds = read_folds(workspace, competition)
-    metric = metrics.get(competition.settings.metric)
+    metric = metrics.get(competition.metric)
     check_usable(origin, competition)
     check_same_data(origin, settings, competition, folds)
     images = competition_keys(competition)
@@ -81,7 +81,7 @@ def predict_experiment(
             f"{origin.root}: trained on other {' and '.join(changed)} images (their content changed since); "
             f"train it again with `ens train-folds --name {owner.name} --force`"
         )
-    policy = choose_policy(settings, views, merge)
+    policy = choose_policy(settings, views, merge, competition.task)
     device_name = device_name or workspace.train.device
     record = predicted_record(settings, name, policy, device_name, owner, folds.k) | {"images_sha256": images}
     with ExperimentWriter(experiment, record, folds.k, list(range(folds.k)), force, PREDICT) as writer:
@@ -103,7 +103,7 @@ def predict_experiment(
             valid_rows = np.flatnonzero(folds.fold_of == fold)
             valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy)
             test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy)
-            score = metric.score(competition.targets[valid_rows], metrics.softmax(valid.logits))
+            score = metric.score(competition.targets[valid_rows], competition.task.outputs(valid.logits))
             result = {
                 "fold": fold, "metric": metric.name, "score": score, "seconds": time.perf_counter() - started,
                 "checkpoint_sha256": record["source"]["checkpoints_sha256"][fold], "history": [],

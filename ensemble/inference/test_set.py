@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble import metrics
 from ensemble.artifacts.scores import stale_reason
 from ensemble.artifacts.store import open_experiment
 from ensemble.config import Workspace
@@ -65,7 +64,7 @@ def predict_test_set(
     out = Path(out).expanduser().resolve()
     if out.exists() and not force:
         raise EnsError(f"{out}: already exists; use --force to replace it")
-    policy = choose_policy(settings, views, merge)
+    policy = choose_policy(settings, views, merge, competition.task)
     id_column = competition.settings.id_column
     test_csv, test_images = Path(test_csv).expanduser().resolve(), Path(test_images).expanduser().resolve()
     frame = read_table(test_csv, [id_column])
@@ -85,7 +84,7 @@ def predict_test_set(
         total += prediction.logits
         if progress:
             progress(FoldPredicted(fold, "", None, policy.n_views, time.perf_counter() - started))
-    probs = metrics.softmax((total / k).astype(np.float32))
+    probs = competition.task.outputs((total / k).astype(np.float32))
     template = pd.DataFrame({column: ids for column in competition.sample.columns})
     submission = submission_frame(template, id_column, competition.submission_shape, competition.submission_kind, probs)
     write_text(out, to_csv_text(submission))

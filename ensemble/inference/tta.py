@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from ensemble.errors import EnsError
-from ensemble.metrics import log_softmax
 from ensemble.registry import Registry
+from ensemble.tasks import SINGLE_LABEL, Task
 
 
 @dataclass(frozen=True)
@@ -147,28 +147,6 @@ def shift(fraction: float) -> list[View]:
 
 
 # merge(log_probs: float64 (n_views, n, n_classes)) -> unnormalised log-probabilities (n, n_classes)
-Merge = Callable[[np.ndarray], np.ndarray]
-MERGES: Registry[Merge] = Registry("TTA merge")
-
-
-@MERGES.register("mean")
-def merge_mean(log_probs: np.ndarray) -> np.ndarray:
-    """Log of the mean probability (a log-sum-exp over views, so tiny probabilities keep their digits)."""
-    top = log_probs.max(axis=0)
-    return top + np.log(np.exp(log_probs - top).mean(axis=0))
-
-
-@MERGES.register("gmean")
-def merge_gmean(log_probs: np.ndarray) -> np.ndarray:
-    """Log of the geometric mean of probabilities; equal to the mean of logits up to a constant per row."""
-    return log_probs.mean(axis=0)
-
-
-@MERGES.register("max")
-def merge_max(log_probs: np.ndarray) -> np.ndarray:
-    return log_probs.max(axis=0)
-
-
 @dataclass(frozen=True)
 class Policy:
     """Views to evaluate (identity first) and how to merge them. spec: the canonical policy text."""
@@ -181,24 +159,25 @@ class Policy:
     def n_views(self) -> int:
         return len(self.views)
 
-    def merged(self, view_logits: np.ndarray) -> np.ndarray:
+    def merged(self, view_logits: np.ndarray, task: Task = SINGLE_LABEL) -> np.ndarray:
         """view_logits: float32 (n_views, n, n_classes) -> float32 (n, n_classes).
 
-        One view: its logits unchanged. Several: log of the merged, renormalised probabilities.
+        One view: its logits unchanged. Several: merged as the task kind says (tasks.py):
+        single-label, log of the merged, renormalised probabilities; multi-label, each tag's
+        logit of its merged probability; regression, the merged value.
         """
         if self.n_views == 1:
             return view_logits[0]
-        merged = MERGES.get(self.merge)(log_softmax(view_logits))
-        return log_softmax(merged).astype(np.float32)
+        return task.merge_views(view_logits, self.merge)
 
 
-def parse_policy(spec: str, merge: str = "mean") -> Policy:
+def parse_policy(spec: str, merge: str = "mean", task: Task = SINGLE_LABEL) -> Policy:
     """'hflip, scale:1.1' -> a Policy; unknown names and bad values are one EnsError.
 
     Views are deduplicated by name ('hflip,d4' evaluates eight views, not nine). With the
     identity alone there is nothing to merge and the merge is recorded as 'mean'.
     """
-    MERGES.get(merge)
+    task.merges.get(merge)  # each task kind its own merges (tasks.py)
     views: dict[str, View] = {IDENTITY.name: IDENTITY}
     parts = []
     for part in (text.strip() for text in spec.split(",")):

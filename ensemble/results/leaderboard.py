@@ -74,7 +74,7 @@ def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bo
     correlation of the two experiments' OOF probabilities}."""
     # Scoring OOF logits needs train.csv alone: no test.csv, no sample submission.
     competition = load_competition(workspace, check_images=False, with_test=False)
-    scorer = metrics.get(metric or competition.settings.metric)
+    scorer = metrics.get(metric or competition.metric)
     rows = []
     for name in store.experiment_names(workspace.models_dir):
         experiment = store.ExperimentDir(workspace.models_dir, name)
@@ -96,11 +96,11 @@ def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bo
 
     rows.sort(key=rank)
     if correlation:
-        add_correlations(workspace, rows)
+        add_correlations(workspace, competition, rows)
     return rows
 
 
-def add_correlations(workspace: Workspace, rows: list[dict]) -> None:
+def add_correlations(workspace: Workspace, competition: Competition, rows: list[dict]) -> None:
     """Pearson correlation of the flattened OOF probabilities of every pair of scored rows
     (both in train.csv order: oof.npz is written so). Diversity is what a blend feeds on:
     two members correlated at 0.99 add little to each other."""
@@ -108,7 +108,7 @@ def add_correlations(workspace: Workspace, rows: list[dict]) -> None:
     if not scored:
         return
     probs = np.stack(
-        [metrics.softmax(store.load_logits(store.ExperimentDir(workspace.models_dir, row["name"]).oof_path).values).ravel() for row in scored]
+        [competition.task.outputs(store.load_logits(store.ExperimentDir(workspace.models_dir, row["name"]).oof_path).values).ravel() for row in scored]
     )
     matrix = np.corrcoef(probs) if len(scored) > 1 else np.ones((1, 1))
     for row, values in zip(scored, matrix):

@@ -63,7 +63,7 @@ def train_experiment(
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
     folds = read_folds(workspace, competition)
-    metric = metrics.get(competition.settings.metric)
+    metric = metrics.get(competition.metric)
     requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))
     outside = [fold for fold in requested if not 0 <= fold < folds.k]
     if outside:

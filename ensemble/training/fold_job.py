@@ -84,10 +84,10 @@ def train_and_write(job: FoldJob, progress: Progress | None, slot: parallel.Slot
         progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), job.position, job.count))
     fold_started = time.perf_counter()
     competition = job.competition
-    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes))
+    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes), competition.task)
     with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
-    score = metric.score(data.valid_targets, metrics.softmax(output.valid_logits))
+    score = metric.score(data.valid_targets, competition.task.outputs(output.valid_logits))
     seconds = output.resumed_seconds + time.perf_counter() - fold_started
     write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)
     end = FoldEnd(fold, metric.name, score, seconds)

@@ -26,10 +26,11 @@ from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.batches import Batches
-from ensemble.metrics import Metric, logloss, softmax
+from ensemble.metrics import Metric, logloss
 from ensemble.nets import devices, torch_files
 from ensemble.nets.networks import create_net, load_weights, normalization, train_mode
 from ensemble.stages import plan_stages, stage_of_epoch, total_epochs
+from ensemble.tasks import SINGLE_LABEL, Task
 from ensemble.training.augment import Augment
 from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups
@@ -51,6 +52,7 @@ class FoldData:
     valid_rows: np.ndarray
     test_images: np.ndarray
     n_classes: int
+    task: Task = SINGLE_LABEL
 
     @property
     def valid_targets(self) -> np.ndarray:
@@ -214,7 +216,7 @@ class FoldTrainer:
         if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
             # Stop before the state is saved: a NaN fold must never be resumed or marked done.
             raise EnsError(f"fold {self.fold} diverged in epoch {epoch + 1} ({divergence(train_loss, valid_logits)}); lower --lr (now {self.settings.lr:g}) and train again with --force")
-        valid_targets, valid_probs = self.data.valid_targets, softmax(valid_logits)
+        valid_targets, valid_probs = self.data.valid_targets, self.data.task.outputs(valid_logits)
         event = EpochEnd(
             fold=self.fold, epoch=epoch + 1, epochs=self.epochs, train_loss=train_loss,
             valid_loss=logloss(valid_targets, valid_probs), valid_score=self.metric.score(valid_targets, valid_probs),
@@ -239,7 +241,7 @@ class FoldTrainer:
     def output(self, resumed_seconds: float) -> FoldOutput:
         """The fold's OOF and test logits under the experiment's TTA policy, and its weights."""
         # Epochs are validated on the identity view alone; the OOF logits kept get the test's policy.
-        policy = tta.parse_policy(self.settings.tta, self.settings.tta_merge)
+        policy = tta.parse_policy(self.settings.tta, self.settings.tta_merge, self.data.task)
         size = self.plan[-1].size
         valid_logits = self.valid_logits  # None when a resumed fold had finished every epoch
         if valid_logits is None or policy.n_views > 1:

@@ -81,7 +81,7 @@ def collect(workspace: Workspace) -> ReportData:
         settings, histories, damaged = read_records(experiment)
         if row["oof_score"] is not None:
             oof = aligned(store.load_logits(experiment.oof_path), experiment.oof_path, competition.train_ids, competition.classes)
-            oof_probs = metrics.softmax(oof)
+            oof_probs = competition.task.outputs(oof)
         experiments.append(
             ExperimentSummary(
                 name=row["name"],
@@ -98,7 +98,7 @@ def collect(workspace: Workspace) -> ReportData:
     return ReportData(
         root=workspace.root,
         competition=competition,
-        metric=metrics.get(competition.settings.metric),
+        metric=metrics.get(competition.metric),
         experiments=experiments,
         # A group a kill cut between its renames is not written (io.group_complete).
         blends=[read_blend(path, competition) for path in sorted(workspace.submissions_dir.glob("*.json")) if group_complete(path)],
@@ -162,7 +162,7 @@ def read_blend_probs(path: Path, competition: Competition) -> np.ndarray:
     try:
         ids, classes = archive["ids"].astype(str), tuple(archive["classes"].astype(str).tolist())
         key = next((key for key in PROBABILITY_KEYS if key in archive), None)
-        values = archive[key] if key else metrics.softmax(archive["logits"])
+        values = archive[key] if key else competition.task.outputs(archive["logits"])
     except KeyError as error:
         raise EnsError(f"{path}: cannot read OOF probabilities: no array {error}") from None
     if values.shape != (len(ids), len(classes)):
