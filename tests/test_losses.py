@@ -67,9 +67,11 @@ def test_losses_match_their_formulas(task, name, smoothing, weights, outputs, ta
 
 
 def test_a_regression_trains_on_scaled_targets_and_classification_on_its_own():
-    assert {loss.scaling for loss in losses.LOSSES["single_label"]._members.values()} == {"none"}
-    assert losses.LOSSES["multi_label"].get("bce").scaling == "none"
-    assert [losses.LOSSES["regression"].get(name).scaling for name in ("mse", "huber", "bce")] == ["standardise", "standardise", "unit_range"]
+    scalings = {(task, name): registry.get(name).scaling for task, registry in losses.LOSSES.items() for name in registry.names()}
+    assert scalings == {
+        ("single_label", "cross_entropy"): "none", ("multi_label", "bce"): "none",
+        ("regression", "mse"): "standardise", ("regression", "huber"): "standardise", ("regression", "bce"): "unit_range",
+    }
 
 
 @pytest.mark.parametrize(
