@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
+from ensemble.tasks import SINGLE_LABEL
 from ensemble.training.augment import TRANSFORMS, Augment, canonical
 from ensemble.training.preflight import validate
 
@@ -69,12 +70,12 @@ def test_geometric_transforms_move_pixels_as_their_units_say():
 )
 def test_bad_specs_are_refused_by_the_registry(spec, message):
     with pytest.raises(EnsError, match=message):
-        validate(TrainSettings(augment=spec))
+        validate(TrainSettings(augment=spec), SINGLE_LABEL)
 
 
 def test_specs_are_spelled_one_way():
     assert canonical(" hflip , shift:0.1,") == "hflip,shift:0.1"
-    assert validate(TrainSettings(augment="")).augment == "none" == TrainSettings().augment
+    assert validate(TrainSettings(augment=""), SINGLE_LABEL).augment == "none" == TrainSettings().augment
     assert not Augment("none")
 
 
@@ -113,7 +114,7 @@ def test_the_fill_of_a_new_run_is_the_mean_and_of_an_old_record_black():
     assert with_legacy_values({"train": {"size": 32, "epochs": 1}})["train"]["augment_fill"] == "mean"
     assert with_legacy_values({"train": {"size": 32, "epochs": 1, "augment": "hflip,rotate:15"}})["train"]["augment_fill"] == "black"
     with pytest.raises(EnsError, match="unknown augment fill 'grey'; expected one of: black, mean"):
-        validate(TrainSettings(augment_fill="grey"))
+        validate(TrainSettings(augment_fill="grey"), SINGLE_LABEL)
 
 
 @pytest.mark.parametrize("fill, colour", [("black", [0.0, 0.0, 0.0]), ("mean", [0.485 * 255, 0.456 * 255, 0.406 * 255])])

@@ -39,10 +39,11 @@ def test_plan_from_settings_and_normalised_spellings():
     ],
 )
 def test_bad_schedules_are_refused(fields, message):
+    from ensemble.tasks import SINGLE_LABEL
     from ensemble.training.preflight import validate
 
     with pytest.raises(EnsError, match=message):
-        validate(TrainSettings(**fields))
+        validate(TrainSettings(**fields), SINGLE_LABEL)
 
 
 def test_a_head_warm_up_as_long_as_the_run_stops_training_not_blending():

@@ -29,22 +29,22 @@ class Killed(Exception):
     pass
 
 
-def kill_then_resume(data, settings, tmp_path, kill_after_epoch: int):
+def kill_then_resume(data, settings, tmp_path, kill_after_epoch: int, metric=get("accuracy")):
     """Train straight through, and again killed after an epoch then resumed.
 
     Returns (straight, resumed, epoch events of the resumed run); asserts the two match bit for bit.
     """
-    straight = train_fold(data, settings, 0, get("accuracy"), tmp_path / "straight.pt")
+    straight = train_fold(data, settings, 0, metric, tmp_path / "straight.pt")
 
     def kill(event):
         if isinstance(event, EpochEnd) and event.epoch == kill_after_epoch:
             raise Killed
 
     with pytest.raises(Killed):
-        train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", kill)
+        train_fold(data, settings, 0, metric, tmp_path / "killed.pt", kill)
     assert (tmp_path / "killed.pt").is_file() and (tmp_path / "killed.json").is_file()  # resume.pt and its sha256
     events = []
-    resumed = train_fold(data, settings, 0, get("accuracy"), tmp_path / "killed.pt", events.append)
+    resumed = train_fold(data, settings, 0, metric, tmp_path / "killed.pt", events.append)
     np.testing.assert_array_equal(straight.valid_logits, resumed.valid_logits)
     np.testing.assert_array_equal(straight.test_logits, resumed.test_logits)
     for name, tensor in straight.state_dict.items():

@@ -43,7 +43,7 @@ LEGACY: dict[str, Any] = {
     # Before issue 18: every competition was single-label, its cells' labels whole.
     "task": "single_label",
     "competition.label_separator": " ",
-    "train.loss": "auto",
+    "train.loss": "cross_entropy",  # a record names its loss, "auto" settled; every older one was single-label
     "train.sizes": "",  # one stage at train.size
     "train.stages": legacy_stages,
     "train.augment": "none",

@@ -16,6 +16,7 @@ from ensemble.cli.tables import score_text
 from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.nets.attention import ATTENTION
+from ensemble.training import losses
 from ensemble.training.augment import FILLS, TRANSFORMS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
@@ -74,7 +75,8 @@ def train_folds(
     mixup: Annotated[Optional[float], typer.Option(help=f"Mixup Beta(A, A), e.g. 0.2; 0 = off. {default_help(TrainSettings, 'mixup')}")] = None,
     cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix Beta(A, A), e.g. 1.0; 0 = off. {default_help(TrainSettings, 'cutmix')}")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help=f"Label smoothing, e.g. 0.1. {default_help(TrainSettings, 'label_smoothing')}")] = None,
-    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())}. {default_help(TrainSettings, 'class_weights')}")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(CLASS_WEIGHTS.names())} (multi-label: each tag's positives weighed by its negatives / positives). {default_help(TrainSettings, 'class_weights')}")] = None,
+    loss: Annotated[Optional[str], typer.Option(help=f"auto (the task's: cross_entropy, bce per tag, mse), or one of: {', '.join(losses.names())}; a regression also takes huber, or bce on the target scaled to 0..1. {default_help(TrainSettings, 'loss')}")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(OPTIMIZERS.names())}. {default_help(TrainSettings, 'optimizer')}")] = None,
     schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule over all steps, one of: {', '.join(SCHEDULES.names())}. {default_help(TrainSettings, 'schedule')}")] = None,
     warmup: Annotated[Optional[float], typer.Option(help=f"Fraction of the steps warming the learning rate up. {default_help(TrainSettings, 'warmup')}")] = None,
@@ -123,7 +125,7 @@ def train_folds(
         weight_decay=weight_decay, device=device, seed=seed,
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
         augment=augment, augment_fill=augment_fill, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
-        class_weights=class_weights, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
+        class_weights=class_weights, loss=loss, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,

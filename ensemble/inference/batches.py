@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ensemble.inference import tta
+from ensemble.inference.scaling import UNSCALED
 from ensemble.nets.networks import normalization
+from ensemble.tasks import SINGLE_LABEL, Task
 
 
 class Batches:
@@ -54,11 +56,14 @@ class Batches:
         rows: np.ndarray | None = None,
         size: int | None = None,
         policy: tta.Policy = tta.NO_TTA,
+        task: Task = SINGLE_LABEL,
+        scale=UNSCALED,
     ) -> np.ndarray:
         """Logits float32 (n, n_classes) for uint8 images (n_images, h, w, 3), or their `rows`,
-        at `size`, merged over the TTA policy's views (see tta.predict).
+        at `size`, decoded by `scale` and merged over the TTA policy's views as `task` merges
+        them (see tta.predict): a regression's values in the target's units.
 
         In eval mode and float32 even on CUDA: bf16 keeps about 3 significant digits, which
         would tie OOF probabilities that rank metrics and blending need to tell apart.
         """
-        return tta.predict(net, self, images, rows, policy, size).logits
+        return tta.predict(net, self, images, rows, policy, size, task, scale).logits

@@ -12,7 +12,7 @@ import numpy as np
 from ensemble.artifacts.identity import with_legacy_values
 from ensemble.artifacts.store import ExperimentDir, open_experiment
 from ensemble.errors import EnsError
-from ensemble.inference import tta
+from ensemble.inference import scaling, tta
 from ensemble.io import read_json, sha256_file
 from ensemble.tasks import Task
 
@@ -80,14 +80,16 @@ def check_unchanged(owner: ExperimentDir, fold: int) -> None:
         )
 
 
-def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.ndarray, rows, policy: tta.Policy) -> tta.Prediction:
-    """train: the source experiment's settings.json train table (its batch size)."""
+def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.ndarray, rows, policy: tta.Policy, task: Task) -> tta.Prediction:
+    """train: the source experiment's settings.json train table (its batch size). A
+    regression's outputs are decoded with the fold's own stored scale, as training decoded them."""
     from ensemble.inference.batches import Batches
     from ensemble.nets.devices import memory_format
 
     layout = memory_format(device, checkpoint["state_dict"])  # the layout the fold was trained in
     net = net_from_checkpoint(checkpoint, path, device, layout)
-    prediction = tta.predict(net, Batches(net, device, train["batch_size"], layout), images, rows, policy)
+    scale = scaling.from_record(checkpoint.get("target_scale"))
+    prediction = tta.predict(net, Batches(net, device, train["batch_size"], layout), images, rows, policy, task=task, scale=scale)
     if not np.isfinite(prediction.views).all():
         raise EnsError(f"{path}: the model's logits hold NaN or infinity")
     return prediction

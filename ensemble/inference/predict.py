@@ -101,8 +101,8 @@ def predict_experiment(
             started = time.perf_counter()
             path = owner.checkpoint_path(fold)
             valid_rows = np.flatnonzero(folds.fold_of == fold)
-            valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy)
-            test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy)
+            valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy, competition.task)
+            test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy, competition.task)
             score = metric.score(competition.targets[valid_rows], competition.task.outputs(valid.logits))
             result = {
                 "fold": fold, "metric": metric.name, "score": score, "seconds": time.perf_counter() - started,

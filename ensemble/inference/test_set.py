@@ -80,7 +80,7 @@ def predict_test_set(
     total = np.zeros((len(ids), len(competition.classes)), dtype=np.float64)
     for fold in range(k):
         started = time.perf_counter()
-        prediction = fold_logits(checkpoints[fold], owner.checkpoint_path(fold), device, settings["train"], images, None, policy)
+        prediction = fold_logits(checkpoints[fold], owner.checkpoint_path(fold), device, settings["train"], images, None, policy, competition.task)
         total += prediction.logits
         if progress:
             progress(FoldPredicted(fold, "", None, policy.n_views, time.perf_counter() - started))

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ensemble.errors import EnsError
+from ensemble.inference.scaling import UNSCALED
 from ensemble.registry import Registry
 from ensemble.tasks import SINGLE_LABEL, Task
 
@@ -236,9 +237,12 @@ class Prediction:
     views: np.ndarray
 
 
-def predict(net, batches, images: np.ndarray, rows: np.ndarray | None, policy: Policy, size: int | None = None) -> Prediction:
+def predict(
+    net, batches, images: np.ndarray, rows: np.ndarray | None, policy: Policy, size: int | None = None, task: Task = SINGLE_LABEL, scale=UNSCALED
+) -> Prediction:
     """Every view of uint8 images (n_images, h, w, 3), or of their `rows`, at `size` (default:
-    the images' own), in stacked passes.
+    the images' own), in stacked passes; each view decoded by `scale` (a regression's values,
+    scaling.py), then the views merged as `task` merges them.
 
     batches: a batches.Batches (to_input, batch_size, device, memory_format). Eval mode and
     float32 even on CUDA (see batches.Batches.predict).
@@ -266,4 +270,5 @@ def predict(net, batches, images: np.ndarray, rows: np.ndarray | None, policy: P
             views[:, start : start + len(chunk)] = logits.numpy()
     if views is None:  # no rows: the classes count from one pass over nothing is not known
         raise ValueError("tta.predict: no rows to predict")
-    return Prediction(policy.merged(views), views)
+    views = scale.decode(views)  # per view, before merging: a median of values, not of their codes
+    return Prediction(policy.merged(views, task), views)

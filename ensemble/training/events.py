@@ -15,7 +15,14 @@ Progress = Callable[[object], None]
 
 @dataclass(frozen=True)
 class EpochEnd:
-    """Progress event sent after each epoch."""
+    """Progress event sent after each epoch.
+
+    train_loss: the mean of the loss trained on (training/losses.py), in its own units (a
+    regression's scaled targets), regularisers included. valid_loss: the held-out rows' loss
+    in the space of the cached logits, the same whatever loss trained them, so experiments
+    compare on it: log-loss of the probabilities (the mean binary one over tags), or the mean
+    squared error of a regression's decoded values in the target's units.
+    """
 
     fold: int
     epoch: int  # 1-based

@@ -59,9 +59,9 @@ def train_experiment(
     """
     from ensemble.nets.weights import weights_identity
 
-    settings = resolve(workspace, settings)  # names first: a typo is refused before any file is read
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
+    settings = resolve(workspace, settings, competition.task)  # its loss and merges are the task kind's
     folds = read_folds(workspace, competition)
     metric = metrics.get(competition.metric)
     requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))

@@ -111,7 +111,7 @@ def write_fold(
     import torch
 
     classes = competition.classes
-    checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes)}
+    checkpoint = {"state_dict": output.state_dict, **rebuild_record(settings, classes, output.target_scale)}
     torch_files.save_torch(experiment.checkpoint_path(fold), checkpoint)
     result = {
         "fold": fold,
@@ -126,14 +126,17 @@ def write_fold(
     writer.write_fold(experiment, fold, oof, Logits(competition.test_ids, classes, output.test_logits), result)
 
 
-def rebuild_record(settings: TrainSettings, classes: tuple[str, ...]) -> dict:
-    """What inference.checkpoints.net_from_checkpoint needs to build the fold's network again, stored in model.pt.
+def rebuild_record(settings: TrainSettings, classes: tuple[str, ...], target_scale: dict | None) -> dict:
+    """What inference.checkpoints needs to build the fold's network again and read its outputs, stored in model.pt.
 
-    size: the size the network predicts at; net_options: keywords for nets.create_net.
+    size: the size the network predicts at; net_options: keywords for nets.create_net;
+    target_scale: a regression's decoding constants, fitted on the fold's training rows
+    (inference/scaling.py); absent for classification, whose logits are read as they are.
     """
-    return {
+    record = {
         "model": settings.model,
         "classes": list(classes),
         "size": settings.size,
         "net_options": {"attention": settings.attention, "attention_in_blocks": settings.attention_in_blocks},
     }
+    return record | ({"target_scale": target_scale} if target_scale else {})

@@ -1,7 +1,8 @@
 """Preflight: settings checked and settled, and the network built once and tried, before a run writes anything.
 
-`resolve` checks every name against its registry (one error line listing the valid names) and
-settles each "auto"; `check_network` builds the net the folds will train, attention and all,
+`resolve` checks every name against its registry (one error line listing the valid names),
+and against the competition's task kind (its losses and TTA merges; label smoothing and class
+weights only where there are classes), and settles each "auto"; `check_network` builds the net the folds will train, attention and all,
 and refuses what would otherwise fail in the first fold: an image size, a stage size, or a
 pretrained weights file the network cannot take.
 """
@@ -17,7 +18,8 @@ from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.nets.attention import ATTENTION
 from ensemble.stages import plan_stages
-from ensemble.training import augment
+from ensemble.tasks import Task
+from ensemble.training import augment, losses
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
 
@@ -29,9 +31,10 @@ class WeightsChecked:
     summary: str
 
 
-def validate(settings: TrainSettings) -> TrainSettings:
-    """A copy whose names are checked against their registries, augment and TTA in their one
-    spelling ('hflip, none' and 'hflip' are one experiment)."""
+def validate(settings: TrainSettings, task: Task) -> TrainSettings:
+    """A copy whose names are checked against their registries and the task kind, augment and
+    TTA in their one spelling ('hflip, none' and 'hflip' are one experiment), the loss named
+    ("auto" and the kind's default are one experiment)."""
     augment.parse(settings.augment)
     augment.FILLS.get(settings.augment_fill)
     CLASS_WEIGHTS.get(settings.class_weights)
@@ -49,14 +52,28 @@ def validate(settings: TrainSettings) -> TrainSettings:
             f"train unfreeze_after: --unfreeze-after {settings.unfreeze_after} is not below the run's {settings.total_epochs} epochs, "
             f"so the backbone would never train; give fewer than {settings.total_epochs} (or --train-blocks 0 for a head-only run)"
         )
-    policy = tta.parse_policy(settings.tta, settings.tta_merge)
-    return dataclasses.replace(settings, augment=augment.canonical(settings.augment), tta=policy.spec, tta_merge=policy.merge)
+    loss = losses.for_task(settings.loss, task)
+    check_target_settings(settings, loss)
+    task.check_merge(settings.tta_merge)
+    policy = tta.parse_policy(settings.tta, settings.tta_merge, task)
+    return dataclasses.replace(settings, augment=augment.canonical(settings.augment), tta=policy.spec, tta_merge=policy.merge, loss=loss.name)
 
 
-def resolve(workspace: Workspace, settings: TrainSettings) -> TrainSettings:
-    """Validated, every "auto" settled, and a weights file's path made absolute (ens.toml paths
-    are relative to the workspace): the settings a run records and trains with."""
-    settings = validate(settings).resolved()
+def check_target_settings(settings: TrainSettings, loss: losses.Loss) -> None:
+    """Refuse label smoothing and class weights where the loss has no classes to smooth or weigh."""
+    for name, off in losses.TARGET_SETTINGS.items():
+        value = getattr(settings, name)
+        if value != off and name not in loss.takes:
+            raise EnsError(
+                f"train {name} {value} does not apply to loss {loss.name} of a {loss.task} competition: its targets are not classes; "
+                f"set it to {off} in ens.toml [train] or with --{name.replace('_', '-')} {off}"
+            )
+
+
+def resolve(workspace: Workspace, settings: TrainSettings, task: Task) -> TrainSettings:
+    """Validated against the task kind, every "auto" settled, and a weights file's path made
+    absolute (ens.toml paths are relative to the workspace): the settings a run records and trains with."""
+    settings = validate(settings, task).resolved()
     if settings.pretrained and settings.pretrained != "timm":
         settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
     return settings

@@ -5,7 +5,8 @@
   mixed by the box's area. When both are on, each batch uses one of them, chosen at random.
   The partner of each image is a random permutation of the batch, so batches of any size,
   odd or of one image, work (timm's Mixup asserts an even batch).
-- label smoothing (Szegedy et al. 2016) and class weights go into one cross-entropy call.
+- label smoothing (Szegedy et al. 2016) and class weights go into one cross-entropy call
+  (the losses of the other task kinds: losses.py).
 - EMA: an exponential moving average of the weights (Polyak averaging), with timm's warm-up
   of the decay, min(decay, (1 + step) / (10 + step)): small competitions train only tens of
   steps an epoch, and a fixed 0.999 would still remember the random start at the end.
@@ -39,11 +40,24 @@ def no_weights(targets: np.ndarray, n_classes: int) -> None:
 
 @CLASS_WEIGHTS.register("balanced")
 def balanced_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's 'balanced': n / (n_classes * count); a class absent from the rows gets 1."""
+    """Class indices int (n,): scikit-learn's 'balanced', n / (n_classes * count); a class
+    absent from the rows gets 1. Tags 0/1 (n, n_tags): each tag's positive weight (the bce
+    loss's pos_weight), negatives / positives; 1 for a tag the rows never or always have."""
+    if np.ndim(targets) == 2:
+        return tag_weights(targets)
     counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
     weights = np.ones(n_classes)
     present = counts > 0
     weights[present] = len(targets) / (np.count_nonzero(present) * counts[present])
+    return weights.astype(np.float32)
+
+
+def tag_weights(targets: np.ndarray) -> np.ndarray:
+    positives = np.asarray(targets, dtype=np.float64).sum(axis=0)
+    negatives = len(targets) - positives
+    weights = np.ones(targets.shape[1])
+    both = (positives > 0) & (negatives > 0)
+    weights[both] = negatives[both] / positives[both]
     return weights.astype(np.float32)
 
 
@@ -59,8 +73,10 @@ def mix_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix a batch with a random permutation of itself.
 
-    inputs: float (n, 3, h, w); targets: int64 (n,). Returns (mixed inputs, float targets
-    (n, n_classes) whose rows sum to one). mixup, cutmix: Beta(A, A) parameters, 0 = off.
+    inputs: float (n, 3, h, w); targets: class indices int64 (n,), one-hot before mixing; or
+    float (n, n_columns), mixed as they are (0/1 tags, a regression's scaled values). Returns
+    (mixed inputs, float targets (n, n_columns)): for class indices, rows that sum to one.
+    mixup, cutmix: Beta(A, A) parameters, 0 = off.
     """
     import torch
     import torch.nn.functional as F
@@ -79,8 +95,8 @@ def mix_batch(
         mixed = inputs.clone()
         mixed[:, :, top : top + box_h, left : left + box_w] = inputs[partner, :, top : top + box_h, left : left + box_w]
         keep = 1 - box_h * box_w / (height * width)  # the area really pasted
-    one_hot = F.one_hot(targets, n_classes).float()
-    return mixed, one_hot * keep + one_hot[partner] * (1 - keep)
+    soft = targets.float() if targets.is_floating_point() else F.one_hot(targets, n_classes).float()
+    return mixed, soft * keep + soft[partner] * (1 - keep)
 
 
 def loss_function(label_smoothing: float, class_weights: np.ndarray | None, device: torch.device):

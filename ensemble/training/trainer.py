@@ -26,23 +26,28 @@ from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.batches import Batches
-from ensemble.metrics import Metric, logloss
+from ensemble.inference.scaling import SCALINGS
+from ensemble.metrics import Metric
 from ensemble.nets import devices, torch_files
 from ensemble.nets.networks import create_net, load_weights, normalization, train_mode
 from ensemble.stages import plan_stages, stage_of_epoch, total_epochs
 from ensemble.tasks import SINGLE_LABEL, Task
+from ensemble.training import losses
 from ensemble.training.augment import Augment
 from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
+from ensemble.training.losses import HELD_OUT_LOSS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups
-from ensemble.training.recipe import CLASS_WEIGHTS, WeightsEma, loss_function, mix_batch
+from ensemble.training.recipe import CLASS_WEIGHTS, WeightsEma, mix_batch
 
 
 @dataclass(frozen=True)
 class FoldData:
     """One fold's view of the data; rows index into the shared arrays, which are never copied.
 
-    images: uint8 (n_images, size, size, 3), every training image; targets: int64 (n_images,)
-    class indices; train_rows, valid_rows: int64 row indices; test_images: uint8 (n_test, ...).
+    images: uint8 (n_images, size, size, 3), every training image; targets: the task's
+    (tasks.py): int64 (n_images,) class indices, 0/1 float32 (n_images, n_tags) or float64
+    (n_images,) values; train_rows, valid_rows: int64 row indices; test_images: uint8
+    (n_test, ...); n_classes: the network's outputs (1 for a regression).
     The image arrays may be cache.CachedImages: rows are read a batch at a time.
     """
 
@@ -65,9 +70,11 @@ AUGMENT_STREAM, MIX_STREAM = 1, 2
 
 @dataclass(frozen=True)
 class FoldOutput:
-    """valid_logits: float32 (n_valid, n_classes); test_logits: float32 (n_test, n_classes).
+    """valid_logits: float32 (n_valid, n_classes); test_logits: float32 (n_test, n_classes);
+    a regression's are values in the target's units, decoded and clipped (inference/scaling.py).
 
     resumed_seconds: time spent by earlier runs on the epochs this one resumed from.
+    target_scale: the fold's scale record that decodes its outputs (None: none), for its checkpoint.
     """
 
     valid_logits: np.ndarray
@@ -75,6 +82,7 @@ class FoldOutput:
     state_dict: dict
     history: list[EpochEnd]
     resumed_seconds: float
+    target_scale: dict | None = None
 
 
 def seed_for(*parts: int) -> int:
@@ -102,7 +110,8 @@ class FoldTrainer:
 
     `restore` puts a saved state back; `train_epoch` runs one epoch of steps; `validate`
     scores the held-out rows; `state` is what resume.pt keeps; `output` the fold's logits.
-    The loss and the targets live in `loss_of` and `targets`: what a task kind changes.
+    What a task kind changes lives in `loss` (losses.py: the loss and its target scaling),
+    `scale` (fitted on the fold's training rows alone), `loss_of` and `targets` (scaled).
     """
 
     def __init__(self, data: FoldData, settings: TrainSettings, fold: int, metric: Metric, saved: dict | None = None):
@@ -127,9 +136,12 @@ class FoldTrainer:
         self.ema = WeightsEma(self.net, settings.ema) if settings.ema > 0 else None
         mean = normalization(self.net)[0].flatten().tolist()
         self.augment = Augment(settings.augment, settings.augment_fill, tuple(mean))
-        class_weights = CLASS_WEIGHTS.get(settings.class_weights)(data.targets[data.train_rows], data.n_classes)
-        self.loss_of = loss_function(settings.label_smoothing, class_weights, self.device)
-        self.targets = torch.from_numpy(data.targets)
+        self.loss = losses.for_task(settings.loss, data.task)
+        train_targets = data.targets[data.train_rows]
+        self.scale = SCALINGS.get(self.loss.scaling).fit(train_targets)  # never the held-out rows
+        class_weights = CLASS_WEIGHTS.get(settings.class_weights)(train_targets, data.n_classes)
+        self.loss_of = self.loss.build(settings.label_smoothing, class_weights, self.device)
+        self.targets = torch.from_numpy(self.scale.encode(data.targets))
         self.history: list[EpochEnd] = []
         self.first_epoch = 0
         self.valid_logits: np.ndarray | None = None  # the last validation's; None until an epoch ran here
@@ -212,14 +224,15 @@ class FoldTrainer:
         started: when the epoch began (time.perf_counter)."""
         stage_index = stage_of_epoch(self.plan, epoch)
         stage = self.plan[stage_index]
-        valid_logits = self.batches.predict(self.evaluated, self.data.images, self.data.valid_rows, stage.size)
+        valid_logits = self.predict(self.data.images, self.data.valid_rows, stage.size)
         if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
             # Stop before the state is saved: a NaN fold must never be resumed or marked done.
             raise EnsError(f"fold {self.fold} diverged in epoch {epoch + 1} ({divergence(train_loss, valid_logits)}); lower --lr (now {self.settings.lr:g}) and train again with --force")
-        valid_targets, valid_probs = self.data.valid_targets, self.data.task.outputs(valid_logits)
+        task, valid_targets = self.data.task, self.data.valid_targets
+        valid_outputs = task.outputs(valid_logits)
         event = EpochEnd(
             fold=self.fold, epoch=epoch + 1, epochs=self.epochs, train_loss=train_loss,
-            valid_loss=logloss(valid_targets, valid_probs), valid_score=self.metric.score(valid_targets, valid_probs),
+            valid_loss=HELD_OUT_LOSS[task.name](valid_targets, valid_outputs), valid_score=self.metric.score(valid_targets, valid_outputs),
             metric=self.metric.name, seconds=time.perf_counter() - started, stage=stage_index + 1, stages=len(self.plan), size=stage.size,
         )
         self.history.append(event)
@@ -245,14 +258,19 @@ class FoldTrainer:
         size = self.plan[-1].size
         valid_logits = self.valid_logits  # None when a resumed fold had finished every epoch
         if valid_logits is None or policy.n_views > 1:
-            valid_logits = self.batches.predict(self.evaluated, self.data.images, self.data.valid_rows, size, policy)
+            valid_logits = self.predict(self.data.images, self.data.valid_rows, size, policy)
         return FoldOutput(
             valid_logits=valid_logits,
-            test_logits=self.batches.predict(self.evaluated, self.data.test_images, size=size, policy=policy),
+            test_logits=self.predict(self.data.test_images, None, size, policy),
             state_dict={name: tensor.cpu() for name, tensor in self.evaluated.state_dict().items()},
             history=self.history,
             resumed_seconds=resumed_seconds,
+            target_scale=self.scale.record(),
         )
+
+    def predict(self, images: np.ndarray, rows: np.ndarray | None, size: int, policy: tta.Policy = tta.NO_TTA) -> np.ndarray:
+        """The evaluated net's logits (a regression's decoded values) under `policy`, float32 (n, n_classes)."""
+        return self.batches.predict(self.evaluated, images, rows, size, policy, self.data.task, self.scale)
 
 
 def train_fold(
