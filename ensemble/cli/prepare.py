@@ -99,6 +99,6 @@ def folds(
     result = write_folds(ws, load_competition(ws), settings, force)
     kept = f", {result.dedupe_groups} near-duplicate groups each in one fold" if settings.dedupe else ""
     out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}{kept}): fold sizes {result.fold_sizes}")
-    label, count = result.smallest_class
-    if count < settings.k:
-        err.print(f"note: class {label!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")
+    if result.rarest is not None and result.rarest[2] < settings.k:
+        what, name, count = result.rarest
+        err.print(f"note: {what} {name!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")
