@@ -232,7 +232,7 @@ def infer_why(labels: np.ndarray, metric: str, separator: str, column: str, path
         kinds = metrics.get(metric).tasks
         if len(kinds) == 1 and kinds[0] != "single_label":
             return Inferred(kinds[0], f"the metric {metric!r} scores {kinds[0]} competitions only", True)
-    unique = sorted(set(labels))
+    unique = sorted({str(label) for label in labels})
     numbers = np.array([as_number(label) for label in unique])
     if np.isfinite(numbers).all():
         return infer_numbers(unique, numbers, metric, column, path, settle)
