@@ -52,6 +52,11 @@ class Stratification:
         """(what, name, rows) of the rarest class or tag: below k rows, some folds lack it. None: nothing to lack."""
         return None
 
+    def balance(self, targets: np.ndarray, classes: tuple[str, ...], fold_of: np.ndarray, k: int) -> dict:
+        """How each fold holds the target, for `ens audit`: {"counts": {fold: {class or tag: rows}}},
+        or {"quantiles": {fold: {statistic: value}}}. Folds are keyed by their number as text."""
+        raise NotImplementedError
+
     def split(self, targets: np.ndarray, k: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
         """fold_of: int64 (n_rows,)."""
         from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -79,11 +84,18 @@ class ByClass(Stratification):
         counts = np.bincount(targets, minlength=len(classes))
         return "class", classes[int(counts.argmin())], int(counts.min())
 
+    def balance(self, targets, classes, fold_of, k):
+        return {"counts": {str(fold): dict(zip(classes, np.bincount(targets[fold_of == fold], minlength=len(classes)).tolist())) for fold in range(k)}}
+
 
 class ByTags(Stratification):
     def rarest(self, targets, classes):
         counts = (np.asarray(targets) > 0.5).sum(axis=0)
         return "tag", classes[int(counts.argmin())], int(counts.min())
+
+    def balance(self, targets, classes, fold_of, k):
+        positives = np.asarray(targets) > 0.5
+        return {"counts": {str(fold): dict(zip(classes, positives[fold_of == fold].sum(axis=0).tolist())) for fold in range(k)}}
 
     def split(self, targets, k, seed, groups):
         return stratify_tags(targets, k, seed, groups)
@@ -92,6 +104,20 @@ class ByTags(Stratification):
 class ByQuantile(Stratification):
     def strata(self, targets, k):
         return quantile_bins(targets, min(REGRESSION_BINS, len(targets) // k))
+
+    def balance(self, targets, classes, fold_of, k):
+        return {"quantiles": {str(fold): target_summary(targets[fold_of == fold]) for fold in range(k)}}
+
+
+# The statistics of a fold's target that `ens audit` records: its range, quartiles and mean.
+QUANTILES = {"min": 0.0, "q25": 0.25, "median": 0.5, "q75": 0.75, "max": 1.0}
+
+
+def target_summary(values: np.ndarray) -> dict[str, float]:
+    if not len(values):
+        return {}
+    summary = {name: float(np.quantile(values, q)) for name, q in QUANTILES.items()}
+    return summary | {"mean": float(np.mean(values)), "rows": len(values)}
 
 
 def quantile_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
