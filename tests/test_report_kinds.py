@@ -214,3 +214,15 @@ def test_audit_runs_on_every_kind_and_compares_targets_not_spellings(tmp_path, k
     duplicates = pd.read_csv(root / "audit" / "duplicates.csv", dtype=str)
     assert {"0000", "0001"} <= set(duplicates["id"])
     assert result.n_conflicts == 0
+
+
+def test_data_section_shows_the_target_in_each_fold(workspace):
+    run_audit(workspace, force=True)
+    page = report_page(workspace)
+    data = page[page.index('<section id="data">'):page.index("</section>", page.index('<section id="data">'))]
+    assert "<h3>Target in each fold</h3>" in data
+    competition = load_competition(workspace, check_images=False)
+    if competition.task.name == "multi_label":
+        assert "<th>fold</th><th>blue</th><th>green</th><th>red</th>" in data
+    else:
+        assert "<th>fold</th><th>min</th><th>q25</th><th>median</th><th>q75</th><th>max</th><th>mean</th><th>rows</th>" in data
