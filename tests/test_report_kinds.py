@@ -122,11 +122,10 @@ def test_report_shows_the_kind_sections_and_none_of_the_single_label_ones(worksp
     assert "<td>good</td><td>test_resnet</td>" in page  # the leaderboard's row, scored with the task's metric
 
 
+@pytest.mark.parametrize("workspace", ["multi_label"], indirect=True)
 def test_multi_label_report_has_per_tag_f1_and_the_threshold_curve(workspace):
     from sklearn.metrics import f1_score
 
-    if workspace.competition.task != "multi_label":
-        pytest.skip("multi-label sections")
     page = report_page(workspace)
     competition = load_competition(workspace, check_images=False)
     from ensemble.artifacts.store import load_logits
@@ -147,9 +146,8 @@ def test_multi_label_report_has_per_tag_f1_and_the_threshold_curve(workspace):
     assert THRESHOLDS[0] > 0 and THRESHOLDS[-1] < 1
 
 
+@pytest.mark.parametrize("workspace", ["regression"], indirect=True)
 def test_regression_report_has_the_scatter_and_the_residuals(workspace):
-    if workspace.competition.task != "regression":
-        pytest.skip("regression sections")
     page = report_page(workspace)
     competition = load_competition(workspace, check_images=False)
     from ensemble.artifacts.store import load_logits
@@ -172,11 +170,11 @@ def test_leaderboard_ranks_and_correlates_the_new_kinds(workspace):
     assert "good" in result.stdout and metrics.get(load_competition(workspace, check_images=False).metric).name in result.stdout
 
 
-def test_report_never_imports_torch(workspace):
+def test_report_never_imports_torch_or_scikit_learn(workspace):
     script = (
         "import sys\nfrom ensemble.config import Workspace\nfrom ensemble.results.report import write_report\n"
         f"write_report(Workspace.load({str(workspace.root)!r}), {str(workspace.root / 'r.html')!r})\n"
-        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'timm', 'torchvision')))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'timm', 'torchvision', 'sklearn')))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
     assert done.returncode == 0, done.stderr
