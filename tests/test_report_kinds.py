@@ -62,7 +62,8 @@ def synthetic_experiment(workspace: Workspace, name: str, noise: float, seed: in
             rows = np.flatnonzero(folds.fold_of == fold)
             oof = made_up_logits(competition, rows, noise, rng)
             score = metric.score(competition.targets[rows], competition.task.outputs(oof))
-            history = [{"fold": fold, "epoch": 1, "epochs": 1, "train_loss": 1.0, "valid_loss": 1.1, "valid_score": score, "metric": metric.name, "seconds": 1.0}]
+            epoch = {"fold": fold, "epoch": 1, "epochs": 1, "train_loss": 1.0, "valid_loss": 1.1, "valid_score": score, "metric": metric.name}
+            history = [epoch | {"seconds": 1.0}]
             result = {"fold": fold, "metric": metric.name, "score": score, "seconds": 1.0, "history": history}
             test = Logits(competition.test_ids, competition.classes, made_up_logits(competition, None, noise, rng))
             write_fold(experiment, fold, Logits(competition.train_ids[rows], competition.classes, oof), test, result)

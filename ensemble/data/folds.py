@@ -39,10 +39,11 @@ def stratification(competition: Competition) -> Stratification:
 
 
 def most_folds(competition: Competition) -> Limit:
-    """The most folds the competition's targets allow (or its groups, with a group column)."""
-    if competition.groups is not None:
+    """The most folds the competition's targets allow, or its groups where they allow fewer."""
+    limit = stratification(competition).most_folds(competition.targets)
+    if competition.groups is not None and len(set(competition.groups)) < limit.k:
         return Limit(len(set(competition.groups)), "groups")
-    return stratification(competition).most_folds(competition.targets)
+    return limit
 
 
 @STRATEGIES.register("stratified")

@@ -9,7 +9,7 @@
 Every member takes the competition's targets, k, a seed and groups (None, or one label per row;
 rows sharing a label share a fold) and gives the fold of each row. most_folds says how many folds
 the targets allow, and why, so `ens folds` refuses a larger k in one line and `ens init` picks one
-that fits.
+that fits; rarest names what some folds may lack; balance describes each fold's target for `ens audit`.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ class InitResult:
     classes: tuple[str, ...]
     submission_kind: str
     notes: list[str]
-    task: str = "single_label"
-    targets: str = ""  # what a model learns, in words: '3 classes (cat, dog, owl)'
+    task: str
+    targets: str  # what a model learns, in words: '3 classes (cat, dog, owl)'
 
 
 class Inference:
@@ -160,14 +160,10 @@ def fold_settings(competition: Competition) -> tuple[FoldSettings, Limit]:
     """The default k, fewer when the targets (the largest class's rows) or the groups allow fewer;
     group folds when a group column is set. Checked by making the folds as `ens folds` will.
     Returns the settings and the limit that the targets and groups set."""
-    from ensemble.data.folds import assign_folds, most_folds, stratification
+    from ensemble.data.folds import assign_folds, most_folds
 
-    limits = [stratification(competition).most_folds(competition.targets)]
-    strategy = FoldSettings().strategy
-    if competition.groups is not None:
-        limits.append(most_folds(competition))
-        strategy = "group"
-    limit = min(limits, key=lambda limit: limit.k)
+    limit = most_folds(competition)
+    strategy = "group" if competition.groups is not None else FoldSettings().strategy
     k = min(FoldSettings().k, limit.k)
     if k < 2:
         raise EnsError(f"{competition.train_csv}: {limit.k} {limit.what} cannot fill 2 folds")
