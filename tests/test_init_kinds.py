@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -116,3 +117,23 @@ def test_task_flags_are_checked(tmp_path, flags, message):
     with pytest.raises(EnsError, match=message):
         init_workspace(root, Given(**flags))
     assert not (root / "ens.toml").exists()
+
+
+@pytest.mark.parametrize(
+    "labels, metric, kind, sure, why",
+    [
+        (["bag trouser", "bag", "shirt"], "auto", "multi_label", True, "tags recombine: 'bag' is a label and inside 'bag trouser'"),
+        (["Common Chickweed", "Maize"], "auto", "single_label", False, "labels such as 'Common Chickweed' hold ' ', but none of their parts is a label alone"),
+        (["cat", "dog"], "auto", "single_label", True, "2 labels, one per row"),
+        (["0.5", "2"], "auto", "regression", True, "'label' holds numbers that are not whole, such as '0.5'"),
+        (["0", "1"], "auto", "single_label", True, "two values, '0' and '1': two classes"),
+        (["3", "17", "42"], "auto", "single_label", False, "3 whole numbers with gaps between them (3 to 42): class codes"),
+        (["1", "2", "3"], "qwk", "single_label", True, "the whole numbers 1 to 3, and the metric 'qwk' scores classes"),
+        (["1", "2", "3"], "r2", "regression", True, "the metric 'r2' scores regression competitions only"),
+    ],
+)
+def test_the_inferred_kind_says_why(labels, metric, kind, sure, why):
+    from ensemble import tasks
+
+    inferred = tasks.infer_why(np.array(labels), metric, " ", "label", Path("train.csv"))
+    assert (inferred.kind, inferred.sure) == (kind, sure) and inferred.why.startswith(why)
