@@ -53,6 +53,10 @@ class CompetitionSettings:
     submission: str = "auto"
     positive_class: str = ""
 
+    def __post_init__(self):
+        # str.split("") raises: an empty separator would fail mid-run instead of here.
+        _check(self.label_separator != "", 'competition label_separator must not be empty; " " splits on any whitespace')
+
 
 @dataclass(frozen=True)
 class FoldSettings:

@@ -198,8 +198,27 @@ def as_number(text: str) -> float:
 
 # --- task = "auto" -------------------------------------------------------------------------------
 
-def infer(labels: np.ndarray, metric: str, separator: str, column: str, path: Path) -> str:
-    """The task kind train.csv's labels and the metric say, or one error naming `task`.
+# How the ambiguous case is settled, in the words of where it is settled.
+SETTLE_IN_TOML = 'say which with task = "single_label" or task = "regression" in ens.toml [competition] (ens init --task)'
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """The kind train.csv's labels say, why in words, and whether the labels leave no doubt."""
+
+    kind: str
+    why: str
+    sure: bool
+
+
+def infer(labels: np.ndarray, metric: str, separator: str, column: str, path: Path, settle: str = SETTLE_IN_TOML) -> str:
+    """The task kind train.csv's labels and the metric say, or one error naming `task` (see infer_why)."""
+    return infer_why(labels, metric, separator, column, path, settle).kind
+
+
+def infer_why(labels: np.ndarray, metric: str, separator: str, column: str, path: Path, settle: str = SETTLE_IN_TOML) -> Inferred:
+    """The task kind train.csv's labels and the metric say, with the reason; or one error
+    ending in `settle`, the words that tell how to choose.
 
     - a regression metric (rmse, mae, r2), or numbers that are not all integers: regression;
     - cells that are lists whose tags recombine (some tag is a whole cell on its own and also
@@ -212,28 +231,41 @@ def infer(labels: np.ndarray, metric: str, separator: str, column: str, path: Pa
     if metric != "auto":
         kinds = metrics.get(metric).tasks
         if len(kinds) == 1 and kinds[0] != "single_label":
-            return kinds[0]
-    unique = sorted(set(labels))
+            return Inferred(kinds[0], f"the metric {metric!r} scores {kinds[0]} competitions only", True)
+    unique = sorted({str(label) for label in labels})
     numbers = np.array([as_number(label) for label in unique])
     if np.isfinite(numbers).all():
-        integers = bool(np.all(numbers == np.round(numbers)))
-        if not integers:
-            if metric != "auto":
-                raise EnsError(
-                    f"{path}: {column!r} holds numbers such as {unique[0]!r}, not whole ones, and the metric {metric!r} "
-                    'is for classes; set task = "regression" and a regression metric (rmse, mae, r2) in ens.toml [competition], '
-                    'or task = "single_label" to treat each number as a class'
-                )
-            return "regression"
-        distinct = np.unique(numbers)
-        run = len(distinct) >= 3 and np.all(np.diff(distinct) == 1)
-        if run and metric == "auto":
-            raise EnsError(
-                f"{path}: {column!r} holds the whole numbers {distinct[0]:g} to {distinct[-1]:g}, classes or counts alike; "
-                'say which with task = "single_label" or task = "regression" in ens.toml [competition] (ens init --task)'
-            )
-        return "single_label"
+        return infer_numbers(unique, numbers, metric, column, path, settle)
     tags_of = {label: split_tags(label, separator) for label in unique}
     whole = {label for label, tags in tags_of.items() if len(tags) == 1}
     inside = {tag for tags in tags_of.values() if len(tags) > 1 for tag in tags}
-    return "multi_label" if whole & inside else "single_label"
+    recombined = sorted(whole & inside)
+    if recombined:
+        tag = recombined[0]
+        example = next(label for label, tags in tags_of.items() if len(tags) > 1 and tag in tags)
+        return Inferred("multi_label", f"tags recombine: {tag!r} is a label and inside {example!r}", True)
+    listed = [label for label, tags in tags_of.items() if len(tags) > 1]
+    if listed:
+        return Inferred("single_label", f"labels such as {listed[0]!r} hold {separator!r}, but none of their parts is a label alone: class names", False)
+    return Inferred("single_label", f"{len(unique)} labels, one per row", True)
+
+
+def infer_numbers(unique: list[str], numbers: np.ndarray, metric: str, column: str, path: Path, settle: str) -> Inferred:
+    """infer_why for a label column of numbers only."""
+    if not np.all(numbers == np.round(numbers)):
+        example = unique[int(np.flatnonzero(numbers != np.round(numbers))[0])]
+        if metric != "auto":
+            raise EnsError(
+                f"{path}: {column!r} holds numbers such as {example!r}, not whole ones, and the metric {metric!r} "
+                'is for classes; set task = "regression" and a regression metric (rmse, mae, r2) in ens.toml [competition], '
+                'or task = "single_label" to treat each number as a class'
+            )
+        return Inferred("regression", f"{column!r} holds numbers that are not whole, such as {example!r}", True)
+    distinct = np.unique(numbers)
+    if len(distinct) >= 3 and np.all(np.diff(distinct) == 1):
+        if metric == "auto":
+            raise EnsError(f"{path}: {column!r} holds the whole numbers {distinct[0]:g} to {distinct[-1]:g}, classes or counts alike; {settle}")
+        return Inferred("single_label", f"the whole numbers {distinct[0]:g} to {distinct[-1]:g}, and the metric {metric!r} scores classes", True)
+    if len(distinct) == 2:
+        return Inferred("single_label", f"two values, {unique[0]!r} and {unique[1]!r}: two classes", True)
+    return Inferred("single_label", f"{len(distinct)} whole numbers with gaps between them ({distinct[0]:g} to {distinct[-1]:g}): class codes", False)

@@ -181,7 +181,7 @@ def snapshot(root):
         (["train-folds", "--name", "n", "--model", "test_vit", "--size", "40"], ["multiple of its patch size 16, e.g. 32 or 48"]),
         (["train-folds", "--name", "a", "--folds", ",", "--force"], ["--folds: cannot read ','"]),
         (["train-folds", "--name", "n", "--device", "cuda"], ["no CUDA device"]),
-        (["folds", "--force", "--k", "13"], ["no class has 13 rows", "smaller --k"]),
+        (["folds", "--force", "--k", "13"], ["12 rows in the largest class cannot fill 13 stratified folds", "use --k 12 or fewer"]),
         (["folds", "--force", "--strategy", "group"], ["needs group_column"]),
     ],
 )

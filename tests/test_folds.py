@@ -54,7 +54,7 @@ def test_folds_file_is_refused_for_other_data_or_when_edited(competition_dir):
 
 def test_too_many_folds_for_the_classes(competition_dir):
     competition = load_competition(Workspace.load(competition_dir))
-    with pytest.raises(EnsError, match="no class has 13 rows"):
+    with pytest.raises(EnsError, match="12 rows in the largest class cannot fill 13 stratified folds; use --k 12 or fewer"):
         assign_folds(competition, FoldSettings(k=13))
     assign_folds(competition, FoldSettings(k=12))  # 12 rows per class: enough
 

@@ -45,7 +45,7 @@ def kaggle_style(root: Path) -> CompetitionSettings:
     images(root / "test", test_ids, ".png")
     return CompetitionSettings(
         train_csv="train.csv", test_csv="test.csv", sample_submission="sample_submission.csv",
-        train_images="train", test_images="test", image_suffix=".png",
+        train_images="train", test_images="test", image_suffix=".png", task="single_label", metric="accuracy",
     )
 
 
@@ -60,7 +60,7 @@ def labels_file_nested(root: Path) -> CompetitionSettings:
     return CompetitionSettings(
         train_csv="input/train_labels.csv", test_csv="input/sampleSubmission.csv", sample_submission="input/sampleSubmission.csv",
         train_images="input/train_images", test_images="input/test_images", id_column="name", label_column="breed",
-        image_suffix=".png", metric="logloss",
+        image_suffix=".png", task="single_label", metric="logloss",
     )
 
 
@@ -74,6 +74,7 @@ def leading_zeros(root: Path) -> CompetitionSettings:
     return CompetitionSettings(
         train_csv="data/train.csv", test_csv="data/test.csv", sample_submission="data/sample_submission.csv",
         train_images="data/images", test_images="data/images", id_column="image_id", label_column="diagnosis", image_suffix=".png",
+        task="single_label", metric="accuracy",
     )
 
 
@@ -88,7 +89,7 @@ def jpeg(root: Path) -> CompetitionSettings:
     (root / "README.txt").write_text("competition rules")
     return CompetitionSettings(
         train_csv="train.csv", test_csv="sample_submission.csv", sample_submission="sample_submission.csv",
-        train_images="train/train", test_images="test", image_suffix=".jpg",
+        train_images="train/train", test_images="test", image_suffix=".jpg", task="single_label", metric="accuracy",
     )
 
 
@@ -101,7 +102,7 @@ def class_folders(root: Path, with_test: bool = True) -> CompetitionSettings:
         images(root / "test", [f"u{i}" for i in range(3)], ".png")
     return CompetitionSettings(
         train_csv="lists/train.csv", test_csv="lists/test.csv", sample_submission="lists/sample_submission.csv",
-        train_images="train", test_images="test", image_suffix="", submission="labels",
+        train_images="train", test_images="test", image_suffix="", submission="labels", task="single_label", metric="accuracy",
     )
 
 
@@ -114,6 +115,7 @@ def class_folders_with_sample(root: Path) -> CompetitionSettings:
     return CompetitionSettings(
         train_csv="lists/train.csv", test_csv="lists/test.csv", sample_submission="sample_submission.csv",
         train_images="train", test_images="test", id_column="file", label_column="species", image_suffix="",
+        task="single_label", metric="accuracy",
     )
 
 

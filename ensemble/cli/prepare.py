@@ -10,6 +10,7 @@ import typer
 from ensemble.cli.app import ForceOption, WorkspaceOption, app, default_help, err, handles_errors, out
 from ensemble.config import FoldSettings, Workspace, override
 from ensemble.data.folds import STRATEGIES
+from ensemble.tasks import TASKS
 
 
 @app.command()
@@ -25,7 +26,15 @@ def init(
     label_column: Annotated[Optional[str], typer.Option(help="The label column of the train CSV.")] = None,
     image_suffix: Annotated[Optional[str], typer.Option(help="Image file = <folder>/<id><suffix>, e.g. .jpg.")] = None,
     group_column: Annotated[Optional[str], typer.Option(help="A column of the train CSV for --strategy group.")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="accuracy, logloss... (default: a guess from the submission kind)")] = None,
+    task: Annotated[
+        Optional[str], typer.Option(help=f"One of: {', '.join(TASKS.names())} (default: read off the label column).")
+    ] = None,
+    label_separator: Annotated[
+        Optional[str], typer.Option(help='Between the tags of a multi-label cell (default: " ", any whitespace).')
+    ] = None,
+    metric: Annotated[
+        Optional[str], typer.Option(help="accuracy, logloss, f1_samples, rmse... (default: a guess from the task and the submission kind)")
+    ] = None,
     submission: Annotated[Optional[str], typer.Option(help="Submission kind (default: auto, read off the sample).")] = None,
     positive_class: Annotated[Optional[str], typer.Option(help="The class a single probability column is about.")] = None,
     layout: Annotated[
@@ -38,7 +47,7 @@ def init(
 ) -> None:
     """Write a commented ens.toml inferred from a competition folder; flags settle what it cannot.
 
-    Finds the train/test CSVs, the sample submission, the image folders and suffix, the id and label columns; or, with one folder per class (train/cat/001.jpg) beside a test folder, writes lists/train.csv, test.csv and sample_submission.csv. Prints each choice and how sure it is.
+    Finds the train/test CSVs, the sample submission, the image folders and suffix, the id and label columns, the task (one label, several tags or a number per image); or, with one folder per class (train/cat/001.jpg) beside a test folder, writes lists/train.csv, test.csv and sample_submission.csv. Prints each choice and how sure it is.
 
     Example: ens init ./dogs-vs-cats && ens folds -w ./dogs-vs-cats
     """
@@ -47,7 +56,8 @@ def init(
     given = Given(
         train_csv=train_csv, test_csv=test_csv, sample_submission=sample_submission, train_images=train_images,
         test_images=test_images, id_column=id_column, label_column=label_column, image_suffix=image_suffix,
-        group_column=group_column, metric=metric, submission=submission, positive_class=positive_class,
+        group_column=group_column, task=task, label_separator=label_separator, metric=metric, submission=submission,
+        positive_class=positive_class,
     )
     print_init(init_workspace(directory, given, workspace, force, layout))
 
@@ -58,8 +68,7 @@ def print_init(result) -> None:
         value = repr(finding.value) if isinstance(finding.value, str) else str(finding.value)
         out.print(f"{finding.key:<18} {value:<{width}} {'sure' if finding.sure else 'guess':<5}  {finding.why}")
     out.print(
-        f"{result.layout} layout: {result.n_train} train and {result.n_test} test images, "
-        f"{len(result.classes)} classes ({', '.join(result.classes[:8])}{', ...' if len(result.classes) > 8 else ''}), "
+        f"{result.layout} layout: {result.n_train} train and {result.n_test} test images, {result.task}: {result.targets}, "
         f"{result.submission_kind} submission"
     )
     for note in result.notes:
@@ -99,6 +108,6 @@ def folds(
     result = write_folds(ws, load_competition(ws), settings, force)
     kept = f", {result.dedupe_groups} near-duplicate groups each in one fold" if settings.dedupe else ""
     out.print(f"wrote {result.path} ({settings.strategy}, k={settings.k}{kept}): fold sizes {result.fold_sizes}")
-    label, count = result.smallest_class
-    if count < settings.k:
-        err.print(f"note: class {label!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")
+    if result.rarest is not None and result.rarest[2] < settings.k:
+        what, name, count = result.rarest
+        err.print(f"note: {what} {name!r} has {count} rows, fewer than {settings.k} folds; some folds lack it")

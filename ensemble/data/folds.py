@@ -22,6 +22,7 @@ import pandas as pd
 from ensemble.config import FoldSettings, Workspace
 from ensemble.data.competition import Competition
 from ensemble.data.duplicates import DuplicateGroups, read_duplicates
+from ensemble.data.stratify import STRATIFICATIONS, Limit, Stratification
 from ensemble.errors import EnsError
 from ensemble.io import read_json, sha256_bytes, sha256_file, write_json, write_text
 from ensemble.registry import Registry
@@ -33,32 +34,35 @@ Splitter = Callable[[Competition, int, int, "np.ndarray | None"], np.ndarray]
 STRATEGIES: Registry[Splitter] = Registry("fold strategy")
 
 
-def _fold_of(splits, n_rows: int) -> np.ndarray:
-    fold_of = np.full(n_rows, -1, dtype=np.int64)
-    for fold, (_, valid_rows) in enumerate(splits):
-        fold_of[valid_rows] = fold
-    return fold_of
+def stratification(competition: Competition) -> Stratification:
+    return STRATIFICATIONS.get(competition.task.name)
+
+
+def most_folds(competition: Competition) -> Limit:
+    """The most folds the competition's targets allow, or its groups where they allow fewer."""
+    limit = stratification(competition).most_folds(competition.targets)
+    if competition.groups is not None and len(set(competition.groups)) < limit.k:
+        return Limit(len(set(competition.groups)), "groups")
+    return limit
 
 
 @STRATEGIES.register("stratified")
 def stratified(competition: Competition, k: int, seed: int, together: np.ndarray | None) -> np.ndarray:
-    """Each fold keeps the class proportions of the whole train set (as far as `together` allows)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    largest = int(np.bincount(competition.targets).max())
-    if largest < k:
-        raise EnsError(f"{competition.train_csv}: no class has {k} rows, so {k} stratified folds cannot be made; use a smaller --k")
+    """Each fold keeps the target distribution of the whole train set (as far as `together`
+    allows): class shares, each tag's share, or the target's quantiles (data/stratify.py)."""
+    limit = stratification(competition).most_folds(competition.targets)
+    if limit.k < k:
+        raise EnsError(f"{competition.train_csv}: {limit.k} {limit.what} cannot fill {k} stratified folds; use --k {limit.k} or fewer")
     if together is not None:
         return _grouped(competition, k, seed, together, "groups (near-duplicate groups and rows in none)")
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return _fold_of(splitter.split(competition.train_ids, competition.targets), len(competition.train_ids))
+    return stratification(competition).split(competition.targets, k, seed, None)
 
 
 @STRATEGIES.register("group")
 def group(competition: Competition, k: int, seed: int, together: np.ndarray | None) -> np.ndarray:
-    """No group spans two folds (a patient, a scene); class proportions kept as far as groups allow.
-    With `together`, groups are the union of both relations: rows sharing a group value or a
-    near-duplicate group, and so on transitively, share a fold."""
+    """No group spans two folds (a patient, a scene); the target distribution kept as far as
+    groups allow. With `together`, groups are the union of both relations: rows sharing a group
+    value or a near-duplicate group, and so on transitively, share a fold."""
     if competition.groups is None:
         raise EnsError(
             f"{competition.train_csv}: strategy 'group' needs group_column set in ens.toml [competition]"
@@ -72,14 +76,10 @@ def group(competition: Competition, k: int, seed: int, together: np.ndarray | No
 
 
 def _grouped(competition: Competition, k: int, seed: int, groups: np.ndarray, what: str) -> np.ndarray:
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n_groups = len(np.unique(groups))
     if n_groups < k:
         raise EnsError(f"{competition.train_csv}: {n_groups} {what} cannot fill {k} folds")
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    splits = splitter.split(competition.train_ids, competition.targets, groups)
-    return _fold_of(splits, len(competition.train_ids))
+    return stratification(competition).split(competition.targets, k, seed, groups)
 
 
 def connected_rows(n_rows: int, links: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -117,7 +117,9 @@ def groups_hash(competition: Competition) -> str | None:
 class FoldsResult:
     path: Path
     fold_sizes: list[int]
-    smallest_class: tuple[str, int]  # (label, count): below k, some folds lack that class
+    # (what, name, rows) of the rarest class or tag ("class", "cat", 3): below k rows, some folds
+    # lack it; None for a regression, where no fold lacks anything.
+    rarest: tuple[str, str, int] | None
     dedupe_groups: int | None = None  # near-duplicate groups kept in one fold; None without dedupe
 
 
@@ -162,11 +164,10 @@ def write_folds(workspace: Workspace, competition: Competition, settings: FoldSe
     # The CSV goes last: an existing folds.json without its CSV is never read alone.
     write_json(meta_path, meta)
     write_text(csv_path, text)
-    labels, counts = np.unique(competition.labels, return_counts=True)
     return FoldsResult(
         path=csv_path,
         fold_sizes=np.bincount(fold_of, minlength=settings.k).tolist(),
-        smallest_class=(str(labels[counts.argmin()]), int(counts.min())),
+        rarest=stratification(competition).rarest(competition.targets, competition.classes),
         dedupe_groups=None if duplicates is None else duplicates.n_groups,
     )
 

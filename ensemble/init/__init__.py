@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ensemble import metrics
+from ensemble import metrics, tasks
 from ensemble.config import CONFIG_FILE
 from ensemble.errors import EnsError
 from ensemble.init import files
 from ensemble.init.class_layout import from_class_folders
 from ensemble.init.csv_layout import from_csvs, given_or_picked
 from ensemble.init.inference import Given, Inference, InitResult, check, write_config
+from ensemble.init.targets import UnsettledTask
 
 __all__ = ["LAYOUTS", "Given", "InitResult", "init_workspace"]
 
@@ -50,6 +51,13 @@ def init_workspace(
         raise EnsError(f"{config_path}: already exists; use --force to replace it")
     if given.metric is not None:
         metrics.get(given.metric)
+    if given.label_separator == "":
+        raise EnsError('--label-separator: empty; give the text between tags, or " " for any whitespace')
+    if given.task is not None:
+        try:
+            tasks.get(given.task)
+        except EnsError as error:
+            raise EnsError(f"--task: {error}") from None
     inference = Inference(source, root)
     csvs = files.find_csvs(source)
     if layout == "auto" and given.train_csv is None:
@@ -61,7 +69,7 @@ def init_workspace(
     try:
         checked = check(inference, from_csvs(inference, csvs, given), given)
     except EnsError as error:
-        if layout == "auto" and any(files.class_folders(folder) for folder in files.image_folders(source, "train") if folder != source):
+        if layout == "auto" and not isinstance(error, UnsettledTask) and any(files.class_folders(folder) for folder in files.image_folders(source, "train") if folder != source):
             raise EnsError(f"{error}; or, if the images are one folder per class, use --layout folders") from None
         raise
     return write_config(inference, checked, config_path, "csv", [])

@@ -56,6 +56,8 @@ def from_class_folders(inference: Inference, given: Given, sample_path: Path | N
         label_column=label_column,
         image_suffix="",
     )
+    if given.task is None:  # a folder per class is a class per image, whatever the folders' names
+        settings = dataclasses.replace(settings, task=inference.take("task", Choice("single_label", True, "one folder of images per class")))
     if sample_path is None:
         settings = dataclasses.replace(settings, submission="labels")
     else:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble import metrics
 from ensemble.config import CompetitionSettings, FoldSettings, TrainSettings, Workspace, quote_path
 from ensemble.data.competition import Competition, load_competition
+from ensemble.data.stratify import Limit
 from ensemble.errors import EnsError
 from ensemble.init.columns import Choice
+from ensemble.init.targets import describe_targets, guess_metric, infer_task
 from ensemble.init.toml import config_text
 from ensemble.io import write_text
 
@@ -35,6 +36,8 @@ class Given:
     label_column: str | None = None
     image_suffix: str | None = None
     group_column: str | None = None
+    task: str | None = None
+    label_separator: str | None = None
     metric: str | None = None
     submission: str | None = None
     positive_class: str | None = None
@@ -61,6 +64,8 @@ class InitResult:
     classes: tuple[str, ...]
     submission_kind: str
     notes: list[str]
+    task: str
+    targets: str  # what a model learns, in words: '3 classes (cat, dog, owl)'
 
 
 class Inference:
@@ -93,21 +98,25 @@ class Checked:
     n_test: int
     classes: tuple[str, ...]
     notes: list[str]
+    task: str
+    targets: str
 
 
 def check(inference: Inference, settings: CompetitionSettings, given: Given) -> Checked:
-    """Load the competition as `ens folds` and `ens train-folds` will, make its folds, decode a few images."""
-    settings = dataclasses.replace(
-        settings,
-        **{key: value for key in ("group_column", "metric", "submission", "positive_class") if (value := getattr(given, key)) is not None},
-    )
+    """Load the competition as `ens folds` and `ens train-folds` will, make its folds, decode a few images.
+
+    settings.task: "auto" (inferred here from the labels) or a kind the layout settled."""
+    overridden = ("group_column", "task", "label_separator", "metric", "submission", "positive_class")
+    settings = dataclasses.replace(settings, **{key: value for key in overridden if (value := getattr(given, key)) is not None})
+    take = inference.take
+    if given.task is not None:
+        take("task", Choice(settings.task, True, "given with --task"))
+    elif settings.task == "auto":
+        train_csv = Workspace(inference.root, settings, FoldSettings(), TrainSettings()).path(settings.train_csv)
+        settings = dataclasses.replace(settings, task=take("task", infer_task(settings, train_csv)))
     competition = load_competition(Workspace(inference.root, settings, FoldSettings(), TrainSettings()))
     check_some_images(competition)
     kind = competition.submission_kind
-    if given.metric is None:
-        settings = dataclasses.replace(settings, metric=guess_metric(kind))
-    folds = fold_settings(competition)
-    take = inference.take
     if given.submission:
         take("submission", Choice(kind, True, "given with --submission"))
     else:
@@ -115,12 +124,15 @@ def check(inference: Inference, settings: CompetitionSettings, given: Given) -> 
     if given.metric:
         take("metric", Choice(settings.metric, True, "given with --metric"))
     else:
-        take("metric", Choice(settings.metric, False, f"{settings.metric} suits a {kind} submission; set the leaderboard's metric"))
-    limit = f"{len(set(competition.groups))} groups" if competition.groups is not None else "its largest class's rows"
-    take("k", Choice(folds.k, True, "the default" if folds.k == FoldSettings().k else f"as many folds as the train CSV has {limit}"))
+        settings = dataclasses.replace(settings, metric=take("metric", guess_metric(competition.task, kind)))
+    folds, limit = fold_settings(competition)
+    take("k", Choice(folds.k, True, "the default" if folds.k == FoldSettings().k else f"the most that {limit.k} {limit.what} allow"))
     if folds.strategy != FoldSettings().strategy:
         take("strategy", Choice(folds.strategy, True, "--group-column is given"))
-    return Checked(settings, folds, kind, len(competition.train_ids), len(competition.test_ids), competition.classes, submission_notes(competition))
+    return Checked(
+        settings, folds, kind, len(competition.train_ids), len(competition.test_ids), competition.classes, submission_notes(competition),
+        competition.task.name, describe_targets(competition),
+    )
 
 
 def write_config(inference: Inference, checked: Checked, config_path: Path, layout: str, written: list[Path]) -> InitResult:
@@ -130,7 +142,8 @@ def write_config(inference: Inference, checked: Checked, config_path: Path, layo
         why["submission"] = f"auto reads {checked.kind} off the sample"
     write_text(config_path, config_text(str(inference.source), checked.settings, checked.folds, why))
     return InitResult(
-        config_path, layout, findings, written + [config_path], checked.n_train, checked.n_test, checked.classes, checked.kind, checked.notes
+        config_path, layout, findings, written + [config_path], checked.n_train, checked.n_test, checked.classes, checked.kind, checked.notes,
+        checked.task, checked.targets,
     )
 
 
@@ -143,31 +156,22 @@ def check_some_images(competition: Competition) -> None:
             read_image(paths[row], 8, ids[row])
 
 
-# The metric a submission kind most often goes with; a guess the user is told to check.
-METRIC_FOR_KIND = {"labels": "accuracy", "positive_probability": "auc", "class_probability": "auc"}
+def fold_settings(competition: Competition) -> tuple[FoldSettings, Limit]:
+    """The default k, fewer when the targets (the largest class's rows) or the groups allow fewer;
+    group folds when a group column is set. Checked by making the folds as `ens folds` will.
+    Returns the settings and the limit that the targets and groups set."""
+    from ensemble.data.folds import assign_folds, most_folds
 
-
-def guess_metric(kind: str) -> str:
-    metric = METRIC_FOR_KIND.get(kind, "logloss")
-    return metric if metric in metrics.METRICS else "logloss"
-
-
-def fold_settings(competition: Competition) -> FoldSettings:
-    """The default k, fewer when the largest class (or the number of groups) is smaller; group
-    folds when a group column is set. Checked by making the folds as `ens folds` will."""
-    from ensemble.data.folds import assign_folds
-
-    k = min(FoldSettings().k, int(np.bincount(competition.targets).max()))
-    strategy = FoldSettings().strategy
-    if competition.groups is not None:
-        k, strategy = min(k, len(set(competition.groups))), "group"
+    limit = most_folds(competition)
+    strategy = "group" if competition.groups is not None else FoldSettings().strategy
+    k = min(FoldSettings().k, limit.k)
     if k < 2:
-        raise EnsError(f"{competition.train_csv}: too few rows per class (or groups) to make 2 folds")
+        raise EnsError(f"{competition.train_csv}: {limit.k} {limit.what} cannot fill 2 folds")
     settings = FoldSettings(k=k, strategy=strategy)
     fold_of = assign_folds(competition, settings)
     if (len(fold_of) - np.bincount(fold_of, minlength=k)).min() < 2:
         raise EnsError(f"{competition.train_csv}: {len(fold_of)} rows are too few to train on {k} folds")
-    return settings
+    return settings, limit
 
 
 def submission_notes(competition: Competition) -> list[str]:

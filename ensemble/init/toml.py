@@ -15,6 +15,7 @@ from ensemble.io import toml_value
 MEANING = {
     "group_column": "column in the train CSV for --strategy group; \"\" for none",
     "positive_class": "the class a single probability column is about, when auto cannot tell",
+    "label_separator": "between the tags of a multi-label cell; \" \" is any whitespace",
     "strategy": "stratified or group",
     "seed": "shuffle seed",
     "dedupe": "keep `ens audit`'s near-duplicate groups in one fold",

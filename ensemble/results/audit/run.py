@@ -85,7 +85,10 @@ def tables(competition: Competition, copies: NearCopies) -> dict[str, pd.DataFra
         {"test_id": competition.test_ids[test_rows], "train_id": competition.train_ids[train_rows], "distance": copies.test_distance}
     ).sort_values(["test_id", "distance"], kind="stable")
     labels = pd.DataFrame({"group": copies.group_of[grouped], "id": competition.train_ids[grouped], "label": competition.labels[grouped]})
-    n_labels = labels.groupby("group")["label"].transform("nunique")
+    # Targets, not the cells' text, decide: "red green" and "green red" are the same tags, 3 and 3.0 the same count.
+    targets = np.asarray(competition.targets).reshape(len(competition.train_ids), -1)[grouped]
+    target_keys = pd.Series([row.tobytes() for row in targets], index=labels.index)
+    n_labels = target_keys.groupby(labels["group"]).transform("nunique")
     conflicts = labels[n_labels > 1].sort_values(["group", "label"], kind="stable")
     return {"duplicates.csv": duplicates, "train_test.csv": train_test, "conflicts.csv": conflicts}
 

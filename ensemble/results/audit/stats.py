@@ -1,4 +1,4 @@
-"""The cheap figures of an audit: image sizes, channels and formats (headers only), class balance per fold."""
+"""The cheap figures of an audit: image sizes, channels and formats (headers only), the target in each fold."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from joblib import Parallel, delayed
 from PIL import Image
 
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition
-from ensemble.data.folds import folds_paths, read_folds
+from ensemble.data.folds import folds_paths, read_folds, stratification
 from ensemble.errors import EnsError
 
 TOP = 10  # sizes listed by count; the rest are summed under "other"
@@ -53,16 +52,14 @@ def image_distributions(headers: Sequence[Header]) -> dict:
 
 
 def fold_balance(workspace: Workspace, competition: Competition) -> dict | None:
-    """Rows of each class in each fold, when folds exist: {"k", "counts": {fold: {label: n}}};
-    folds that no longer match the competition give {"error": why}. None without folds."""
+    """How each fold holds the target, when folds exist: {"k", "counts": {fold: {class: rows}}}
+    (for tags: {fold: {tag: images with it}}), or for a regression {"k", "quantiles": {fold:
+    {min, q25, median, q75, max, mean, rows}}}; folds that no longer match the competition give
+    {"error": why}. None without folds."""
     if not folds_paths(workspace)[0].is_file():
         return None
     try:
         folds = read_folds(workspace, competition)
     except EnsError as error:
         return {"error": str(error)}
-    counts = {
-        str(fold): {label: int(np.sum(competition.labels[folds.fold_of == fold] == label)) for label in competition.classes}
-        for fold in range(folds.k)
-    }
-    return {"k": folds.k, "counts": counts}
+    return {"k": folds.k, **stratification(competition).balance(competition.targets, competition.classes, folds.fold_of, folds.k)}

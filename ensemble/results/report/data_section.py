@@ -41,6 +41,34 @@ def shift_line(shift) -> str:
     return text + "</p>"
 
 
+MAX_COLUMNS = 12  # classes or tags shown in the table of folds
+
+
+def fold_balance_table(balance) -> str:
+    """The target in each fold, as `ens audit` recorded it (audit/stats.py fold_balance): rows
+    of each class or tag per fold, or a regression target's quantiles per fold."""
+    if not isinstance(balance, dict):
+        return ""
+    if "error" in balance:
+        return f'<h3>Target in each fold</h3><p class="note">{esc(balance["error"])}</p>'
+    try:
+        per_fold = balance.get("counts") or balance["quantiles"]
+        columns = list(next(iter(per_fold.values())))[:MAX_COLUMNS]
+        rows = [[esc(fold)] + [number(values.get(column)) for column in columns] for fold, values in per_fold.items()]
+    except (KeyError, TypeError, AttributeError, StopIteration):
+        return '<h3>Target in each fold</h3><p class="note">audit.json: fold_balance is not as ens audit writes it</p>'
+    what = "rows of each class (images with each tag) per fold" if "counts" in balance else "the target's quantiles per fold"
+    return f'<h3>Target in each fold</h3><p class="muted">{what}, for the folds of folds/folds.csv</p>' + table(
+        ["fold"] + [str(column) for column in columns], rows, numeric=set(range(1, len(columns) + 1))
+    )
+
+
+def number(value) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return esc("-" if value is None else value)
+
+
 def audit_section(audit: AuditSummary) -> str:
     found = audit.figures
     rows = [
@@ -56,6 +84,7 @@ def audit_section(audit: AuditSummary) -> str:
     if found.get("method"):
         body += f'<p class="muted">Method: {esc(found["method"])}</p>'
     body += shift_line(found.get("shift"))
+    body += fold_balance_table(found.get("fold_balance"))
     if audit.groups:
         more = f" (the first {MAX_GROUPS} of {audit.n_groups_listed})" if audit.n_groups_listed > len(audit.groups) else ""
         body += f"<h3>Near-duplicate groups{more}</h3>"

@@ -5,11 +5,15 @@ Every text taken from the workspace (names, settings, notes) is escaped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 
-from ensemble.results.report import figures
+from ensemble.data.competition import Competition
+from ensemble.registry import Registry
+from ensemble.results.report import figures, multi_label, regression, single_label
 from ensemble.results.report.collect import ExperimentSummary, ReportData
 from ensemble.results.report.data_section import audit_section
 from ensemble.results.report.markup import esc, img, score, section, table
@@ -31,16 +35,38 @@ nav a { margin-right: 12px; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; } .figures > div { max-width: 100%; }
 """
 
-SECTIONS = (
+# Every kind's page: these first, then the kind's own sections (KIND_PAGES), then AFTER.
+BEFORE = (
     ("experiments", "Experiments"),
     ("curves", "Training curves"),
-    ("confusion", "Confusion matrices"),
+)
+AFTER = (
     ("diversity", "Diversity"),
     ("blends", "Blends"),
-    ("calibration", "Calibration"),
     ("settings", "Settings"),
     ("versions", "Versions"),
 )
+
+
+@dataclass(frozen=True)
+class KindPage:
+    """What the page shows for one task kind: what is predicted, in the header's words, and the
+    sections only that kind has: (anchor, title, builder(data) -> HTML)."""
+
+    predicted: Callable[[Competition], str]
+    sections: tuple[tuple[str, str, Callable[[ReportData], str]], ...]
+
+
+KIND_PAGES: Registry[KindPage] = Registry("report page of a task kind")
+KIND_PAGES.register("single_label")(KindPage(lambda competition: f"{len(competition.classes)} classes", single_label.SECTIONS))
+KIND_PAGES.register("multi_label")(KindPage(lambda competition: f"{len(competition.classes)} tags", multi_label.SECTIONS))
+KIND_PAGES.register("regression")(KindPage(lambda competition: f"a number per image ({esc(repr(competition.classes[0]))})", regression.SECTIONS))
+
+
+def sections_for(task: str) -> tuple[tuple[str, str], ...]:
+    """(anchor, title) of every section a competition of this kind shows, in order."""
+    return BEFORE + tuple((anchor, title) for anchor, title, _ in KIND_PAGES.get(task).sections) + AFTER
+
 
 # Shown (first) only when the workspace has audit/audit.json.
 DATA_SECTION = ("data", "Data")
@@ -83,25 +109,6 @@ def curves_section(data: ReportData) -> str:
     return "".join(parts)
 
 
-def confusion_section(data: ReportData) -> str:
-    """The best experiment's matrix and each blend's, side by side."""
-    targets, classes = data.competition.targets, data.competition.classes
-    parts = []
-    best = data.best
-    if best is not None:
-        drawn = img(figures.confusion(targets, best.oof_probs, classes, f"{best.name} (OOF)"), f"confusion matrix of {best.name}")
-        parts.append(f"<div><h3>Best experiment: {esc(best.name)}</h3>{drawn}</div>")
-    else:
-        parts.append("<p>No experiment has every fold trained yet.</p>")
-    for blend in data.blends:
-        if blend.oof_probs is not None:
-            drawn = img(figures.confusion(targets, blend.oof_probs, classes, f"{blend.name} (OOF)"), f"confusion matrix of {blend.name}")
-        else:
-            drawn = f'<p class="note">{esc(blend.note)}</p>'
-        parts.append(f"<div><h3>Blend: {esc(blend.name)}</h3>{drawn}</div>")
-    return '<div class="figures">' + "".join(parts) + "</div>"
-
-
 def oof_correlation(experiments: list[ExperimentSummary]) -> np.ndarray:
     """Pearson correlation of the experiments' OOF probabilities, every row and class flattened: (n, n)."""
     flat = np.stack([experiment.oof_probs.ravel() for experiment in experiments])
@@ -132,17 +139,6 @@ def blends_section(data: ReportData) -> str:
         rows = [[esc(member.get("name")), "-" if member.get("weight") is None else f"{member['weight']:.3f}", score(member.get("oof_score"))] for member in blend.members]
         parts.append(table(["member", "weight", f"OOF {blend.metric}"], rows, numeric={1, 2}))
     return "".join(parts)
-
-
-def calibration_section(data: ReportData) -> str:
-    best = data.best
-    if best is None:
-        return "<p>No experiment has every fold trained yet.</p>"
-    targets = data.competition.targets
-    *_, ece = figures.reliability_bins(targets, best.oof_probs)
-    text = (f"<p>{esc(best.name)}: expected calibration error {ece:.4f} "
-            '<span class="muted">(mean gap between confidence and accuracy, weighted by rows; 0 is perfect)</span></p>')
-    return text + img(figures.reliability(targets, best.oof_probs, f"{best.name} (OOF)"), f"reliability diagram of {best.name}")
 
 
 def flatten(record: dict, prefix: str = "") -> dict:
@@ -182,10 +178,8 @@ def versions_section(data: ReportData) -> str:
 BUILDERS = {
     "experiments": experiments_section,
     "curves": curves_section,
-    "confusion": confusion_section,
     "diversity": diversity_section,
     "blends": blends_section,
-    "calibration": calibration_section,
     "settings": settings_section,
     "versions": versions_section,
 }
@@ -196,7 +190,7 @@ def render(data: ReportData) -> str:
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"<h1>ens report</h1><p class=\"muted\">{esc(data.root)} &middot; {made} &middot; {len(competition.train_ids)} train rows, "
-        f"{len(competition.classes)} classes, metric {esc(data.metric.name)}</p>"
+        f"{esc(competition.task.name)}: {KIND_PAGES.get(competition.task.name).predicted(competition)}, metric {esc(data.metric.name)}</p>"
     )
     # An audit is worth showing before any experiment: first, after the nav.
     data_html = section(*DATA_SECTION, audit_section(data.audit)) if data.audit is not None else ""
@@ -205,8 +199,10 @@ def render(data: ReportData) -> str:
                                                                  "<code>ens train-folds --name NAME</code>, and <code>ens report</code> again.</p>")
         body += section("versions", "Versions", versions_section(data))
     else:
-        shown = ((DATA_SECTION,) if data_html else ()) + SECTIONS
+        sections = sections_for(competition.task.name)
+        builders = BUILDERS | {anchor: build for anchor, _, build in KIND_PAGES.get(competition.task.name).sections}
+        shown = ((DATA_SECTION,) if data_html else ()) + sections
         nav = "<nav>" + "".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title in shown) + "</nav>"
-        body = nav + data_html + "".join(section(anchor, title, BUILDERS[anchor](data)) for anchor, title in SECTIONS)
+        body = nav + data_html + "".join(section(anchor, title, builders[anchor](data)) for anchor, title in sections)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ens report: {esc(data.root.name)}</title>'
             f"<style>{STYLE}</style></head><body>{header}{body}</body></html>\n")
