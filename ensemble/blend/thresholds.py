@@ -70,7 +70,7 @@ def apply_thresholds(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, per_tag: bool) -> np.ndarray:
     """float64 (n_tags,): the best of THRESHOLDS for every tag (ties: the nearest 0.5); with
     per_tag, each tag in turn then takes the value that scores best with the others fixed
-    (ties keep the current value, then the nearer one)."""
+    (ties keep the current value, then the nearer one), for up to PASSES passes."""
     n_tags = probs.shape[1]
     by_nearness = THRESHOLDS[np.argsort(np.abs(THRESHOLDS - 0.5), kind="stable")]
     best, chosen = None, 0.5
@@ -81,14 +81,20 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metr
     thresholds = np.full(n_tags, chosen)
     if not per_tag:
         return thresholds
+    moved = apply_thresholds(probs, thresholds)  # a trial rewrites one column of it, not the whole
     for _ in range(PASSES):
+        changed = False
         for tag in range(n_tags):
+            kept = moved[:, tag].copy()
             for value in THRESHOLDS[np.argsort(np.abs(THRESHOLDS - thresholds[tag]), kind="stable")]:
-                trial = thresholds.copy()
-                trial[tag] = value
-                score = metric.score(targets, apply_thresholds(probs, trial))
+                moved[:, tag] = apply_thresholds(probs[:, tag], value)
+                score = metric.score(targets, moved)
                 if metric.better(score, best):
-                    best, thresholds = score, trial
+                    best, kept, changed = score, moved[:, tag].copy(), True
+                    thresholds[tag] = value
+            moved[:, tag] = kept
+        if not changed:
+            break
     return thresholds
 
 

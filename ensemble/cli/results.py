@@ -111,7 +111,7 @@ def print_blend(result) -> None:
     if result.optimised:
         out.print(f"note: {result.method} is fit by minimising {result.optimised}, not {result.metric} (hill optimises {result.metric} directly)")
     if result.thresholds is not None:
-        out.print(f"thresholds, tuned on OOF: {thresholds_text(result.thresholds)}")
+        out.print(thresholds_text(result.thresholds))
     out.print(
         f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
     )
@@ -121,6 +121,7 @@ def print_blend(result) -> None:
 
 
 def thresholds_text(thresholds: float | dict[str, float]) -> str:
+    """A multi-label blend's tuned threshold(s), as NAME.json records them."""
     if isinstance(thresholds, dict):
-        return ", ".join(f"{tag} {value:.2f}" for tag, value in thresholds.items())
-    return f"{thresholds:.2f} for every tag"
+        return "thresholds per tag, tuned on OOF: " + ", ".join(f"{tag} {value:.2f}" for tag, value in thresholds.items())
+    return f"threshold, tuned on OOF: {thresholds:.2f} for every tag"
