@@ -2,10 +2,10 @@
 the submission.
 
 Three files make a submission: NAME.oof.npz (the blend's OOF outputs: probabilities, or a
-regression's values), NAME.csv and NAME.json. All are computed in full, written to temporaries, then renamed with the JSON
-last, recording the other two's sha256: a CSV without its JSON, or one the JSON does not
-name (a kill between the renames, or a hand edit), counts as not written: the report leaves
-it out. Only files without a JSON are replaced unasked; a JSON whose files disagree needs
+regression's values), NAME.csv and NAME.json. All are computed in full, written to
+temporaries, then renamed with the JSON last, recording the other two's sha256: a CSV without
+its JSON, or one the JSON does not name (a kill between the renames, or a hand edit), counts
+as not written: the report leaves it out. Only files without a JSON are replaced unasked; a JSON whose files disagree needs
 --force, as any existing blend does. A rerun first removes the temporaries a killed one left.
 
 Every task kind goes through the same steps; the blenders take the kind (kinds.py), methods
