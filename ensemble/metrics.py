@@ -274,11 +274,11 @@ def for_task(task: str) -> list[str]:
 def score_many(metric: Metric, targets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Scores of several blends at once: candidates float (n_blends, n_samples, n_classes) -> (n_blends,).
 
-    Metrics with a vectorised form (accuracy, logloss) score every blend in one numpy pass;
-    the others fall back to one call per blend.
+    Metrics with a vectorised single-label form (accuracy, logloss) score every blend in one
+    numpy pass; the others, and multi-label logloss, fall back to one call per blend.
     """
     batch = BATCHED.get(metric.name)
-    if batch is not None:
+    if batch is not None and np.ndim(targets) == 1:  # the batched forms read class indices
         return batch(targets, candidates)
     return np.array([metric.score(targets, candidate) for candidate in candidates])
 

@@ -1,7 +1,8 @@
 """Blending cached experiments: methods (estimators on arrays) and their registry.
 
 Each method is a class following the contract in base.py, registered by name. A method's
-options are its __init__ parameters; run.py refuses an option the chosen method lacks.
+options are its __init__ parameters; run.py refuses an option the chosen method lacks. Every
+method takes the task kind (kinds.py) and names the kinds it refuses (Blender.refused).
 """
 
 from ensemble.blend.base import Blender

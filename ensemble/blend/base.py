@@ -6,9 +6,13 @@ returns self; fitted state ends in `_`; `predict_proba` refuses an unfitted blen
 are never modified. get_params/set_params make blenders work with sklearn.base.clone, and base.clone
 gives the unfitted copies that nested.py's out-of-fold scoring and thresholds.py fit.
 
-Input shape everywhere: logits float (n_models, n_samples, n_classes). A fitted blender
-has `weights_` (float (n_models,), non-negative, summing to one) when it is a weighted mean
-of member probabilities, and `weights_ = None` when it is not (a stacker's meta-learner).
+Input shape everywhere: logits float (n_models, n_samples, n_classes); targets as the task
+kind has them (ensemble/tasks.py): class indices int (n_samples,), 0/1 float (n_samples,
+n_tags), or values float (n_samples,) with logits (n_models, n_samples, 1). Every blender takes
+`task`, the kind's name (default "single_label"), and blends what the kind's logits mean
+(kinds.py): probabilities, or values. A fitted blender has `weights_` (float (n_models,),
+non-negative, summing to one) when it is a weighted mean of member outputs, and
+`weights_ = None` when it is not (a stacker's meta-learner).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import inspect
 
 import numpy as np
 
+from ensemble.blend import kinds
 from ensemble.errors import EnsError
-from ensemble.metrics import softmax
 
 
 class Blender:
@@ -28,9 +32,19 @@ class Blender:
     # A blender that tunes something on nested out-of-fold predictions takes fit(..., fold_of=)
     # (int (n_samples,), the fold of each OOF row); nested.fit passes it (see thresholds.py).
     uses_folds = False
+    # Task kinds the method does not apply to: kind name -> the one-line reason.
+    refused: dict[str, str] = {}
+    task = "single_label"
 
     def check_params(self) -> "Blender":
-        """Raise EnsError for a parameter value the method cannot use; fit calls it first."""
+        """Raise EnsError for a parameter value the method cannot use, the task kind first; fit calls it first."""
+        kind = kinds.get(self.task)
+        if kind.name in self.refused:
+            raise EnsError(self.refused[kind.name])
+        return self.check_options()
+
+    def check_options(self) -> "Blender":
+        """The method's own options; check_params calls it once the task kind is known to apply."""
         return self
 
     def get_params(self, deep: bool = True) -> dict:
@@ -68,6 +82,8 @@ class Blender:
             raise EnsError("logits hold NaN or infinite values")
         if targets is not None and len(targets) != logits.shape[1]:
             raise EnsError(f"{len(targets)} targets for {logits.shape[1]} samples")
+        if targets is not None and np.ndim(targets) == 2 and np.shape(targets)[1] != logits.shape[2]:
+            raise EnsError(f"targets have {np.shape(targets)[1]} tags, logits {logits.shape[2]}")
         return logits
 
 
@@ -77,20 +93,17 @@ def clone(blender: Blender) -> Blender:
     return type(blender)(**params)
 
 
-def member_probabilities(logits: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """Softmax of each member, one member at a time so that no float64 copy of the whole
-    stack is ever made: float (n_models, n_samples, n_classes) in `dtype`."""
+def member_probabilities(logits: np.ndarray, dtype=np.float32, task: str = "single_label") -> np.ndarray:
+    """Each member's outputs (softmax, sigmoid or values, as the task kind says), one member
+    at a time so that no float64 copy of the whole stack is ever made: float (n_models,
+    n_samples, n_classes) in `dtype`."""
+    kind = kinds.get(task)
     probs = np.empty(logits.shape, dtype=dtype)
     for member, member_logits in enumerate(logits):
-        probs[member] = softmax(member_logits)
+        probs[member] = kind.outputs(member_logits)
     return probs
 
 
-def weighted_probabilities(weights: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """sum_m weights[m] * softmax(logits[m]), float64 (n_samples, n_classes); members of
-    weight zero are skipped, and only one member's probabilities exist at a time."""
-    blend = np.zeros(logits.shape[1:], dtype=np.float64)
-    for weight, member_logits in zip(weights, logits):
-        if weight > 0:
-            blend += weight * softmax(member_logits)
-    return blend
+def weighted_probabilities(weights: np.ndarray, logits: np.ndarray, task: str = "single_label") -> np.ndarray:
+    """sum_m weights[m] * outputs(logits[m]), float64 (n_samples, n_classes) (kinds.BlendKind.weighted_mean)."""
+    return kinds.get(task).weighted_mean(weights, logits)

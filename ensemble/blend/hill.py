@@ -8,16 +8,19 @@ counts of the best step seen (the tail after it is cut). With `hill_bags` > 1, e
 on a seeded random half of the members and the bags' weights are averaged, which keeps one
 lucky member from taking all the weight.
 
-Optimises any metric, piecewise constant ones included. Each step updates the running sum
-of the chosen members' probabilities and scores every candidate in one vectorised pass
-(metrics.score_many), in chunks that bound the memory used.
+Optimises any metric of the task kind, piecewise constant ones included: on multi-label
+tags (the mean of tag probabilities, decided at 0.5 before any threshold is tuned) and on a
+regression's values alike. Each step updates the running sum of the chosen members' outputs
+and scores every candidate in one vectorised pass (metrics.score_many), in chunks that bound
+the memory used.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ensemble import metrics
+from ensemble import metrics, tasks
+from ensemble.blend import kinds
 from ensemble.blend.base import Blender, member_probabilities, weighted_probabilities
 from ensemble.errors import EnsError
 
@@ -30,15 +33,18 @@ def int_at_least(value, option: str, at_least: int) -> None:
 
 
 class HillBlender(Blender):
-    def __init__(self, metric: str = "logloss", hill_steps: int = 50, hill_init: int = 1, hill_bags: int = 1, seed: int = 0):
+    def __init__(
+        self, metric: str = "logloss", hill_steps: int = 50, hill_init: int = 1, hill_bags: int = 1, seed: int = 0, task: str = "single_label"
+    ):
         self.metric = metric
         self.hill_steps = hill_steps
         self.hill_init = hill_init
         self.hill_bags = hill_bags
         self.seed = seed
+        self.task = task
 
-    def check_params(self) -> "HillBlender":
-        metrics.get(self.metric)
+    def check_options(self) -> "HillBlender":
+        tasks.get(self.task).check_metric(self.metric, "--metric")
         int_at_least(self.hill_steps, "--hill-steps", 1)
         int_at_least(self.hill_init, "--hill-init", 1)
         int_at_least(self.hill_bags, "--hill-bags", 1)
@@ -46,34 +52,37 @@ class HillBlender(Blender):
         return self
 
     def fit(self, logits, targets) -> "HillBlender":
-        """logits: float (n_models, n_samples, n_classes); targets: int (n_samples,)."""
+        """logits: float (n_models, n_samples, n_classes); targets: as the task kind has them."""
         self.check_params()
         logits = self._check_logits(logits, targets)
         targets = np.asarray(targets)
         metric = metrics.get(self.metric)
-        probs = member_probabilities(logits)
+        probs = member_probabilities(logits, task=self.task)
         n_models = len(probs)
         if self.hill_bags == 1:
-            self.weights_, self.scores_ = select(probs, targets, metric, np.arange(n_models), self.hill_steps, self.hill_init)
+            self.weights_, self.scores_ = select(probs, targets, metric, np.arange(n_models), self.hill_steps, self.hill_init, self.task)
             return self
         rng = np.random.default_rng(self.seed)
         bag_size = max(1, n_models // 2)
         weights = np.zeros(n_models)
         for _ in range(self.hill_bags):
             bag = np.sort(rng.choice(n_models, size=bag_size, replace=False))
-            weights += select(probs, targets, metric, bag, self.hill_steps, self.hill_init)[0]
+            weights += select(probs, targets, metric, bag, self.hill_steps, self.hill_init, self.task)[0]
         self.weights_ = weights / self.hill_bags
         self.scores_ = None
         return self
 
     def predict_proba(self, logits) -> np.ndarray:
-        """Probabilities float64 (n_samples, n_classes)."""
+        """Probabilities (or values) float64 (n_samples, n_classes)."""
         self._check_fitted()
-        return weighted_probabilities(self.weights_, self._check_logits(logits))
+        return weighted_probabilities(self.weights_, self._check_logits(logits), self.task)
 
 
-def select(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, members: np.ndarray, steps: int, init: int):
-    """Greedy selection among `members` (indices into probs: float32 (n_models, n_samples, n_classes)).
+def select(
+    probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, members: np.ndarray, steps: int, init: int, task: str = "single_label"
+):
+    """Greedy selection among `members` (indices into probs: float32 (n_models, n_samples, n_classes),
+    the members' outputs as the task kind has them).
 
     Returns (weights: float64 (n_models,), summing to one; scores: the score after each step
     that was kept, the initial set first)."""
@@ -85,9 +94,11 @@ def select(probs: np.ndarray, targets: np.ndarray, metric: metrics.Metric, membe
         counts[member] += 1
         running += probs[member]
     history_counts, history_scores = [counts.copy()], [metric.score(targets, running / counts.sum())]
-    if metric.name == "logloss":
+    # The shortcuts read targets as class indices (f1_macro's of_labels is single-label only).
+    class_indices = kinds.get(task).class_indices
+    if class_indices and metric.name == "logloss":
         score_candidates = logloss_candidates(probs, targets, members)
-    elif metric.of_labels is not None:
+    elif class_indices and metric.of_labels is not None:
         score_candidates = label_candidates(probs, targets, metric, members)
     else:
         score_candidates = any_metric_candidates(probs, targets, metric, members)

@@ -14,9 +14,9 @@ from ensemble.blend.base import Blender, clone
 
 
 def out_of_fold_probabilities(blender: Blender, logits: np.ndarray, targets: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
-    """float64 (n_samples, n_classes).
+    """float64 (n_samples, n_classes): probabilities, or a regression's values.
 
-    logits: float (n_models, n_samples, n_classes); targets: int (n_samples,);
+    logits: float (n_models, n_samples, n_classes); targets: as the task kind has them (base.py);
     fold_of: int (n_samples,), the fold whose model produced each OOF row.
     """
     probs = np.zeros(logits.shape[1:], dtype=np.float64)

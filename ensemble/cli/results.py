@@ -72,13 +72,19 @@ def blend(
     ] = None,
     metric: Annotated[Optional[str], typer.Option(help="Score and fit with this metric instead of ens.toml's: " + ", ".join(METRICS.names()) + ".")] = None,
     power: Annotated[Optional[float], typer.Option(help="power: the exponent of the probabilities (default 2).")] = None,
-    meta: Annotated[Optional[str], typer.Option(help="stack: the meta-learner, logreg (default) or lgbm.")] = None,
+    meta: Annotated[Optional[str], typer.Option(help="stack: the meta-learner, logreg (default; ridge for a regression) or lgbm.")] = None,
     stack_test: Annotated[Optional[str], typer.Option(help="stack: per-fold (default: the meta-learner on each fold model's test logits, averaged) or mean-logits.")] = None,
     hill_steps: Annotated[Optional[int], typer.Option(help="hill: selection steps (default 50).")] = None,
     hill_init: Annotated[Optional[int], typer.Option(help="hill: start from the best N members (default 1).")] = None,
     hill_bags: Annotated[Optional[int], typer.Option(help="hill: bags of half the members, weights averaged (default 1: no bagging).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="hill: seeds the bags (default 0).")] = None,
-    tune_thresholds: Annotated[bool, typer.Option("--tune-thresholds", help="For f1_macro and qwk: tune per-class biases on OOF (scored out of fold).")] = False,
+    tune_thresholds: Annotated[
+        bool,
+        typer.Option(
+            "--tune-thresholds",
+            help="Single-label f1_macro and qwk: tune per-class biases on OOF; multi-label F1: one threshold per tag instead of one for every tag (scored out of fold).",
+        ),
+    ] = False,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
@@ -103,10 +109,19 @@ def print_blend(result) -> None:
         err.print(f"note: left out {member}: {reason}")
     out.print(blend_table(result, out.width))
     if result.optimised:
-        out.print(f"note: {result.method} is fit by minimising {result.optimised}: {result.metric} is flat almost everywhere (hill optimises it directly)")
+        out.print(f"note: {result.method} is fit by minimising {result.optimised}, not {result.metric} (hill optimises {result.metric} directly)")
+    if result.thresholds is not None:
+        out.print(thresholds_text(result.thresholds))
     out.print(
         f"{result.metric}: in sample {score_text(result.oof_score_in_sample)}, out of fold {score_text(result.oof_score)}"
     )
     out.print(f"wrote {result.csv_path}, {result.json_path.name} and {result.oof_path.name} (submission kind: {result.kind})")
     for note in result.notes:
         err.print(f"note: {note}")
+
+
+def thresholds_text(thresholds: float | dict[str, float]) -> str:
+    """A multi-label blend's tuned threshold(s), as NAME.json records them."""
+    if isinstance(thresholds, dict):
+        return "thresholds per tag, tuned on OOF: " + ", ".join(f"{tag} {value:.2f}" for tag, value in thresholds.items())
+    return f"threshold, tuned on OOF: {thresholds:.2f} for every tag"

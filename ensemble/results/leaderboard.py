@@ -74,7 +74,7 @@ def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bo
     correlation of the two experiments' OOF probabilities}."""
     # Scoring OOF logits needs train.csv alone: no test.csv, no sample submission.
     competition = load_competition(workspace, check_images=False, with_test=False)
-    scorer = metrics.get(metric or competition.metric)
+    scorer = competition.task.check_metric(metric, "--metric") if metric else metrics.get(competition.metric)
     rows = []
     for name in store.experiment_names(workspace.models_dir):
         experiment = store.ExperimentDir(workspace.models_dir, name)
