@@ -101,7 +101,7 @@ def test_resume_is_bit_identical_with_attention_and_a_frozen_backbone(tmp_path, 
 
 def test_the_warm_up_is_a_stage_of_the_plan_and_auto_is_resolved():
     def plan(**fields):
-        return [(stage.size, stage.epochs, stage.trainable) for stage in plan_stages(TrainSettings(**fields))]
+        return [(stage.size, stage.epochs, stage.trainable) for stage in plan_stages(TrainSettings(size=32, **fields))]
 
     assert plan(epochs=3) == [(32, 3, "all")]  # from scratch: as before
     warm = PRETRAINED_WARMUP_EPOCHS  # the measured default

@@ -61,7 +61,7 @@ def train_experiment(
 
     experiment = ExperimentDir(workspace.models_dir, name)
     competition = load_competition(workspace)
-    settings = resolve(workspace, settings, competition.task)  # its loss and merges are the task kind's
+    settings = resolve(workspace, settings, competition)  # its loss and merges are the task kind's; its size the images'
     folds = read_folds(workspace, competition)
     metric = metrics.get(competition.metric)
     requested = sorted(set(range(folds.k) if folds_to_run is None else folds_to_run))

@@ -13,7 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from ensemble.config import TrainSettings, Workspace
+from ensemble.config import TrainSettings, Workspace, auto_size
+from ensemble.data.competition import Competition
+from ensemble.data.images import median_side
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.nets.attention import ATTENTION
@@ -70,10 +72,14 @@ def check_target_settings(settings: TrainSettings, loss: losses.Loss) -> None:
             )
 
 
-def resolve(workspace: Workspace, settings: TrainSettings, task: Task) -> TrainSettings:
-    """Validated against the task kind, every "auto" settled, and a weights file's path made
-    absolute (ens.toml paths are relative to the workspace): the settings a run records and trains with."""
-    settings = validate(settings, task).resolved()
+def resolve(workspace: Workspace, settings: TrainSettings, competition: Competition) -> TrainSettings:
+    """Validated against the task kind, every "auto" settled (size from the training images'
+    headers), and a weights file's path made absolute (ens.toml paths are relative to the
+    workspace): the settings a run records and trains with."""
+    if settings.size == "auto":
+        side = median_side(competition.train_image_paths(), competition.train_ids)
+        settings = dataclasses.replace(settings, size=auto_size(side))
+    settings = validate(settings, competition.task).resolved()
     if settings.pretrained and settings.pretrained != "timm":
         settings = dataclasses.replace(settings, pretrained=str(workspace.path(settings.pretrained)))
     return settings
