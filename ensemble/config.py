@@ -278,6 +278,7 @@ class Workspace:
     competition: CompetitionSettings
     folds: FoldSettings
     train: TrainSettings
+    train_keys: frozenset[str] = frozenset()  # the [train] keys ens.toml sets; the others are defaults
 
     @classmethod
     def load(cls, root: str | Path = ".") -> "Workspace":
@@ -292,7 +293,7 @@ class Workspace:
             _check(section in SECTIONS, f"{config_path}: unknown section [{section}]; expected: {', '.join(SECTIONS)}")
             _check(isinstance(document[section], dict), f"{config_path}: {section} must be a [{section}] table")
         settings = {name: from_table(kind, document.get(name, {}), f"{config_path} [{name}]") for name, kind in SECTIONS.items()}
-        return cls(root=root, **settings)
+        return cls(root=root, **settings, train_keys=frozenset(document.get("train", {})))
 
     def path(self, relative: str) -> Path:
         """A path from ens.toml, relative to the workspace unless absolute; ~ and $VARS expanded, $$ is $."""

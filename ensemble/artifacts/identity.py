@@ -149,6 +149,21 @@ def legacy_flags(existing: dict, record: dict) -> list[str]:
     ]
 
 
+def recorded_defaults(existing: dict, record: dict, given: set[str] | frozenset[str]) -> dict[str, tuple[Any, Any]]:
+    """The train settings an existing experiment keeps because nobody set them: every key of
+    `record`'s train table whose value differs from the one settings.json recorded and that
+    is not in `given` (set in ens.toml or by a flag): {key: (recorded, today's default)}. A
+    default changed by an upgrade thus never refuses an unfinished experiment: it resumes as
+    it began, and only new experiments get the new default."""
+    old, new = with_legacy_values(existing).get("train", {}), record["train"]
+    fields = {field.name for field in dataclasses.fields(TrainSettings)}
+    return {
+        key: (old[key], new[key])
+        for key in sorted(fields & set(old) & set(new))
+        if old[key] != new[key] and key not in given and f"train.{key}" not in NOT_IDENTITY
+    }
+
+
 def images_changed(old: dict, images: dict[str, str]) -> list[str]:
     """Which image lists ('train', 'test') hold other pixels than `old` recorded; none for a
     record made before the images' keys were recorded."""

@@ -25,7 +25,7 @@ from ensemble.training.recipe import CLASS_WEIGHTS
 def print_event(event: object) -> None:
     from ensemble.data.cache import ImagesRead
     from ensemble.training.events import EpochEnd
-    from ensemble.training.experiment import FoldsSent
+    from ensemble.training.experiment import FoldsSent, RecordedKept
     from ensemble.training.fold_job import FoldEnd, FoldStart
     from ensemble.training.preflight import WeightsChecked
 
@@ -35,6 +35,11 @@ def print_event(event: object) -> None:
             + (" (from the image cache)" if e.from_cache else "")
         ),
         WeightsChecked: lambda e: f"pretrained: {e.summary}",
+        RecordedKept: lambda e: (
+            f"note: {e.name} resumes with its recorded "
+            + ", ".join(f"{key} {old} (default now {new})" for key, (old, new) in e.kept.items())
+            + "; set them, or --force, to train it with today's"
+        ),
         FoldsSent: lambda e: f"training folds {','.join(map(str, e.folds))} on {e.where}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
@@ -120,8 +125,8 @@ def train_folds(
     if size is not None and sizes is not None:  # --size alone replaces a schedule from ens.toml; beside --sizes it would be dropped
         raise EnsError(f"--size {size} with --sizes {sizes}: give --size or --sizes, not both")
     ws = Workspace.load(workspace)
-    settings = override(
-        ws.train, model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
+    flags = dict(
+        model=model, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, device=device, seed=seed,
         sizes="" if size is not None and sizes is None else sizes,  # one --size replaces the schedule
         augment=augment, augment_fill=augment_fill, ema=ema, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
@@ -131,9 +136,11 @@ def train_folds(
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
         tta=tta, tta_merge=tta_merge,
     )
+    settings = override(ws.train, **flags)
+    given = ws.train_keys | {key for key, value in flags.items() if value is not None}
     executor = Executor(jobs, cluster, threads)
     with TrainProgress(err, print_event) as progress:
-        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, progress, executor)
+        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, progress, executor, given)
     print_experiment(result, TRAIN)
 
 

@@ -11,12 +11,13 @@ them is refused unless --force starts the experiment again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ensemble import metrics
-from ensemble.artifacts.identity import describe_run
+from ensemble.artifacts.identity import describe_run, recorded_defaults
 from ensemble.artifacts.store import ExperimentDir
 from ensemble.artifacts.writer import ExperimentResult, ExperimentWriter
 from ensemble.config import TrainSettings, Workspace
@@ -25,11 +26,20 @@ from ensemble.data.competition import load_competition
 from ensemble.data.content import competition_keys
 from ensemble.data.folds import Folds, read_folds
 from ensemble.errors import EnsError
+from ensemble.io import read_json
 from ensemble.nets.devices import library_versions
 from ensemble.training import parallel
 from ensemble.training.events import Progress
 from ensemble.training.fold_job import FoldJob, run_fold
 from ensemble.training.preflight import check_network, resolve
+
+
+@dataclass(frozen=True)
+class RecordedKept:
+    """An existing experiment resumes with recorded values where today's defaults differ: {key: (recorded, default)}."""
+
+    name: str
+    kept: dict
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,13 @@ def train_experiment(
     force: bool = False,
     progress: Progress | None = None,
     executor: parallel.Executor = parallel.Executor(),
+    given: frozenset[str] | None = None,
 ) -> ExperimentResult:
     """Train the asked folds (default: all) of experiment `name`, resuming what a stopped run left.
+
+    given: the train settings the user set (in ens.toml or by a flag). An existing experiment
+    keeps its recorded value of every other one (identity.recorded_defaults), so that a default
+    changed since it began does not refuse it; None: every setting counts as given.
 
     The folds are locked while this process runs them: another process asking for one of
     them is refused, while other folds of the experiment may run in other processes.
@@ -71,6 +86,13 @@ def train_experiment(
     weights = weights_identity(settings.pretrained, settings.model)
     images = competition_keys(competition)
     record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
+    if given is not None and not force and experiment.settings_path.is_file():
+        kept = recorded_defaults(read_json(experiment.settings_path), record, given)
+        if kept:
+            settings = resolve(workspace, dataclasses.replace(settings, **{key: old for key, (old, _) in kept.items()}), competition)
+            record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
+            if progress:
+                progress(RecordedKept(name, kept))
     # The cluster first: an unreachable scheduler must not leave a settings.json behind.
     with parallel.connected(executor, workspace.root) as cluster, ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
         to_train = writer.plan.to_run
