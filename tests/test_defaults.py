@@ -6,13 +6,13 @@ import json
 
 import pytest
 from PIL import Image
+from test_cli import ens
 
 from ensemble.artifacts.identity import recorded_defaults
 from ensemble.config import AUTO_SIZE_RANGE, TrainSettings, auto_size
 from ensemble.data.images import median_side
 from ensemble.errors import EnsError
 from ensemble.io import to_toml
-from test_cli import ens
 
 
 @pytest.mark.parametrize("side, expected", [(8, 32), (28, 32), (56, 56), (61, 64), (64, 64), (500, 64)])
