@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +14,7 @@ from ensemble import metrics, tasks
 from ensemble.artifacts.store import load_logits
 from ensemble.config import Workspace
 from ensemble.data.competition import load_competition
-from ensemble.data.folds import read_folds, write_folds
+from ensemble.data.folds import read_folds
 from ensemble.inference.scaling import SCALINGS
 from ensemble.training.events import EpochEnd
 from tests.conftest import TAGS
@@ -23,13 +22,9 @@ from tests.test_cli import ens, one_line_error
 
 
 def make_folds(root) -> np.ndarray:
-    """`ens folds`; where it cannot split this kind yet (folds for the new kinds come in their own
-    branch), stratified folds of a stand-in label, the row's index mod 3. fold_of: int (n_train,)."""
-    if ens("folds", "-w", root).exit_code != 0:
-        workspace = Workspace.load(root)
-        competition = load_competition(workspace)
-        stand_in = dataclasses.replace(competition, targets=np.arange(len(competition.train_ids)) % 3)
-        write_folds(workspace, stand_in, workspace.folds, force=True)
+    """`ens folds` (iterative stratification for tags, quantile bins for values); fold_of: int (n_train,)."""
+    result = ens("folds", "-w", root)
+    assert result.exit_code == 0, result.output
     workspace = Workspace.load(root)
     return read_folds(workspace, load_competition(workspace)).fold_of
 
