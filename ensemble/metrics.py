@@ -4,7 +4,8 @@ The outputs and targets of each task kind (ensemble/tasks.py):
 - single_label: class probabilities float (n, n_classes) against class indices int (n,);
 - multi_label: tag probabilities float (n, n_tags) against 0/1 float (n, n_tags); a tag is
   predicted when its probability is above 0.5, and an image gets its likeliest tag when none
-  is (every train image has at least one tag): blends move the threshold by moving the
+  is, unless some training image has no tag (then an image may get none: the data says
+  whether an empty answer can be right); blends move the threshold by moving the
   probabilities (blend/thresholds.py), so every metric and the submission decide alike;
 - regression: predicted values float (n, 1) against values float (n,).
 A metric names the kinds it applies to; logloss and f1_macro apply to two and read which
@@ -109,7 +110,7 @@ def f1_macro(targets: np.ndarray, probs: np.ndarray) -> float:
     """Single-label: F1 of the argmax label averaged over classes; multi-label: F1 of each
     tag's decisions averaged over every tag (scikit-learn's average="macro", zero_division=0)."""
     if np.ndim(targets) == 2:
-        predicted, truth = tag_decisions(probs), np.asarray(targets) > 0.5
+        predicted, truth = tag_decisions(probs, every_image_tagged(targets)), np.asarray(targets) > 0.5
         true_positive = (predicted & truth).sum(axis=0)
         denominator = predicted.sum(axis=0) + truth.sum(axis=0)
         return float(np.mean(np.divide(2.0 * true_positive, denominator, out=np.zeros(len(denominator)), where=denominator > 0)))
@@ -186,22 +187,30 @@ def qwk(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
 THRESHOLD = 0.5
 
 
-def tag_decisions(probs: np.ndarray) -> np.ndarray:
-    """bool (n, n_tags): the tags above THRESHOLD, and each image's likeliest tag where none is."""
+def tag_decisions(probs: np.ndarray, at_least_one: bool = True) -> np.ndarray:
+    """bool (n, n_tags): the tags above THRESHOLD, and (at_least_one) each image's likeliest
+    tag where none is."""
     probs = np.asarray(probs)
     chosen = probs > THRESHOLD
-    empty = ~chosen.any(axis=1)
-    chosen[np.flatnonzero(empty), np.argmax(probs[empty], axis=1)] = True
+    if at_least_one:
+        empty = ~chosen.any(axis=1)
+        chosen[np.flatnonzero(empty), np.argmax(probs[empty], axis=1)] = True
     return chosen
 
 
+def every_image_tagged(targets: np.ndarray) -> bool:
+    """Whether every image of these 0/1 targets has a tag: then an empty answer is never right."""
+    return bool((np.asarray(targets) > 0.5).any(axis=1).all())
+
+
 def f_beta_samples(targets: np.ndarray, probs: np.ndarray, beta: float) -> float:
-    """F-beta of each image's tags, averaged over images (scikit-learn's average="samples")."""
-    predicted, truth = tag_decisions(probs), np.asarray(targets) > 0.5
+    """F-beta of each image's tags, averaged over images (scikit-learn's average="samples"; an
+    image with no tag that gets none scores 1, as zero_division=1 gives)."""
+    predicted, truth = tag_decisions(probs, every_image_tagged(targets)), np.asarray(targets) > 0.5
     true_positive = (predicted & truth).sum(axis=1)
     weighted = (1 + beta**2) * true_positive
     denominator = weighted + beta**2 * (truth.sum(axis=1) - true_positive) + (predicted.sum(axis=1) - true_positive)
-    return float(np.mean(np.divide(weighted, denominator, out=np.zeros(len(denominator)), where=denominator > 0)))
+    return float(np.mean(np.divide(weighted, denominator, out=np.ones(len(denominator)), where=denominator > 0)))
 
 
 @register("f1_samples", greater_is_better=True, tasks=("multi_label",), thresholded=True)

@@ -92,3 +92,34 @@ def test_multi_label_views_merge_per_tag_in_probability_space():
     merged = task.outputs(task.merge_views(views, "mean"))
     np.testing.assert_allclose(merged[0, 0], 0.625, rtol=1e-6)
     np.testing.assert_allclose(merged[0, 1], 0.5, rtol=1e-6)  # sigmoid(2) and sigmoid(-2) average to a half
+
+
+def test_untagged_images_let_an_image_get_no_tag(multi_label_dir):
+    """Every training image tagged: each image gets its likeliest tag at least; some untagged: an empty answer can be right."""
+    import pandas as pd
+
+    from ensemble.data.submission import submission_frame
+    from ensemble.metrics import f1_samples
+
+    probs = np.array([[0.2, 0.1, 0.3], [0.9, 0.2, 0.1]])
+    competition = load_competition(Workspace.load(multi_label_dir))
+    frame = submission_frame(competition.sample.iloc[:2], "id", competition.submission_shape, "tags", probs)
+    assert frame["tags"].tolist() == ["red", "blue"]
+    assert f1_samples(np.array([[0, 0, 1], [1, 0, 0]]), probs) == 1.0
+
+    train_csv = multi_label_dir / "data" / "train.csv"
+    frame = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    frame.loc[3, "tags"] = ""
+    frame.to_csv(train_csv, index=False)
+    competition = load_competition(Workspace.load(multi_label_dir))
+    assert competition.targets[3].sum() == 0 and not competition.submission_shape.at_least_one_tag
+    frame = submission_frame(competition.sample.iloc[:2], "id", competition.submission_shape, "tags", probs)
+    assert frame["tags"].tolist() == ["", "blue"]
+    assert f1_samples(np.array([[0, 0, 0], [1, 0, 0]]), probs) == 1.0  # nothing to find, nothing said: right
+
+
+def test_an_empty_label_of_a_single_label_competition_is_refused(competition_dir):
+    train_csv = competition_dir / "data" / "train.csv"
+    train_csv.write_text(train_csv.read_text().replace("0002,owl", "0002,"))
+    with pytest.raises(EnsError, match=r"train\.csv: line 4: empty 'label'$"):
+        load_competition(Workspace.load(competition_dir))

@@ -19,6 +19,7 @@ from ensemble.config import CONFIG_FILE, CompetitionSettings, Workspace
 from ensemble.data.submission import Shape, detect_kind
 from ensemble.errors import EnsError
 from ensemble.io import sha256_bytes
+from ensemble.metrics import every_image_tagged
 from ensemble.tasks import Task
 
 
@@ -103,9 +104,9 @@ def read_rows(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=str)
 
 
-def read_table(path: Path, required: list[str]) -> pd.DataFrame:
+def read_table(path: Path, required: list[str], may_be_empty: str = "") -> pd.DataFrame:
     """A CSV read as text (see read_rows: the index holds line numbers), with its required
-    columns present and no empty cells in them."""
+    columns present and no empty cells in them (but in `may_be_empty`)."""
     if not path.is_file():
         raise EnsError(f"{path}: file not found")
     frame = read_rows(path)
@@ -115,7 +116,7 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
                 f"{path}: no column {column!r}; columns are: {', '.join(repr(str(name)) for name in frame.columns)}"
             )
         empty = np.flatnonzero(frame[column].str.strip() == "")
-        if len(empty):
+        if len(empty) and column != may_be_empty:
             raise EnsError(f"{path}: line {frame.index[empty[0]]}: empty {column!r}")
     if frame.empty:
         raise EnsError(f"{path}: no rows")
@@ -145,15 +146,23 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
 
     train_csv = workspace.path(settings.train_csv)
     required = [id_column, label_column] + ([settings.group_column] if settings.group_column else [])
-    train = read_table(train_csv, required)
+    # A multi-label image may have no tag: its cell is checked once the task kind is known.
+    train = read_table(train_csv, required, may_be_empty=label_column)
     check_unique(train_csv, train[id_column])
     labels = [str(label) for label in train[label_column]]
-    task, metric = task_and_metric(workspace, labels, train_csv)
+    task, metric = task_and_metric(workspace, [label for label in labels if label.strip()], train_csv)
+    empty = np.flatnonzero([not label.strip() for label in labels])
+    if len(empty) and task.name != "multi_label":
+        raise EnsError(f"{train_csv}: line {train.index[empty[0]]}: empty {label_column!r}")
     classes, targets = task.parse(
         labels, settings.label_separator, label_column, lambda row: f"{train_csv}: line {train.index[row]}"
     )
-    if len(classes) < 2 and task.name != "regression":
-        raise EnsError(f"{train_csv}: {label_column!r} has a single {'tag' if task.name == 'multi_label' else 'class'} {classes[0]!r}")
+    if task.name == "multi_label" and not classes:
+        raise EnsError(f"{train_csv}: {label_column!r} is empty in every row: no tags to learn")
+    if task.name == "multi_label" and len(classes) == 1 and every_image_tagged(targets):
+        raise EnsError(f"{train_csv}: {label_column!r} has the single tag {classes[0]!r} in every row: nothing to learn")
+    if task.name == "single_label" and len(classes) < 2:
+        raise EnsError(f"{train_csv}: {label_column!r} has a single class {classes[0]!r}")
 
     test_csv = workspace.path(settings.test_csv)
     test = sample_path = sample = shape = kind = None
@@ -175,6 +184,7 @@ def load_competition(workspace: Workspace, check_images: bool = True, with_test:
             label_column=label_column,
             task=task.name,
             label_separator=settings.label_separator,
+            at_least_one_tag=task.name != "multi_label" or every_image_tagged(targets),
         )
         kind = detect_kind(sample, shape, settings.submission)
 

@@ -43,6 +43,7 @@ class Shape:
     label_column: str = ""  # the train CSV's label column: a sample column of that name is the one to fill
     task: str = "single_label"
     label_separator: str = " "
+    at_least_one_tag: bool = True  # a multi-label image gets its likeliest tag when none passes (metrics.tag_decisions)
 
     def extra_columns(self, kind: str | None = None) -> list[str]:
         """Sample columns ens would not fill: not a class (for probabilities), not the label column."""
@@ -79,7 +80,7 @@ def fill_labels(shape: Shape, probs: np.ndarray) -> dict:
 @KINDS.register("tags")
 def fill_tags(shape: Shape, probs: np.ndarray) -> dict:
     joiner = shape.label_separator
-    return {shape.columns[0]: [joiner.join(shape.classes[tag] for tag in np.flatnonzero(row)) for row in tag_decisions(probs)]}
+    return {shape.columns[0]: [joiner.join(shape.classes[tag] for tag in np.flatnonzero(row)) for row in tag_decisions(probs, shape.at_least_one_tag)]}
 
 
 @KINDS.register("values")

@@ -41,7 +41,7 @@ def threshold_curve(targets: np.ndarray, probs: np.ndarray, metric: metrics.Metr
 def tag_scores(targets: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
     """Per tag, float (n_tags,) each: images with it, predicted with it, precision, recall, F1
     (0 where undefined, as scikit-learn's zero_division=0) and average precision (NaN for a tag no image has)."""
-    truth, predicted = np.asarray(targets) > 0.5, metrics.tag_decisions(probs)
+    truth, predicted = np.asarray(targets) > 0.5, metrics.tag_decisions(probs, metrics.every_image_tagged(targets))
     hits = (truth & predicted).sum(axis=0).astype(float)
     positives, chosen = truth.sum(axis=0).astype(float), predicted.sum(axis=0).astype(float)
 
