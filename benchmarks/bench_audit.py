@@ -38,12 +38,13 @@ def textures(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(smooth + detail, 0, 255).astype(np.uint8)
 
 
-def look_alikes(n: int, likeness: float, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (n, 48, 48, 3): ten classes whose items share `likeness` of their pixels with the class
-    prototype, the rest their own texture (items of one class look alike, as clothing photos do)."""
+def look_alikes(n: int, likeness: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (n, 48, 48, 3), int classes (n,)): ten classes whose items share `likeness` of their pixels
+    with the class prototype, the rest their own texture (items of one class look alike, as clothing photos do)."""
     prototypes = textures(10, 48, np.random.default_rng(12345)).astype(np.float32)
     own = textures(n, 48, rng).astype(np.float32)
-    return (likeness * prototypes[rng.integers(0, 10, size=n)] + (1 - likeness) * own).astype(np.uint8)
+    classes = rng.integers(0, 10, size=n)
+    return (likeness * prototypes[classes] + (1 - likeness) * own).astype(np.uint8), classes
 
 
 def digits(rows: np.ndarray) -> np.ndarray:
@@ -88,7 +89,7 @@ def competition(args, rng, with_copies: bool):
     if args.data == "textures":
         originals, test = textures(args.n, 48, rng), textures(args.n_test, 48, rng)
     elif args.data == "classes":
-        originals, test = look_alikes(args.n, args.likeness, rng), look_alikes(args.n_test, args.likeness, rng)
+        originals, test = look_alikes(args.n, args.likeness, rng)[0], look_alikes(args.n_test, args.likeness, rng)[0]
     else:  # train and test from disjoint digits: the clean competition holds no copies
         order = rng.permutation(1797)
         originals, test = digits(order[: args.n]), digits(order[args.n : args.n + args.n_test])

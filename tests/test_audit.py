@@ -72,19 +72,20 @@ def read(root: Path, name: str) -> pd.DataFrame:
 def test_finds_groups_pairs_and_conflicts(copies_dir):
     result = run_audit(Workspace.load(copies_dir))
     duplicates = read(copies_dir, "duplicates.csv")
-    assert list(duplicates.columns) == ["id", "group", "distance"]
+    assert list(duplicates.columns) == ["id", "group", "distance", "method"] and set(duplicates["method"]) == {"thumbnails"}
     groups = sorted(sorted(members) for members in duplicates.groupby("group")["id"].apply(list))
     assert groups == [["0000", "0003"], ["0001", "0004", "0010"], ["0005", "0006"]]
     assert duplicates["distance"].between(0, 0.05).all()
     train_test = read(copies_dir, "train_test.csv")
-    assert list(train_test.columns) == ["test_id", "train_id", "distance"]
+    assert list(train_test.columns) == ["test_id", "train_id", "distance", "method"]
     assert sorted(zip(train_test["test_id"], train_test["train_id"])) == [("t000", "0008"), ("t001", "0009")]
     conflicts = read(copies_dir, "conflicts.csv")
     assert list(conflicts.columns) == ["group", "id", "label"]
     assert sorted(zip(conflicts["id"], conflicts["label"])) == [("0005", "owl"), ("0006", "cat")]
     assert (result.n_groups, result.n_grouped, result.n_test_with_copy, result.n_conflicts) == (3, 7, 2, 1)
     figures = json.loads((copies_dir / "audit" / "audit.json").read_text())
-    assert figures["threshold"] == 0.97 and "thumbnail correlation" in figures["method"]
+    assert figures["threshold"] == 0.97 and "thumbnail correlation" in figures["method"] and figures["methods"] == ["thumbnails"]
+    assert figures["embeddings"] is None and figures["pairs_by_method"]["train_rows"] == {"thumbnails": 7, "embeddings": 0}
     assert figures["images"]["train"]["formats"] == {"PNG": 24} and figures["fold_balance"] is None
     shift = figures["shift"]
     assert 0 <= shift["auc"] <= 1 and shift["classifier"] and shift["features"]

@@ -5,6 +5,7 @@ train (thumbnail correlation over small shifts); shift.py measures train/test sh
 validation; stats.py counts image sizes, modes and formats and the class balance of each fold; run.py writes it all into the workspace's audit/ folder.
 """
 
-from ensemble.results.audit.run import DEFAULT_THRESHOLD, AuditResult, run_audit
+from ensemble.results.audit.embedded import DEFAULT_EMBEDDING_THRESHOLD
+from ensemble.results.audit.run import DEFAULT_THRESHOLD, AuditResult, Embeddings, run_audit
 
-__all__ = ["DEFAULT_THRESHOLD", "AuditResult", "run_audit"]
+__all__ = ["DEFAULT_EMBEDDING_THRESHOLD", "DEFAULT_THRESHOLD", "AuditResult", "Embeddings", "run_audit"]

@@ -52,14 +52,15 @@ def candidate_features(thumbs: np.ndarray) -> np.ndarray:
     return normalise(pooled.reshape(len(thumbs), -1))
 
 
-def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool = False) -> np.ndarray:
-    """int64 (n_queries * k', 2) pairs (query row, reference row): each query's k' = min(k, available)
-    most correlated references. same_set: queries and references are the same rows; a row is
-    not its own neighbour."""
+def nearest_similarity(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 (n_queries, k'), float32 (n_queries, k')): each query's k' = min(k, available) most
+    similar references (largest dot product; unit rows make it a cosine or a correlation) and their
+    similarity, unordered. same_set: queries and references are the same rows; a row is not its own
+    neighbour. A blocked matrix product in bounded memory."""
     k = min(k, len(references) - int(same_set))
     if k <= 0 or not len(queries):
-        return np.empty((0, 2), dtype=np.int64)
-    pairs = []
+        return np.empty((len(queries), max(k, 0)), dtype=np.int64), np.empty((len(queries), max(k, 0)), dtype=np.float32)
+    columns, similarities = [], []
     block = max(64, SIMILARITY_CELLS // len(references))
     for start in range(0, len(queries), block):
         dissimilarity = queries[start : start + block] @ references.T
@@ -68,8 +69,16 @@ def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool 
         if same_set:
             dissimilarity[rows, rows + start] = np.inf
         top = np.argpartition(dissimilarity, k - 1, axis=1)[:, :k]
-        pairs.append(np.stack([np.repeat(rows + start, k), top.reshape(-1)], axis=1))
-    return np.concatenate(pairs).astype(np.int64)
+        columns.append(top)
+        similarities.append(-np.take_along_axis(dissimilarity, top, axis=1))
+    return np.concatenate(columns).astype(np.int64), np.concatenate(similarities).astype(np.float32)
+
+
+def nearest(queries: np.ndarray, references: np.ndarray, k: int, same_set: bool = False) -> np.ndarray:
+    """int64 (n_queries * k', 2) pairs (query row, reference row): each query's k' = min(k, available)
+    most correlated references (nearest_similarity)."""
+    columns, _ = nearest_similarity(queries, references, k, same_set)
+    return np.stack([np.repeat(np.arange(len(queries)), columns.shape[1]), columns.reshape(-1)], axis=1).astype(np.int64)
 
 
 def window_spread(images: np.ndarray, crop: int) -> np.ndarray:
@@ -105,22 +114,32 @@ def shift_correlation(first: np.ndarray, second: np.ndarray, pairs: np.ndarray) 
     return best
 
 
+THUMBNAILS, EMBEDDINGS = "thumbnails", "embeddings"  # which method found a pair
+METHODS = (THUMBNAILS, EMBEDDINGS)  # a row's pairs: a thumbnails pair is preferred, being the one a person can check by eye
+
+
 @dataclass(frozen=True)
 class NearCopies:
     """What find_near_copies found, by row of the train and test arrays.
 
     group_of: int (n_train,), the near-duplicate group of each training row, -1 when it has no
     near-copy; groups numbered 0.. in the order of their first row. distance: float32 (n_train,),
-    1 - the best correlation to another member of its group (nan outside groups).
-    test_pairs: int (n_pairs, 2) rows (test, train) judged near-copies; test_distance: float32 (n_pairs,).
-    n_candidates: how many pairs were scored.
+    method: str (n_train,): the row's closest pair within its group, a thumbnails pair when it has
+    one: its method and distance as that method measures it (1 - correlation; the relative
+    embedding distance, embedded.py); nan and "" outside groups.
+    test_pairs: int (n_pairs, 2) rows (test, train) judged near-copies; test_distance: float32
+    (n_pairs,); test_method: str (n_pairs,). n_candidates: how many pairs were scored; n_rejected:
+    pairs the thumbnails passed and the embeddings rejected as look-alikes (0 without embeddings).
     """
 
     group_of: np.ndarray
     distance: np.ndarray
+    method: np.ndarray
     test_pairs: np.ndarray
     test_distance: np.ndarray
+    test_method: np.ndarray
     n_candidates: int
+    n_rejected: int = 0
 
 
 def unique_pairs(pairs: np.ndarray) -> np.ndarray:
@@ -130,8 +149,9 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.unique(np.sort(pairs, axis=1), axis=0)
 
 
-def groups_of(n_rows: int, pairs: np.ndarray, correlation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group_of, distance) from the near-copy pairs: connected components of two or more rows."""
+def groups_of(n_rows: int, pairs: np.ndarray, distance: np.ndarray, method: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group_of, distance, method) of each row from the near-copy pairs: connected components of
+    two or more rows, and each grouped row's closest pair (thumbnails pairs first)."""
     # Imported here: the torch-free packages import without scipy (`ens blend` starts quickly).
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -146,31 +166,68 @@ def groups_of(n_rows: int, pairs: np.ndarray, correlation: np.ndarray) -> tuple[
     number = np.full(len(sizes), -1)
     number[np.unique(component[grouped])[order]] = np.arange(len(order))
     group_of = np.where(grouped, number[component], -1)
-    best = np.zeros(n_rows, dtype=np.float32)
-    np.maximum.at(best, pairs[:, 0], correlation)
-    np.maximum.at(best, pairs[:, 1], correlation)
-    distance = np.where(grouped, np.maximum(1 - best, 0.0), np.nan).astype(np.float32)  # rounding can make 1 - 1.0000001
-    return group_of, distance
+    # Each row's best pair: sort both ends of every pair by (method rank, distance), keep the first per row.
+    ends, rank = pairs.T.reshape(-1), np.tile(np.array([METHODS.index(name) for name in method], dtype=np.int64), 2)
+    closeness = np.tile(distance, 2)
+    order = np.lexsort((closeness, rank, ends))
+    rows, first = np.unique(ends[order], return_index=True)
+    row_distance = np.full(n_rows, np.nan, dtype=np.float32)
+    row_method = np.full(n_rows, "", dtype=object)
+    row_distance[rows] = np.maximum(closeness[order][first], 0.0)  # rounding can make 1 - 1.0000001
+    row_method[rows] = np.asarray(METHODS, dtype=object)[rank[order][first]]
+    return group_of, row_distance, row_method
 
 
-def find_near_copies(train: np.ndarray, test: np.ndarray, threshold: float, k: int = NEIGHBOURS) -> NearCopies:
+REJECT_FACTOR = 3  # embeddings reject a thumbnail pair beyond REJECT_FACTOR x the embedding threshold
+
+
+def judge(correlation: np.ndarray, relative: np.ndarray | None, threshold: float, embedding_threshold: float):
+    """(keep, method, distance, rejected) of scored pairs. Without embeddings (relative None) a pair
+    is a near-copy at a correlation of at least threshold. With them, the embeddings find a pair
+    the thumbnails miss at a relative distance of at most embedding_threshold, and reject a
+    thumbnail pair as a look-alike item of a class beyond REJECT_FACTOR times it (about the
+    distance of a distinct image's 20th-percentile neighbour; benchmarks/RESULTS.md); the method
+    says whether the thumbnails found the pair."""
+    by_thumbnails = correlation >= threshold
+    if relative is None:
+        return by_thumbnails, np.full(len(correlation), THUMBNAILS, dtype=object), 1 - correlation, 0
+    look_alike = relative > REJECT_FACTOR * embedding_threshold
+    keep = (by_thumbnails & ~look_alike) | (relative <= embedding_threshold)
+    method = np.where(by_thumbnails, THUMBNAILS, EMBEDDINGS).astype(object)
+    return keep, method, np.where(by_thumbnails, 1 - correlation, relative), int(np.sum(by_thumbnails & look_alike))
+
+
+def find_near_copies(
+    train: np.ndarray, test: np.ndarray, threshold: float, k: int = NEIGHBOURS, space=None, embedding_threshold: float = 1.0
+) -> NearCopies:
     """Near-duplicate groups within train, and test rows with a near-copy in train.
 
-    train, test: float32 (n, THUMB, THUMB) grey thumbnails (grey_thumbnails). A pair is a
-    near-copy when its shift_correlation is at least threshold.
+    train, test: float32 (n, THUMB, THUMB) grey thumbnails (grey_thumbnails). Without `space`, a
+    pair is a near-copy when its shift_correlation is at least threshold. space: an
+    embedded.EmbeddingSpace of the same rows; its nearest neighbours join the candidates and its
+    relative distance judges every pair (judge).
     """
     train_features, test_features = candidate_features(train), candidate_features(test)
-    within = unique_pairs(nearest(train_features, train_features, k, same_set=True))
-    correlation = shift_correlation(train, train, within)
-    keep = correlation >= threshold
-    group_of, distance = groups_of(len(train), within[keep], correlation[keep])
-    across = nearest(test_features, train_features, k)
-    test_correlation = shift_correlation(test, train, across)
-    keep_test = test_correlation >= threshold
+    results = []
+    for within in (True, False):
+        queries = train if within else test
+        candidates = nearest(train_features if within else test_features, train_features, k, same_set=within)
+        if space is not None:
+            candidates = np.concatenate([candidates, space.candidates(within)])
+        candidates = unique_pairs(candidates) if within else np.unique(candidates, axis=0)
+        correlation = shift_correlation(queries, train, candidates)
+        relative = None if space is None else space.relative_distance(candidates, within)
+        keep, method, distance, rejected = judge(correlation, relative, threshold, embedding_threshold)
+        results.append((candidates[keep], distance[keep].astype(np.float32), method[keep], rejected, len(candidates)))
+    (pairs, distance, method, rejected, n_within), (test_pairs, test_distance, test_method, test_rejected, n_across) = results
+    group_of, row_distance, row_method = groups_of(len(train), pairs, distance, method)
     return NearCopies(
         group_of=group_of,
-        distance=distance,
-        test_pairs=across[keep_test],
-        test_distance=np.maximum(1 - test_correlation[keep_test], 0.0).astype(np.float32),
-        n_candidates=len(within) + len(across),
+        distance=row_distance,
+        method=row_method,
+        test_pairs=test_pairs,
+        test_distance=np.maximum(test_distance, 0.0).astype(np.float32),
+        test_method=test_method,
+        n_candidates=n_within + n_across,
+        n_rejected=rejected + test_rejected,
     )

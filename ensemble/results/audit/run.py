@@ -1,10 +1,11 @@
 """`ens audit`: near-duplicates, train/test near-copies, conflicting labels, train/test shift and image statistics, into audit/.
 
 Files (training and test ids as train.csv and test.csv spell them):
-  audit/duplicates.csv   id,group,distance: every training row in a near-duplicate group of two or
-                         more; group an integer from 0; distance = 1 - the best correlation to
-                         another member of its group
-  audit/train_test.csv   test_id,train_id,distance: the pairs judged near-copies
+  audit/duplicates.csv   id,group,distance,method: every training row in a near-duplicate group of
+                         two or more; group an integer from 0; method and distance of the row's
+                         closest pair in its group: "thumbnails" (1 - correlation) or "embeddings"
+                         (the relative embedding distance, found by the embeddings alone)
+  audit/train_test.csv   test_id,train_id,distance,method: the pairs judged near-copies
   audit/conflicts.csv    group,id,label: the members of groups whose labels differ
   audit/test_like.csv    id,test_probability: the training images most like the test set (shift.py)
   audit/audit.json       every figure, the threshold, the method, counts and seconds; written last
@@ -26,7 +27,19 @@ from ensemble.data.cache import competition_images
 from ensemble.data.competition import Competition, load_competition
 from ensemble.errors import EnsError
 from ensemble.io import write_json, write_text
-from ensemble.results.audit.near_copies import MAX_SHIFT, NEIGHBOURS, POOL, THUMB, NearCopies, find_near_copies, grey_thumbnails
+from ensemble.results.audit.embedded import DEFAULT_EMBEDDING_THRESHOLD, EmbeddingSpace
+from ensemble.results.audit.near_copies import (
+    EMBEDDINGS,
+    MAX_SHIFT,
+    NEIGHBOURS,
+    POOL,
+    REJECT_FACTOR,
+    THUMB,
+    THUMBNAILS,
+    NearCopies,
+    find_near_copies,
+    grey_thumbnails,
+)
 from ensemble.results.audit.shift import CLASSIFIER, FEATURES, adversarial_validation, most_test_like, verdict
 from ensemble.results.audit.stats import fold_balance, image_distributions, read_headers
 
@@ -37,11 +50,29 @@ FILES = ("duplicates.csv", "train_test.csv", "conflicts.csv", "test_like.csv", "
 # classes (and chain them into large groups), 0.98 misses a fifth of the combined changes.
 DEFAULT_THRESHOLD = 0.97
 METHOD = (
-    f"hashes-free thumbnail correlation: {THUMB} px grey thumbnails, each centred and scaled to unit norm; "
+    f"thumbnail correlation: {THUMB} px grey thumbnails, each centred and scaled to unit norm; "
     f"a pair's score is the best correlation over shifts of up to {MAX_SHIFT} px; candidate pairs are each "
     f"image's {NEIGHBOURS} nearest neighbours on {POOL}x{POOL}-pooled thumbnails; near-duplicate groups are the "
     "connected components of the pairs at or above the threshold (no CNN embeddings)"
 )
+METHOD_WITH_EMBEDDINGS = (
+    f"thumbnail correlation ({THUMB} px grey thumbnails, best correlation over shifts of up to {MAX_SHIFT} px) and "
+    f"cosine similarity of CNN embeddings; candidate pairs are each image's {NEIGHBOURS} nearest neighbours on "
+    f"{POOL}x{POOL}-pooled thumbnails and by cosine; a pair is a near-copy when its "
+    f"relative embedding distance (1 - cosine over the images' distance to their {NEIGHBOURS}th nearest training image) "
+    "is at most the embedding threshold (method 'embeddings'), or when its thumbnails' correlation reaches the threshold "
+    f"(method 'thumbnails') unless that distance is beyond {REJECT_FACTOR}x the embedding threshold (a look-alike item of a class); near-duplicate groups are the connected components of the pairs"
+)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """CNN features of every image, computed by the caller (the torch side): train: float32
+    (n_train, d); test: float32 (n_test, d); source: how they were made (audit.json records it)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    source: dict
 
 
 @dataclass(frozen=True)
@@ -58,6 +89,9 @@ class AuditResult:
     n_grouped: int  # training images in those groups
     n_test_with_copy: int  # test images with a near-copy in train
     n_conflicts: int  # groups whose members carry different labels
+    methods: tuple[str, ...]  # the methods used: ("thumbnails",) or ("thumbnails", "embeddings")
+    pairs_by_method: dict  # {"train": {method: pairs}, "test": {method: pairs}} of the pairs judged near-copies
+    n_rejected: int  # pairs the thumbnails passed and the embeddings rejected as look-alikes
     shift_auc: float | None  # adversarial validation's ROC AUC, about 0.5 without shift; None with too few images
     shift_verdict: str  # what the AUC says, in words
     seconds: float
@@ -66,6 +100,13 @@ class AuditResult:
 def check_threshold(threshold: float) -> None:
     if not 0 < threshold <= 1:
         raise EnsError(f"--threshold: {threshold} is outside (0, 1]; it is a correlation, such as {DEFAULT_THRESHOLD}")
+
+
+def check_embedding_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise EnsError(
+            f"--embedding-threshold: {threshold} is outside (0, 1); it is a relative embedding distance, such as {DEFAULT_EMBEDDING_THRESHOLD}"
+        )
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -78,11 +119,16 @@ def tables(competition: Competition, copies: NearCopies) -> dict[str, pd.DataFra
     """The three CSV files' rows, sorted by group (then distance) and by test row."""
     grouped = np.flatnonzero(copies.group_of >= 0)
     duplicates = pd.DataFrame(
-        {"id": competition.train_ids[grouped], "group": copies.group_of[grouped], "distance": copies.distance[grouped]}
+        {"id": competition.train_ids[grouped], "group": copies.group_of[grouped], "distance": copies.distance[grouped], "method": copies.method[grouped]}
     ).sort_values(["group", "distance"], kind="stable")
     test_rows, train_rows = copies.test_pairs[:, 0], copies.test_pairs[:, 1]
     train_test = pd.DataFrame(
-        {"test_id": competition.test_ids[test_rows], "train_id": competition.train_ids[train_rows], "distance": copies.test_distance}
+        {
+            "test_id": competition.test_ids[test_rows],
+            "train_id": competition.train_ids[train_rows],
+            "distance": copies.test_distance,
+            "method": copies.test_method,
+        }
     ).sort_values(["test_id", "distance"], kind="stable")
     labels = pd.DataFrame({"group": copies.group_of[grouped], "id": competition.train_ids[grouped], "label": competition.labels[grouped]})
     # Targets, not the cells' text, decide: "red green" and "green red" are the same tags, 3 and 3.0 the same count.
@@ -93,28 +139,48 @@ def tables(competition: Competition, copies: NearCopies) -> dict[str, pd.DataFra
     return {"duplicates.csv": duplicates, "train_test.csv": train_test, "conflicts.csv": conflicts}
 
 
-def prepare_folder(workspace: Workspace, force: bool) -> Path:
+def check_folder(workspace: Workspace, force: bool) -> Path:
     folder = workspace.root / AUDIT_DIR
     if folder.exists() and any(folder.iterdir()) and not force:
         raise EnsError(f"{folder}: already exists; use --force to replace it")
-    for name in FILES:  # a replaced audit leaves nothing of the old one behind if this run fails
-        (folder / name).unlink(missing_ok=True)
     return folder
 
 
+def pair_counts(copies: NearCopies) -> dict:
+    """Pairs judged near-copies by the method that found them, within train (pairs inside groups are
+    counted through their rows' closest pairs) and train/test."""
+    rows = copies.method[copies.group_of >= 0]
+    return {
+        "train_rows": {method: int(np.sum(rows == method)) for method in (THUMBNAILS, EMBEDDINGS)},
+        "train_test_pairs": {method: int(np.sum(copies.test_method == method)) for method in (THUMBNAILS, EMBEDDINGS)},
+    }
+
+
 def run_audit(
-    workspace: Workspace, threshold: float = DEFAULT_THRESHOLD, force: bool = False, progress: Callable[[str], None] | None = None
+    workspace: Workspace,
+    threshold: float = DEFAULT_THRESHOLD,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    embed: Callable[[Competition], Embeddings] | None = None,
+    embedding_threshold: float = DEFAULT_EMBEDDING_THRESHOLD,
 ) -> AuditResult:
-    """Audit the competition's images and write audit/; nothing is written before the checks pass."""
+    """Audit the competition's images and write audit/; nothing is written (or removed) before the
+    checks pass and every figure is computed. embed: the competition -> its images' embeddings
+    (a trained experiment's or a weights file's, computed on the torch side); None: thumbnails alone."""
     check_threshold(threshold)
+    check_embedding_threshold(embedding_threshold)
     report = progress or (lambda message: None)
     started = time.perf_counter()
     competition = load_competition(workspace)
-    folder = prepare_folder(workspace, force)
+    folder = check_folder(workspace, force)
+    embeddings = None
+    if embed is not None:
+        embeddings = embed(competition)
     report(f"reading {len(competition.train_ids)} train and {len(competition.test_ids)} test images at {THUMB} px")
     train, test, read = competition_images(workspace.root, competition, THUMB)
     report("finding near-copies")
-    copies = find_near_copies(grey_thumbnails(train[:]), grey_thumbnails(test[:]), threshold)
+    space = None if embeddings is None else EmbeddingSpace(embeddings.train, embeddings.test)
+    copies = find_near_copies(grey_thumbnails(train[:]), grey_thumbnails(test[:]), threshold, space=space, embedding_threshold=embedding_threshold)
     rows = tables(competition, copies)
     report("reading image headers")
     train_headers, test_headers = read_headers(competition.train_image_paths()), read_headers(competition.test_image_paths())
@@ -122,9 +188,16 @@ def run_audit(
     shift = adversarial_validation(train, test, train_headers, test_headers)
     like = most_test_like(shift)
     rows["test_like.csv"] = pd.DataFrame({"id": competition.train_ids[like], "test_probability": shift.test_probability[like]})
+    methods = (THUMBNAILS,) if embeddings is None else (THUMBNAILS, EMBEDDINGS)
     figures = {
         "threshold": threshold,
-        "method": METHOD,
+        "methods": list(methods),
+        "method": METHOD if embeddings is None else METHOD_WITH_EMBEDDINGS,
+        "embeddings": None if embeddings is None else {
+            **embeddings.source, "threshold": embedding_threshold, "n_features": int(embeddings.train.shape[1])
+        },
+        "pairs_by_method": pair_counts(copies),
+        "n_rejected_look_alikes": copies.n_rejected,
         "n_train": len(competition.train_ids),
         "n_test": len(competition.test_ids),
         "n_groups": int(copies.group_of.max() + 1),
@@ -145,6 +218,8 @@ def run_audit(
         "fold_balance": fold_balance(workspace, competition),
         "seconds": {"read_images": round(read.seconds, 2), "total": None},
     }
+    for name in FILES:  # a replaced audit leaves nothing of the old one behind if writing fails
+        (folder / name).unlink(missing_ok=True)
     for name, frame in rows.items():
         write_text(folder / name, csv_text(frame))
     seconds = time.perf_counter() - started
@@ -154,13 +229,16 @@ def run_audit(
         folder=folder,
         files=tuple(folder / name for name in FILES),
         threshold=threshold,
-        method=METHOD,
+        method=figures["method"],
         n_train=figures["n_train"],
         n_test=figures["n_test"],
         n_groups=figures["n_groups"],
         n_grouped=figures["n_grouped"],
         n_test_with_copy=figures["n_test_with_copy"],
         n_conflicts=figures["n_conflicts"],
+        methods=methods,
+        pairs_by_method=figures["pairs_by_method"],
+        n_rejected=copies.n_rejected,
         shift_auc=shift.auc,
         shift_verdict=verdict(shift.auc),
         seconds=seconds,

@@ -78,6 +78,11 @@ def audit_section(audit: AuditSummary) -> str:
         ["groups with conflicting labels", count(found, "n_conflicts")],
         ["threshold (correlation)", count(found, "threshold")],
     ]
+    embeddings = found.get("embeddings")
+    if isinstance(embeddings, dict):  # which network's features also judged the pairs
+        source = embeddings.get("experiment") or embeddings.get("weights") or "?"
+        rows.append(["embeddings from", f"{esc(source)} ({esc(embeddings.get('model', '?'))})"])
+        rows.append(["embedding threshold (relative distance)", esc(embeddings.get("threshold", "-"))])
     body = '<p class="muted">From <code>audit/</code>, written by <code>ens audit</code>.</p>'
     body += "".join(f'<p class="note">{esc(note)}</p>' for note in audit.notes)
     body += table(["", "audit"], rows, numeric={1})
