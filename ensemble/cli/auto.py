@@ -37,7 +37,7 @@ def print_auto_event(event: object) -> None:
         else:
             speed = event.speed
             err.print(f"probe {event.key}: trains {speed.train_images_per_second:.0f} img/s, predicts {speed.predict_images_per_second:.0f} img/s, "
-                      f"{speed.setup_seconds:.1f}s a fold to set up (measured in {event.seconds:.1f}s)")
+                      f"{speed.setup_seconds:.1f}s a fold to set up " + (f"({event.error}, the faster kept)" if event.error else f"(measured in {event.seconds:.1f}s)"))
     elif isinstance(event, Planned):
         print_plan(event)
     elif isinstance(event, Status):

@@ -36,6 +36,9 @@ from ensemble.workflows.auto.portfolio import Candidate, portfolio
 from ensemble.workflows.auto.probe import CHOSEN, candidate_settings, probe_all
 from ensemble.workflows.auto.views import Views, find_views
 
+# The share of the budget the probes may use; candidates not probed by then are left out.
+PROBE_SHARE = 0.1
+
 
 @dataclass(frozen=True)
 class AutoOptions:
@@ -127,7 +130,7 @@ def run_auto(workspace: Workspace, options: AutoOptions, progress: Progress | No
     speeds = records.speeds_of(run.record)
     missing = [candidate for candidate in candidates if candidate.speed_key not in speeds]
     if missing:
-        speeds |= probe_all(workspace, competition, missing, base, overhead, progress)
+        speeds |= probe_all(workspace, competition, missing, base, overhead, progress, PROBE_SHARE * clock.budget)
     run.record.update(look=dataclasses.asdict(look), candidates=[dataclasses.asdict(c) for c in candidates], speeds={key: dataclasses.asdict(speed) for key, speed in speeds.items()})
     shape = Shape(look.n_train, look.n_test, k)
     families = [family.strip() for family in settings.views.split(",") if family.strip()]
