@@ -33,7 +33,7 @@ def print_auto_event(event: object) -> None:
         err.print(f"folds: {folds}" + ("; continuing the plan of an earlier run (auto/ record)" if event.resumed else ""))
     elif isinstance(event, Probed):
         if event.speed is None:
-            err.print(f"probe {event.key}: left out, it cannot train here: {event.error}")
+            err.print(f"probe {event.key}: left out: {event.error}")
         else:
             speed = event.speed
             err.print(f"probe {event.key}: trains {speed.train_images_per_second:.0f} img/s, predicts {speed.predict_images_per_second:.0f} img/s, "

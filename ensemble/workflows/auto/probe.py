@@ -109,7 +109,7 @@ def probe_all(
             speeds[key] = probe_speed(workspace, competition, candidate, base, overhead, progress)
             event = Probed(key, speeds[key], time.perf_counter() - started)
         except (EnsError, RuntimeError, ValueError) as error:  # an unknown timm name, a size the net refuses, weights that do not fit
-            event = Probed(key, None, time.perf_counter() - started, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            event = Probed(key, None, time.perf_counter() - started, "it cannot train here: " + (str(error).splitlines()[0] if str(error) else type(error).__name__))
         if progress:
             progress(event)
     first = candidates[0].speed_key if candidates else None
