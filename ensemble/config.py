@@ -237,6 +237,52 @@ def check_models(settings: "TrainSettings") -> None:
     _check(settings.backbone_lr_scale == "auto" or settings.backbone_lr_scale > 0, f"train backbone_lr_scale must be positive, got {settings.backbone_lr_scale}")
 
 
+@dataclass(frozen=True)
+class AutoSettings:
+    """`ens auto`: a portfolio of experiments trained within a time budget (workflows/auto/)."""
+
+    time_limit: str = "10m"  # wall time of the whole command: 90s, 10m, 1h
+    name: str = "auto"  # the submission, and the prefix of every experiment it trains (NAME-<candidate>)
+    pretrained_dir: str = ""  # weights files named after timm models (efficientnet_lite0.pth) join the portfolio
+    # Comma list of timm models replacing the built-in portfolio (resnet10t, resnet18, efficientnet_b0,
+    # convnext_atto, resnet10t with squeeze-excitation); each at the native size. Empty: the built-in one.
+    models: str = ""
+    # The share of the budget kept for TTA, blending and the report; measured finishing costs raise it.
+    reserve: float = 0.12
+    # Epochs per experiment: `epochs` when the budget allows, down to min_epochs to fit one in,
+    # up to max_epochs when time is left over. 10: train-folds' default, measured on whole competitions.
+    epochs: int = 10
+    min_epochs: int = 3
+    max_epochs: int = 30
+    # The views tried on the first experiment's OOF; the ones that keep labels augment later
+    # experiments and make TTA members.
+    views: str = "hflip,vflip,rot90"
+
+    def __post_init__(self):
+        parse_duration(self.time_limit, "auto time_limit")
+        _check(0 <= self.reserve < 0.9, f"auto reserve must be a share of the budget in 0..0.9, e.g. 0.12; got {self.reserve}")
+        _check(
+            1 <= self.min_epochs <= self.epochs <= self.max_epochs,
+            f"auto epochs must satisfy 1 <= min_epochs <= epochs <= max_epochs; got {self.min_epochs}, {self.epochs}, {self.max_epochs}",
+        )
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str, where: str = "--time-limit") -> float:
+    """Seconds of a duration such as 90s, 10m, 1.5h (a bare number is seconds)."""
+    value = str(text).strip().lower()
+    unit = DURATION_UNITS.get(value[-1:], None)
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = math.nan
+    _check(math.isfinite(seconds) and seconds > 0, f"{where}: cannot read {text!r}; expected a duration such as 90s, 10m or 1h")
+    return seconds
+
+
 S = TypeVar("S")
 
 
@@ -267,7 +313,7 @@ def from_table(cls: type[S], table: dict[str, Any], where: str) -> S:
         raise EnsError(f"{where}: {error}") from None
 
 
-SECTIONS = {"competition": CompetitionSettings, "folds": FoldSettings, "train": TrainSettings}
+SECTIONS = {"competition": CompetitionSettings, "folds": FoldSettings, "train": TrainSettings, "auto": AutoSettings}
 
 
 @dataclass(frozen=True)
@@ -279,6 +325,7 @@ class Workspace:
     folds: FoldSettings
     train: TrainSettings
     train_keys: frozenset[str] = frozenset()  # the [train] keys ens.toml sets; the others are defaults
+    auto: AutoSettings = AutoSettings()
 
     @classmethod
     def load(cls, root: str | Path = ".") -> "Workspace":

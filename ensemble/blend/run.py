@@ -128,13 +128,16 @@ def blend_experiments(
     metric: str | None = None,
     options: dict | None = None,
     tune_thresholds: bool = False,
+    made_by: dict | None = None,
 ) -> BlendResult:
     """Blend `experiments` (default: every finished one on the shared folds) with `method` and
-    write submissions/NAME.csv, .oof.npz and .json. Two processes never write one name at once."""
+    write submissions/NAME.csv, .oof.npz and .json. Two processes never write one name at once.
+
+    made_by: what made the blend (`ens auto`'s record of its choices), kept in NAME.json under "made_by"."""
     store.check_name(name, "blend")
     busy = f"{workspace.submissions_dir / name}: is being written by another ens blend"
     with locks.hold(workspace.submissions_dir / ".locks" / f"{name}.lock", busy):
-        return write_blend(workspace, name, method, experiments, force, metric, options, tune_thresholds)
+        return write_blend(workspace, name, method, experiments, force, metric, options, tune_thresholds, made_by)
 
 
 def write_blend(
@@ -146,6 +149,7 @@ def write_blend(
     metric: str | None,
     options: dict | None,
     tune_thresholds: bool,
+    made_by: dict | None = None,
 ) -> BlendResult:
     csv_path, json_path, oof_path = (workspace.submissions_dir / f"{name}{suffix}" for suffix in (".csv", ".json", ".oof.npz"))
     if json_path.exists() and not force:
@@ -193,7 +197,7 @@ def write_blend(
         notes=submission_notes(method, competition.submission_kind, decisions["thresholds"]),
         thresholds=decisions["thresholds"],
     )
-    document = describe(result, blender, competition, members, workspace)
+    document = describe(result, blender, competition, members, workspace) | ({"made_by": made_by} if made_by else {})
     oof_archive = npz_bytes(
         ids=np.asarray(competition.train_ids, dtype=str),
         classes=np.asarray(competition.classes, dtype=str),

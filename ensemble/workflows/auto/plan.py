@@ -1,0 +1,176 @@
+"""ens auto's plan: which candidates to train, in what order, with how many epochs, in the time left.
+
+Pure and torch-free: it works on measured speeds (probe.py) and a budget in seconds, so it is
+tested without training anything and gives the same plan for the same numbers. The rules:
+- every fold of an experiment must fit: an experiment that cannot finish in the time left is
+  not started (a fold is never half-counted, and an unfinished experiment is never blended);
+- a reserve is kept for TTA, blending and the report;
+- the base candidate goes first (its OOF decides which views keep labels), experiments already
+  started next (finishing them is cheapest), then by expected value per second;
+- at the default epochs while candidates fit; the first one is given fewer epochs (down to the
+  minimum) rather than none; time left over raises every new experiment's epochs (up to the maximum).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ensemble.workflows.auto.portfolio import Candidate
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What the probe measured for a candidate: images per second training and predicting, and
+    the fixed seconds of a fold (building the net, reading the cache, writing the fold)."""
+
+    train_images_per_second: float
+    predict_images_per_second: float
+    setup_seconds: float
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_train: int
+    n_test: int
+    k: int
+
+
+@dataclass(frozen=True)
+class Epochs:
+    default: int = 10
+    low: int = 3
+    high: int = 30
+
+
+def epoch_seconds(speed: Speed, shape: Shape) -> float:
+    """One fold's epoch: training on the other folds, then scoring the held-out one."""
+    n_valid = shape.n_train / shape.k
+    return (shape.n_train - n_valid) / speed.train_images_per_second + n_valid / speed.predict_images_per_second
+
+
+def fold_seconds(speed: Speed, shape: Shape, epochs: int) -> float:
+    """A fold: its setup, its epochs, and its final OOF and test logits."""
+    n_valid = shape.n_train / shape.k
+    return speed.setup_seconds + epochs * epoch_seconds(speed, shape) + (n_valid + shape.n_test) / speed.predict_images_per_second
+
+
+def experiment_seconds(speed: Speed, shape: Shape, epochs: int, folds: int | None = None) -> float:
+    """`folds` folds (default: every one) of an experiment."""
+    return (shape.k if folds is None else folds) * fold_seconds(speed, shape, epochs)
+
+
+@dataclass(frozen=True)
+class Started:
+    """An experiment an earlier run began: its epochs are fixed, `folds_left` remain."""
+
+    epochs: int
+    folds_left: int
+
+
+@dataclass(frozen=True)
+class Planned:
+    candidate: Candidate
+    epochs: int
+    seconds: float  # estimated, for the folds still to train
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """experiments: in the order to train; dropped: (candidate name, why) of those left out."""
+
+    experiments: tuple[Planned, ...]
+    dropped: tuple[tuple[str, str], ...]
+    seconds_left: float
+    reserve_seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def estimated_seconds(self) -> float:
+        return sum(planned.seconds for planned in self.experiments)
+
+
+def order(candidates: list[Candidate], speeds: dict[str, Speed], shape: Shape, epochs: Epochs, started: dict[str, Started]) -> list[Candidate]:
+    """The base (first) candidate, then started ones, then by expected value per second; ties by name."""
+
+    def key(pair):
+        index, candidate = pair
+        per_second = candidate.value / experiment_seconds(speeds[candidate.speed_key], shape, epochs.default)
+        return (index != 0, candidate.name not in started, -per_second, candidate.name)
+
+    return [candidate for _, candidate in sorted(enumerate(candidates), key=key)]
+
+
+def epochs_fitting(speed: Speed, shape: Shape, seconds: float, folds: int | None = None) -> int:
+    """The most epochs whose folds fit in `seconds` (may be 0 or less)."""
+    count = shape.k if folds is None else folds
+    fixed = experiment_seconds(speed, shape, 0, count)
+    return math.floor((seconds - fixed) / (count * epoch_seconds(speed, shape)))
+
+
+def plan_portfolio(
+    candidates: list[Candidate],
+    speeds: dict[str, Speed],
+    shape: Shape,
+    seconds_left: float,
+    reserve_seconds: float,
+    epochs: Epochs = Epochs(),
+    started: dict[str, Started] | None = None,
+    scale: float = 1.0,
+) -> Plan:
+    """The plan for `seconds_left` of wall time. scale: measured over estimated seconds of the
+    folds trained so far (1.0 before any), applied to every estimate."""
+    started = started or {}
+    scaled = {key: Speed(speed.train_images_per_second / scale, speed.predict_images_per_second / scale, speed.setup_seconds * scale) for key, speed in speeds.items()}
+    usable = seconds_left - reserve_seconds
+    taken: list[Planned] = []
+    dropped: list[tuple[str, str]] = []
+    for candidate in order(candidates, scaled, shape, epochs, started):
+        speed = scaled[candidate.speed_key]
+        if candidate.name in started:
+            begun = started[candidate.name]
+            cost = experiment_seconds(speed, shape, begun.epochs, begun.folds_left)
+            if begun.folds_left == 0 or cost <= usable:
+                taken.append(Planned(candidate, begun.epochs, cost, f"started earlier with {begun.epochs} epochs; {begun.folds_left} of {shape.k} folds left"))
+                usable -= cost
+            else:
+                dropped.append((candidate.name, f"its {begun.folds_left} folds left need {cost:.0f}s, {max(usable, 0):.0f}s left"))
+            continue
+        cost = experiment_seconds(speed, shape, epochs.default)
+        if cost <= usable:
+            taken.append(Planned(candidate, epochs.default, cost, candidate.why))
+            usable -= cost
+            continue
+        fitting = epochs_fitting(speed, shape, usable)
+        if not any(planned.candidate.name not in started for planned in taken) and fitting >= epochs.low:
+            cost = experiment_seconds(speed, shape, fitting)
+            taken.append(Planned(candidate, fitting, cost, f"{candidate.why}; {fitting} epochs, as many as the budget fits"))
+            usable -= cost
+            continue
+        least = experiment_seconds(speed, shape, epochs.low)
+        dropped.append((candidate.name, f"needs {cost:.0f}s at {epochs.default} epochs ({least:.0f}s at {epochs.low}), {max(usable, 0):.0f}s left"))
+    taken = stretch(taken, scaled, shape, usable, epochs, started)
+    notes = () if taken else (f"nothing fits: the cheapest candidate needs more than the {max(seconds_left - reserve_seconds, 0):.0f}s left after the reserve",)
+    return Plan(tuple(taken), tuple(dropped), seconds_left, reserve_seconds, notes)
+
+
+def stretch(taken: list[Planned], speeds: dict[str, Speed], shape: Shape, spare: float, epochs: Epochs, started: dict[str, Started]) -> list[Planned]:
+    """Spend the time left over on more epochs for every new experiment, by one factor, up to the maximum."""
+    new = [planned for planned in taken if planned.candidate.name not in started]
+    per_epoch = sum(shape.k * epoch_seconds(speeds[planned.candidate.speed_key], shape) * planned.epochs for planned in new)
+    if spare <= 0 or per_epoch == 0:
+        return taken
+    factor = 1 + spare / per_epoch
+    stretched = []
+    for planned in taken:
+        if planned.candidate.name in started:
+            stretched.append(planned)
+            continue
+        count = min(epochs.high, max(planned.epochs, math.floor(planned.epochs * factor)))
+        if count == planned.epochs:
+            stretched.append(planned)
+            continue
+        seconds = experiment_seconds(speeds[planned.candidate.speed_key], shape, count)
+        stretched.append(Planned(planned.candidate, count, seconds, f"{planned.reason}; {count} epochs: the budget has room"))
+    return stretched

@@ -1,0 +1,94 @@
+"""ens auto's candidates: diverse models and sizes around the images' own size. Pure, torch-free.
+
+Diversity is what moves a blend's score at a few minutes of CPU (issue 17: several models,
+sizes and enough epochs beat every regulariser tried on one experiment), so the built-in
+portfolio spans families (plain ResNets, an EfficientNet, a ConvNeXt-style net, an attention
+variant), two sizes and two seeds. Each candidate's `value` is a prior for ordering only: how
+much it is expected to add to a blend, first of a family highest. The plan (plan.py) weighs
+it against the time the probe measured for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ensemble.errors import EnsError
+
+# Weights files the pretrained candidates read, by suffix (nets/weights.py reads them all).
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# ImageNet features need pixels: measured on 64 px icons, frozen features scored 0.64 at 128 px
+# and 0.73 at 224 px (issue 17); fine-tuning at 224 px costs about 20x 48 px on a CPU.
+PRETRAINED_SIZE = 96
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One experiment auto may train: `name` is its suffix (models/AUTO-NAME).
+
+    value: the prior expected gain for ordering (0..1.5); why: what it adds, printed."""
+
+    name: str
+    model: str
+    size: int
+    value: float
+    why: str
+    seed: int = 42
+    attention: str = "none"
+    pretrained: str = ""
+
+    @property
+    def speed_key(self) -> str:
+        """Candidates that train at the same pace share one probe: seeds do not change it."""
+        return f"{self.model}@{self.size}" + (f"+{self.attention}" if self.attention != "none" else "") + ("+pretrained" if self.pretrained else "")
+
+
+def round8(side: float) -> int:
+    return max(16, int(8 * round(side / 8)))
+
+
+def other_size(size: int) -> int:
+    """The second size of the portfolio: smaller when the native size is large, else larger."""
+    return round8(size * 0.75) if size >= 48 else round8(size * 1.5)
+
+
+def built_in(size: int) -> list[Candidate]:
+    second = other_size(size)
+    return [
+        Candidate(f"resnet10t-{size}", "resnet10t", size, 1.0, "the cheapest strong base; its OOF decides which views keep labels"),
+        Candidate(f"resnet18-{size}", "resnet18", size, 0.9, "a deeper ResNet"),
+        Candidate(f"efficientnet_b0-{size}", "efficientnet_b0", size, 0.8, "another family: depthwise convolutions with squeeze-excitation"),
+        Candidate(f"convnext_atto-{size}", "convnext_atto", size, 0.7, "a ConvNeXt-style net: patchify stem, large kernels"),
+        Candidate(f"resnet10t-se-{size}", "resnet10t", size, 0.6, "an attention variant (squeeze-excitation on the features)", attention="se"),
+        Candidate(f"resnet10t-{second}", "resnet10t", second, 0.6, f"another size ({second} px beside {size} px)"),
+        Candidate(f"resnet18-{size}-seed2", "resnet18", size, 0.45, "a second seed of the deeper ResNet", seed=43),
+        Candidate(f"resnet10t-{size}-seed2", "resnet10t", size, 0.4, "a second seed of the base", seed=43),
+    ]
+
+
+def chosen_models(models: list[str], size: int) -> list[Candidate]:
+    """The models asked for ([auto] models), each at the native size, the first as the base."""
+    return [
+        Candidate(f"{model}-{size}", model, size, round(1.0 - 0.05 * index, 2), "the base; its OOF decides which views keep labels" if index == 0 else "asked for in [auto] models")
+        for index, model in enumerate(models)
+    ]
+
+
+def pretrained_candidates(directory: Path) -> list[Candidate]:
+    """A fine-tuned candidate per weights file named after a timm model (efficientnet_lite0.pth)."""
+    if not directory.is_dir():
+        raise EnsError(f"{directory}: --pretrained-dir is not a folder; give a folder of weights files named after timm models")
+    files = sorted(path for path in directory.iterdir() if path.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise EnsError(f"{directory}: holds no weights file ({', '.join(WEIGHT_SUFFIXES)}) named after a timm model, e.g. efficientnet_lite0.pth")
+    return [
+        Candidate(f"{path.stem}-pre{PRETRAINED_SIZE}", path.stem, PRETRAINED_SIZE, 1.2, f"pretrained weights ({path.name}) fine-tuned at {PRETRAINED_SIZE} px", pretrained=str(path))
+        for path in files
+    ]
+
+
+def portfolio(size: int, models: list[str] | None = None, pretrained_dir: Path | None = None) -> list[Candidate]:
+    """Every candidate, the base first: `models` replace the built-in list; pretrained ones join after the base."""
+    candidates = chosen_models(models, size) if models else built_in(size)
+    extra = pretrained_candidates(pretrained_dir) if pretrained_dir else []
+    return candidates[:1] + extra + candidates[1:]

@@ -1,0 +1,121 @@
+"""ens auto's probe: how fast each candidate trains and predicts on this device, measured.
+
+A few training steps and a few prediction batches of the candidate's own network, on the
+competition's own images at its size, through the same trainer that trains the folds: a
+throw-away fold whose weights are never written. Nothing is guessed from model names. The
+first step (and the first prediction) is a warm-up left out of the rate: it pays for memory
+allocation and kernel choice once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ensemble import metrics
+from ensemble.config import TrainSettings, Workspace, override
+from ensemble.data.cache import competition_images
+from ensemble.data.competition import Competition
+from ensemble.data.content import competition_keys
+from ensemble.errors import EnsError
+from ensemble.training.events import Progress
+from ensemble.training.preflight import resolve
+from ensemble.workflows.auto.plan import Speed
+from ensemble.workflows.auto.portfolio import Candidate
+
+# Two warm-up steps pay for memory allocation, kernel choice and thread start-up once; then at
+# least MIN_STEPS and up to MAX_STEPS steps are timed, stopping after TIMED_SECONDS.
+WARM_STEPS, MIN_STEPS, MAX_STEPS, TIMED_SECONDS = 2, 3, 12, 1.0
+
+
+@dataclass(frozen=True)
+class Probed:
+    """Progress event: a candidate's speed, or why it cannot train here (speed None)."""
+
+    key: str
+    speed: Speed | None
+    seconds: float
+    error: str = ""
+
+
+def candidate_settings(base: TrainSettings, candidate: Candidate, epochs: int, augment: str = "none", tta: str = "none") -> TrainSettings:
+    """The train settings of a candidate's experiment: ens.toml's [train], with what auto chooses put in."""
+    return override(
+        base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed,
+        attention=candidate.attention, pretrained=candidate.pretrained, augment=augment, tta=tta,
+    )
+
+
+# What auto sets in every experiment; the rest comes from ens.toml (train_experiment's `given`).
+CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "augment", "tta"})
+
+
+def probe_speed(workspace: Workspace, competition: Competition, candidate: Candidate, base: TrainSettings, overhead: float, progress: Progress | None = None) -> Speed:
+    """Measured speed of one candidate. overhead: measured seconds every fold pays outside the
+    trainer (reading and checking the competition)."""
+    from ensemble.training.trainer import FoldData, FoldTrainer
+
+    settings = resolve(workspace, candidate_settings(base, candidate, epochs=1), competition)
+    train_images, test_images, read = competition_images(workspace.root, competition, settings.size, competition_keys(competition))
+    if progress:
+        progress(read)
+    batch = settings.batch_size
+    rows = np.resize(np.arange(len(competition.train_ids)), batch * (WARM_STEPS + MAX_STEPS))  # repeats rows of a small set
+    valid_rows = np.resize(np.arange(len(competition.train_ids)), batch * 8)
+    data = FoldData(train_images, competition.targets, rows, valid_rows, test_images, len(competition.classes), competition.task)
+    started = time.perf_counter()
+    trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
+    setup = time.perf_counter() - started
+    # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
+    trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
+    trainer.train_epoch(0)
+    steps, started = 0, time.perf_counter()
+    while steps < MIN_STEPS or (steps < MAX_STEPS and time.perf_counter() - started < TIMED_SECONDS):
+        start = batch * (WARM_STEPS + steps)
+        trainer.data = dataclasses.replace(data, train_rows=rows[start : start + batch])
+        trainer.train_epoch(0)
+        steps += 1
+    train_rate = batch * steps / (time.perf_counter() - started)
+    trainer.predict(train_images, valid_rows[:batch], settings.size)
+    predicted, started = 0, time.perf_counter()
+    while predicted < len(valid_rows) - batch and (predicted == 0 or time.perf_counter() - started < TIMED_SECONDS):
+        trainer.predict(train_images, valid_rows[batch + predicted : 2 * batch + predicted], settings.size)
+        predicted += batch
+    predict_rate = predicted / (time.perf_counter() - started)
+    return Speed(train_rate, predict_rate, setup + overhead)
+
+
+def probe_all(
+    workspace: Workspace, competition: Competition, candidates: list[Candidate], base: TrainSettings, overhead: float,
+    progress: Progress | None = None, seconds: float = float("inf"),
+) -> dict[str, Speed]:
+    """{speed_key: Speed} for every candidate that builds and steps here, in the order given,
+    until the probes have used `seconds`; the others are left out, and a Probed event says why."""
+    speeds: dict[str, Speed] = {}
+    probing = time.perf_counter()
+    for candidate in candidates:
+        key = candidate.speed_key
+        if key in speeds:
+            continue
+        if time.perf_counter() - probing > seconds:
+            if progress:
+                progress(Probed(key, None, 0.0, f"not probed: the probes used their share of the budget ({seconds:.0f}s)"))
+            continue
+        started = time.perf_counter()
+        try:
+            speeds[key] = probe_speed(workspace, competition, candidate, base, overhead, progress)
+            event = Probed(key, speeds[key], time.perf_counter() - started)
+        except (EnsError, RuntimeError, ValueError) as error:  # an unknown timm name, a size the net refuses, weights that do not fit
+            event = Probed(key, None, time.perf_counter() - started, "it cannot train here: " + (str(error).splitlines()[0] if str(error) else type(error).__name__))
+        if progress:
+            progress(event)
+    first = candidates[0].speed_key if candidates else None
+    if first in speeds:  # the first probe of a process also paid torch's one-time start-up: measured again, the faster kept
+        again = probe_speed(workspace, competition, candidates[0], base, overhead)
+        speeds[first] = Speed(*(max(a, b) for a, b in zip(dataclasses.astuple(speeds[first])[:2], dataclasses.astuple(again)[:2])), min(speeds[first].setup_seconds, again.setup_seconds))
+        if progress:
+            progress(Probed(first, speeds[first], 0.0, "measured again"))
+    return speeds

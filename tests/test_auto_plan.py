@@ -1,0 +1,146 @@
+"""ens auto's pure parts: the plan within a budget, durations, and the views verdicts on arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ensemble import metrics, tasks
+from ensemble.config import AutoSettings, parse_duration
+from ensemble.errors import EnsError
+from ensemble.workflows.auto.plan import Epochs, Shape, Speed, Started, experiment_seconds, plan_portfolio
+from ensemble.workflows.auto.portfolio import Candidate, other_size, portfolio
+from ensemble.workflows.auto.views import judge
+
+SHAPE = Shape(n_train=1000, n_test=500, k=5)
+
+
+def candidate(name: str, value: float = 1.0, model: str | None = None) -> Candidate:
+    return Candidate(name, model or name, 32, value, f"{name} adds something")
+
+
+def speeds_for(*pairs) -> dict[str, Speed]:
+    """(name, train images/s) -> speeds; predicting is 10x faster, 1 s of setup a fold."""
+    return {f"{name}@32": Speed(rate, 10 * rate, 1.0) for name, rate in pairs}
+
+
+CANDIDATES = [candidate("base", 1.0), candidate("slow", 0.9), candidate("cheap", 0.5), candidate("pricey", 0.8)]
+SPEEDS = speeds_for(("base", 1000), ("slow", 100), ("cheap", 2000), ("pricey", 250))
+
+
+@pytest.mark.parametrize("seconds_left", [60, 200, 600, 3600])
+def test_plan_fits_the_budget_and_keeps_the_reserve(seconds_left):
+    plan = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, seconds_left, reserve_seconds=0.12 * seconds_left)
+    assert plan.estimated_seconds <= seconds_left * 0.88 + 1e-6
+    for planned in plan.experiments:
+        assert planned.seconds == pytest.approx(experiment_seconds(SPEEDS[planned.candidate.speed_key], SHAPE, planned.epochs))
+    assert {planned.candidate.name for planned in plan.experiments} | {name for name, _ in plan.dropped} == {c.name for c in CANDIDATES}
+
+
+def test_an_experiment_that_cannot_finish_is_not_started():
+    plan = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 200, reserve_seconds=20)
+    names = [planned.candidate.name for planned in plan.experiments]
+    assert "slow" not in names  # 5 folds x 10 epochs at 100 img/s: far more than 180 s
+    assert any(name == "slow" and "needs" in reason for name, reason in plan.dropped)
+
+
+def test_the_base_goes_first_then_by_value_per_second():
+    plan = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 10_000, reserve_seconds=100, epochs=Epochs(10, 3, 10))
+    names = [planned.candidate.name for planned in plan.experiments]
+    assert names == ["base", "cheap", "pricey", "slow"]  # cheap: 0.5 at 2000 img/s beats pricey: 0.8 at 250
+
+
+def test_the_first_experiment_gets_fewer_epochs_rather_than_none():
+    plan = plan_portfolio([candidate("base")], speeds_for(("base", 1000)), SHAPE, 40, reserve_seconds=5, epochs=Epochs(10, 2, 30))
+    assert len(plan.experiments) == 1 and 2 <= plan.experiments[0].epochs < 10
+    nothing = plan_portfolio([candidate("base")], speeds_for(("base", 1000)), SHAPE, 10, reserve_seconds=5)
+    assert nothing.experiments == () and nothing.notes
+
+
+def test_time_left_over_raises_epochs_up_to_the_maximum():
+    plan = plan_portfolio([candidate("base")], speeds_for(("base", 1000)), SHAPE, 10_000, reserve_seconds=100, epochs=Epochs(10, 3, 30))
+    assert plan.experiments[0].epochs == 30
+
+
+def test_started_experiments_keep_their_epochs_and_count_only_their_folds_left():
+    started = {"slow": Started(epochs=4, folds_left=1)}
+    plan = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 300, reserve_seconds=30, started=started)
+    slow = next(planned for planned in plan.experiments if planned.candidate.name == "slow")
+    assert slow.epochs == 4 and slow.seconds == pytest.approx(experiment_seconds(SPEEDS["slow@32"], SHAPE, 4, folds=1))
+    assert [planned.candidate.name for planned in plan.experiments][:2] == ["base", "slow"]
+
+
+def test_measured_slowness_scales_every_estimate():
+    fast = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 300, reserve_seconds=30)
+    slow = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 300, reserve_seconds=30, scale=3.0)
+    assert slow.estimated_seconds <= 270 and len(slow.experiments) <= len(fast.experiments)
+
+
+def test_the_plan_is_deterministic():
+    plans = [plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 500, reserve_seconds=60) for _ in range(3)]
+    assert plans[0] == plans[1] == plans[2]
+
+
+def test_portfolio_is_diverse_and_starts_with_the_base():
+    candidates = portfolio(64)
+    assert candidates[0].model == "resnet10t"
+    assert len({c.model for c in candidates}) >= 4 and len({c.size for c in candidates}) == 2 and len({c.seed for c in candidates}) == 2
+    assert other_size(64) == 48 and other_size(32) == 48
+    assert [c.model for c in portfolio(32, ["test_resnet", "test_efficientnet"])] == ["test_resnet", "test_efficientnet"]
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1.5m", 90), ("45", 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"time_limit": "soon"}, "cannot read 'soon'"),
+        ({"time_limit": "-5m"}, "expected a duration"),
+        ({"reserve": 0.95}, "auto reserve"),
+        ({"min_epochs": 5, "epochs": 3}, "min_epochs <= epochs"),
+    ],
+)
+def test_auto_settings_refused(settings, match):
+    with pytest.raises(EnsError, match=match):
+        AutoSettings(**settings)
+
+
+def view_logits(n: int = 400, seed: int = 0):
+    """A 2-class problem where the identity and hflip views are right 90% of the time and vflip
+    swaps the classes (as a flip swaps 'up' and 'down'); rot90's three turns are near chance."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, n)
+    right = np.where(rng.random(n) < 0.9, targets, 1 - targets)
+    def logits(labels):
+        return np.eye(2, dtype=np.float32)[labels] * 3
+    hflip = np.where(rng.random(n) < 0.97, right, 1 - right)
+    views = [logits(right), logits(hflip), logits(1 - right)] + [logits(rng.integers(0, 2, n)) for _ in range(3)]
+    return ["identity", "hflip", "vflip", "rot90", "rot180", "rot270"], np.stack(views), targets
+
+
+def test_a_view_that_changes_labels_is_found_and_one_that_keeps_them_is_kept():
+    names, oof, targets = view_logits()
+    verdicts = {v.family: v for v in judge(names, oof, targets, tasks.get("single_label"), metrics.get("accuracy"), ["hflip", "vflip", "rot90"])}
+    assert verdicts["hflip"].keeps and not verdicts["vflip"].keeps and not verdicts["rot90"].keeps
+    assert "changes them" in verdicts["vflip"].line() and "keeps labels" in verdicts["hflip"].line()
+
+
+def test_views_on_a_metric_where_lower_is_better():
+    rng = np.random.default_rng(1)
+    targets = rng.normal(5, 2, 300)
+    good = (targets + rng.normal(0, 0.3, 300))[:, None].astype(np.float32)
+    bad = rng.permutation(good[:, 0])[:, None]
+    oof = np.stack([good, good + rng.normal(0, 0.05, good.shape).astype(np.float32), bad])
+    verdicts = judge(["identity", "hflip", "vflip"], oof, targets, tasks.get("regression"), metrics.get("rmse"), ["hflip", "vflip"])
+    assert [v.keeps for v in verdicts] == [True, False]
+
+
+def test_no_view_is_used_when_the_first_model_is_near_chance():
+    rng = np.random.default_rng(2)
+    targets = rng.integers(0, 2, 100)
+    oof = np.stack([np.eye(2, dtype=np.float32)[rng.integers(0, 2, 100)] for _ in range(2)])
+    verdict = judge(["identity", "hflip"], oof, targets, tasks.get("single_label"), metrics.get("accuracy"), ["hflip"])[0]
+    assert not verdict.keeps and "not used" in verdict.line()
