@@ -71,10 +71,21 @@ def check_inputs_unchanged(workspace: Workspace, document: dict) -> None:
                 )
 
 
-def workspace_members(workspace: Workspace, competition: Competition, names: list[str], device) -> list[MemberModels]:
-    """Each member's fold models from the workspace's checkpoints (a predicted member's: its source's)."""
+def used_members(blender: Blender, n_members: int) -> list[bool]:
+    """Which members the blend reads: a member of weight zero (hill often leaves some out)
+    adds nothing to a weighted mean of outputs, transformed or not, so it is not predicted."""
+    weights = blender.weights_
+    return [True] * n_members if weights is None else [bool(weight > 0) for weight in weights]
+
+
+def workspace_members(workspace: Workspace, competition: Competition, names: list[str], used: list[bool], device) -> list[MemberModels | None]:
+    """Each used member's fold models from the workspace's checkpoints (a predicted member's:
+    its source's); None for a member the blend does not read."""
     members = []
-    for name in names:
+    for name, needed in zip(names, used):
+        if not needed:
+            members.append(None)
+            continue
         experiment_name, view = split_member(name)
         experiment = open_experiment(workspace.models_dir, experiment_name)
         settings = settings_of(experiment)
@@ -86,13 +97,19 @@ def workspace_members(workspace: Workspace, competition: Competition, names: lis
     return members
 
 
-def blend_new_images(blender: Blender, members: list[MemberModels], rules: dict, test_list: TestList, progress: Callable | None = None) -> np.ndarray:
-    """float64 (n, n_columns): the blend's outputs for test_list's images, in its order."""
-    per_member = predict_members(members, test_list.paths, test_list.ids, tasks.get(rules["task"]), progress)
-    fold_counts = {len(folds) for folds in per_member}
+def blend_new_images(blender: Blender, members: list[MemberModels | None], rules: dict, test_list: TestList, progress: Callable | None = None) -> np.ndarray:
+    """float64 (n, n_columns): the blend's outputs for test_list's images, in its order.
+    members: in the blend's order, None where used_members says the blend does not read one
+    (its logits are zeros, multiplied by its weight zero)."""
+    predicted = [member for member in members if member is not None]
+    outputs = iter(predict_members(predicted, test_list.paths, test_list.ids, tasks.get(rules["task"]), progress))
+    fold_counts = {len(member.folds) for member in predicted}
     if len(fold_counts) != 1:
-        raise EnsError(f"the blend's members have different numbers of fold models: {', '.join(f'{m.name} {len(m.folds)}' for m in members)}")
-    fold_stacks = [np.stack([folds[fold] for folds in per_member]) for fold in range(fold_counts.pop())]
+        raise EnsError(f"the blend's members have different numbers of fold models: {', '.join(f'{m.name} {len(m.folds)}' for m in predicted)}")
+    k = fold_counts.pop()
+    unread = [np.zeros((len(test_list.ids), len(rules["classes"])), dtype=np.float32)] * k
+    per_member = [unread if member is None else next(outputs) for member in members]
+    fold_stacks = [np.stack([folds[fold] for folds in per_member]) for fold in range(k)]
     return recorded.apply(blender, fold_stacks)
 
 
@@ -123,7 +140,7 @@ def predict_blend(
     rules = rules_of(competition)
     test_list = read_test_list(rules, test_csv, test_images)
     names = [member["name"] for member in document["members"]]
-    members = workspace_members(workspace, competition, names, resolve_device(device_name or workspace.train.device))
+    members = workspace_members(workspace, competition, names, used_members(blender, len(names)), resolve_device(device_name or workspace.train.device))
     started = time.perf_counter()
     probs = blend_new_images(blender, members, rules, test_list, progress)
     seconds = time.perf_counter() - started

@@ -74,13 +74,17 @@ def layout_of(name: str, device):
     return {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[name]
 
 
-def bundle_members(bundle: Bundle, device) -> list[MemberModels]:
-    """Each member's fold models, weights read from safetensors as float32 (an fp16 bundle's too)."""
+def bundle_members(bundle: Bundle, device) -> list[MemberModels | None]:
+    """Each member's fold models, weights read from safetensors as float32 (an fp16 bundle's
+    too); None for a member the blend does not read (exported without weights)."""
     from safetensors.torch import load_file
 
     task = get_task(bundle.document["rules"]["task"])
     members = []
     for member in bundle.document["members"]:
+        if member["weights"] is None:
+            members.append(None)
+            continue
         weights = bundle.document["weights"][member["weights"]]
         rebuild = {key: weights[key] for key in ("model", "classes", "size", "net_options")}
         folds = []

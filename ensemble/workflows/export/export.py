@@ -35,7 +35,7 @@ from ensemble.io import atomic_path, read_json, sha256_file, write_bytes, write_
 from ensemble.workflows.export import bundle as bundle_module
 from ensemble.workflows.export.readme import readme_text
 from ensemble.workflows.export.wheel import wheel_bytes
-from ensemble.workflows.predict_blend import check_inputs_unchanged, open_blend
+from ensemble.workflows.predict_blend import check_inputs_unchanged, open_blend, used_members
 
 # The submission kind that writes each task kind's decisions: what --half must not change.
 DECISIONS = {"single_label": "labels", "multi_label": "tags"}
@@ -86,18 +86,19 @@ def weights_file(state_dict: dict, half: bool) -> tuple[bytes, int]:
     return save(tensors), full
 
 
-def write_weights(workspace: Workspace, competition: Competition, names: list[str], staging: Path, half: bool) -> tuple[dict, list[dict], dict, int, int]:
-    """(weights: owner -> rebuild record and fold files, members, versions by owner, bytes written, float32 bytes)."""
+def write_weights(workspace: Workspace, competition: Competition, names: list[str], used: list[bool], staging: Path, half: bool) -> tuple[dict, list[dict], dict, int, int]:
+    """(weights: owner -> rebuild record and fold files, members, versions by owner, bytes
+    written, float32 bytes). A member the blend does not read (weight zero) travels without weights."""
     weights, members, versions = {}, [], {}
     written = full = 0
-    for name in names:
+    for name, needed in zip(names, used):
         experiment_name, view = split_member(name)
         experiment = open_experiment(workspace.models_dir, experiment_name)
         settings = settings_of(experiment)
         owner = checkpoint_owner(workspace.models_dir, experiment)
-        members.append({"name": name, "weights": owner.name, "view": view, "batch_size": settings["train"]["batch_size"],
+        members.append({"name": name, "weights": owner.name if needed else None, "view": view, "batch_size": settings["train"]["batch_size"],
                         "tta": settings["train"]["tta"], "tta_merge": settings["train"]["tta_merge"]})
-        if owner.name in weights:
+        if not needed or owner.name in weights:
             continue
         versions[owner.name] = read_json(owner.settings_path).get("versions", {})
         checkpoints, size = fold_checkpoints(owner, list(range(settings["k"])), settings, competition.classes)
@@ -177,7 +178,7 @@ def export_blend(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        weights, members, versions, written, full = write_weights(workspace, competition, names, staging, half)
+        weights, members, versions, written, full = write_weights(workspace, competition, names, used_members(blender, len(names)), staging, half)
         blend_record = {key: document.get(key) for key in ("name", "method", "task", "metric", "oof_score", "fitted", "tuned_biases", "thresholds")}
         write_json(staging / bundle_module.DOCUMENT, {
             "format": bundle_module.FORMAT, "ens": ensemble.__version__, "half": half, "blend": blend_record,

@@ -23,6 +23,7 @@ def readme_text(name: str, document: dict, rules: dict, members: list[dict], wei
         f"- `{member['name']}`: {weights[member['weights']]['model']} at {weights[member['weights']]['size']} px, "
         f"{len(weights[member['weights']]['folds'])} fold models, TTA {member['tta']} ({member['tta_merge']})"
         + (f", view {member['view']}" if member["view"] else "")
+        if member["weights"] is not None else f"- `{member['name']}`: weight 0 in the blend, so neither exported nor predicted"
         for member in members
     ]
     precision = "fp16 (--half)" if result.half else "float32"
@@ -59,7 +60,8 @@ def readme_text(name: str, document: dict, rules: dict, members: list[dict], wei
         "",
         f"Measured at export on this machine ({device}): {result.n_test} test images in {result.predict_seconds:.1f} s, "
         f"{result.images_per_second:.1f} images/s (decoding, every fold model, TTA and the blend), after {result.load_seconds:.1f} s loading the models.",
-        "Estimated for N images on the same machine (loading + N / that rate):",
+        "Estimated for N images on the same machine (loading + N / that rate):"
+        + (f" measured on only {result.n_test} images, where each model's first passes (kernel set-up) weigh, so an upper bound." if result.n_test < 1000 else ""),
         "",
         "| images | time |",
         "|---|---|",
