@@ -38,7 +38,9 @@ def test_bundle_reproduces_the_submission_and_the_blend(exported, tmp_path):
     root, bundle, result = exported
     assert "differ from the blend's by at most" in result.stdout and "images/s" in result.stdout
     files = json.loads((bundle / "manifest.json").read_text())["files"]
-    assert {"bundle.json", "README.md", "requirements.txt", "weights/a/fold0.safetensors", "weights/b/fold2.safetensors"} <= set(files)
+    weights = {member["name"]: member["weight"] for member in json.loads((root / "submissions" / "hill.json").read_text())["members"]}
+    exported_weights = {f"weights/{name}/fold{fold}.safetensors" for name, weight in weights.items() if weight > 0 for fold in range(3)}
+    assert {"bundle.json", "README.md", "requirements.txt"} | exported_weights == {name for name in files if not name.endswith(".whl")}
     assert not any(name.endswith((".pt", ".pkl")) for name in files)
     assert "torch==" in (bundle / "requirements.txt").read_text() and "images/s" in (bundle / "README.md").read_text()
     with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
@@ -62,7 +64,7 @@ def test_bundle_reproduces_the_submission_and_the_blend(exported, tmp_path):
 def test_damaged_or_incomplete_bundles_are_refused(exported, tmp_path):
     root, bundle, _ = exported
     args = (root / SAMPLE, root / "data" / "test", tmp_path / "x.csv")
-    weights = bundle / "weights" / "b" / "fold1.safetensors"
+    weights = sorted(bundle.glob("weights/*/fold1.safetensors"))[-1]
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
