@@ -26,6 +26,7 @@ from ensemble.blend import METHODS, kinds
 from ensemble.blend.base import Blender
 from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
 from ensemble.blend.nested import fit, out_of_fold_probabilities
+from ensemble.blend.recorded import record as record_fitted
 from ensemble.blend.stack import StackBlender
 from ensemble.blend.thresholds import DECISIONS, ThresholdTuned
 from ensemble.blend.weighted import SQUARED_ERROR
@@ -234,6 +235,7 @@ def describe(result: BlendResult, blender: Blender, competition: Competition, me
         "task": competition.task.name,
         "params": base.get_params(),
         "meta_learner": base.meta_text() if isinstance(base, StackBlender) else None,
+        "fitted": record_fitted(blender, result.method),  # every fitted number: `ens predict --blend` applies it with no refit
         **tuned_decisions(blender, competition),
         "metric": result.metric,
         "optimised": result.optimised or result.metric,

@@ -5,7 +5,7 @@ commands, and importing it registers them. Torch is only imported by the command
 """
 
 # Imported in the order `ens --help` lists the commands: the order data flows.
-from ensemble.cli import prepare, audit, training, results, tools, auto  # noqa: F401, I001  (registers the commands)
+from ensemble.cli import prepare, audit, training, results, export, tools, auto  # noqa: F401, I001  (registers the commands)
 from ensemble.cli.app import app
 
 

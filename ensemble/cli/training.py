@@ -161,7 +161,9 @@ def print_experiment(result: ExperimentResult, verb: Verb) -> None:
 @app.command()
 @handles_errors
 def predict(
-    name: Annotated[str, typer.Option("--name", "-n", help="Experiment whose fold checkpoints predict.")],
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Experiment whose fold checkpoints predict.")] = None,
+    blend: Annotated[Optional[str], typer.Option("--blend", help="A blend (submissions/NAME.json) applied to --test-csv: every member's fold models, the recorded parameters.")] = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="An exported bundle (ens export) applied to --test-csv; no workspace needed.", file_okay=False)] = None,
     tta: TtaOption = None,
     tta_merge: TtaMergeOption = None,
     as_name: Annotated[Optional[str], typer.Option("--as", help="New experiment: OOF and test logits again, under --tta.")] = None,
@@ -173,14 +175,19 @@ def predict(
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Predict with an experiment's saved fold models, without training. --tta and --tta-merge default to the experiment's own.
+    """Predict with an experiment's saved fold models (--name), a blend's (--blend) or a bundle's (--bundle), without training. --tta and --tta-merge default to the experiment's own.
 
-    Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv
+    Example: ens predict -n r18 --tta hflip,rot90 --as r18-tta; ens predict -n r18 --test-csv new.csv --test-images new/ --out new.csv;
+    ens predict --blend first --test-csv new.csv --test-images new/ --out new.csv
     """
     from ensemble.inference.predict import predict_experiment
     from ensemble.inference.test_set import predict_test_set
 
     new_test = (test_csv, test_images, out_path)
+    if sum(value is not None for value in (name, blend, bundle)) != 1:
+        raise EnsError("give exactly one of --name, --blend and --bundle")
+    if blend is not None or bundle is not None:
+        return predict_with_blend(blend, bundle, new_test, (tta, tta_merge, as_name, keep_views), device, force, workspace)
     if (as_name is None) == all(value is None for value in new_test):
         raise EnsError("give either --as NEW, or --test-csv, --test-images and --out")
     if as_name is None and None in new_test:
@@ -195,9 +202,32 @@ def predict(
     out.print(f"wrote {result.path}: {result.rows} rows, {result.kind}, TTA {result.policy} ({result.merge})")
 
 
+def predict_with_blend(blend: str | None, bundle: Path | None, new_test: tuple, refused: tuple, device: str | None, force: bool, workspace: Path) -> None:
+    """--blend NAME or --bundle DIR on a new test set: the blend's members' own TTA, nothing else to choose."""
+    if any(value not in (None, False) for value in refused):
+        raise EnsError("--blend and --bundle predict with each member's recorded TTA; --tta, --tta-merge, --as and --keep-views do not apply")
+    if None in new_test:
+        raise EnsError(f"{'--blend' if blend else '--bundle'} needs all three of --test-csv, --test-images and --out")
+    if blend is not None:
+        from ensemble.workflows.predict_blend import predict_blend
+
+        result = predict_blend(Workspace.load(workspace), blend, *new_test, device, force, print_predict_event)
+    else:
+        from ensemble.workflows.export.bundle import predict_bundle
+
+        result = predict_bundle(bundle, *new_test, device, force, print_predict_event)
+    out.print(
+        f"wrote {result.path}: {result.rows} rows, {result.kind}, blend of {', '.join(result.members)}; "
+        f"{result.images_per_second:.1f} images/s ({result.seconds:.1f}s)"
+    )
+
+
 def print_predict_event(event: object) -> None:
+    from ensemble.inference.fold_models import ChunkPredicted
     from ensemble.inference.predict import FoldPredicted
 
+    if isinstance(event, ChunkPredicted):
+        return err.print(f"predicted {event.done}/{event.total} images in {event.seconds:.1f}s")
     if not isinstance(event, FoldPredicted):
         return print_event(event)
     score = f"  {event.metric} {event.score:.4f}" if event.score is not None else ""
