@@ -62,6 +62,17 @@ def test_time_left_over_raises_epochs_up_to_the_maximum():
     assert plan.experiments[0].epochs == 30
 
 
+def test_stretching_keeps_part_of_the_time_left_over_for_estimates_that_run_short():
+    from ensemble.workflows.auto.plan import STRETCH_SHARE
+
+    speeds = speeds_for(("base", 1000))
+    at_ten = experiment_seconds(speeds["base@32"], SHAPE, 10)
+    plan = plan_portfolio([candidate("base")], speeds, SHAPE, 2 * at_ten + 10, reserve_seconds=10, epochs=Epochs(10, 3, 30))
+    spare = 2 * at_ten - plan.estimated_seconds  # the whole budget would give about 20 epochs
+    assert 10 < plan.experiments[0].epochs < 20
+    assert spare >= (1 - STRETCH_SHARE) * at_ten * 0.9
+
+
 def test_started_experiments_keep_their_epochs_and_count_only_their_folds_left():
     started = {"slow": Started(epochs=4, folds_left=1)}
     plan = plan_portfolio(CANDIDATES, SPEEDS, SHAPE, 300, reserve_seconds=30, started=started)

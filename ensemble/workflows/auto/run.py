@@ -187,6 +187,10 @@ def train_plan(run: Run, competition: Competition, candidates: list[Candidate], 
             check_views(run, competition, planned.candidate, families)
 
 
+# The share of the reserve an experiment may not touch while no experiment has finished.
+LAST_RESORT_SHARE = 0.3
+
+
 def train_candidate(run: Run, competition: Competition, candidate: Candidate, epochs: int, speeds, shape: Shape, base) -> None:
     """Every fold of a candidate's experiment, `jobs` at a time, while the next ones fit in the time left."""
     entries, experiment = run.record["experiments"], run.experiment(candidate)
@@ -200,6 +204,10 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     settings = candidate_settings(base, candidate, entry["epochs"], entry["augment"])
     given = run.workspace.train_keys | CHOSEN | ({"device"} if run.options.device else set())
     reserve = run.settings.reserve * run.clock.budget
+    if not any(other["status"] == "done" for other in entries.values()):
+        # Nothing finished yet: the first experiment may use most of the reserve to finish, since a
+        # blend of one member and the report take seconds, and an unfinished one leaves no submission.
+        reserve *= LAST_RESORT_SHARE
     left = [fold for fold in range(shape.k) if fold not in experiment.done_folds()]
     result = None
     while left:
