@@ -189,9 +189,37 @@ def run_audit(
     like = most_test_like(shift)
     rows["test_like.csv"] = pd.DataFrame({"id": competition.train_ids[like], "test_probability": shift.test_probability[like]})
     methods = (THUMBNAILS,) if embeddings is None else (THUMBNAILS, EMBEDDINGS)
-    figures = {
+    headers = (train_headers, test_headers)
+    figures = audit_figures(workspace, competition, copies, rows, shift, headers, embeddings, threshold, embedding_threshold, read.seconds)
+    seconds = write_audit(folder, rows, figures, started)
+    return AuditResult(
+        folder=folder,
+        files=tuple(folder / name for name in FILES),
+        threshold=threshold,
+        method=figures["method"],
+        n_train=figures["n_train"],
+        n_test=figures["n_test"],
+        n_groups=figures["n_groups"],
+        n_grouped=figures["n_grouped"],
+        n_test_with_copy=figures["n_test_with_copy"],
+        n_conflicts=figures["n_conflicts"],
+        methods=methods,
+        pairs_by_method=figures["pairs_by_method"],
+        n_rejected=copies.n_rejected,
+        shift_auc=shift.auc,
+        shift_verdict=verdict(shift.auc),
+        seconds=seconds,
+    )
+
+
+def audit_figures(
+    workspace: Workspace, competition: Competition, copies, rows: dict, shift, headers: tuple, embeddings, threshold: float, embedding_threshold: float, read_seconds: float
+) -> dict:
+    """audit.json's figures: how the pairs were found, how many, the train/test shift, the images'
+    headers (train, test), the balance of the folds; the total seconds are filled in by write_audit."""
+    return {
         "threshold": threshold,
-        "methods": list(methods),
+        "methods": [THUMBNAILS] if embeddings is None else [THUMBNAILS, EMBEDDINGS],
         "method": METHOD if embeddings is None else METHOD_WITH_EMBEDDINGS,
         "embeddings": None if embeddings is None else {
             **embeddings.source, "threshold": embedding_threshold, "n_features": int(embeddings.train.shape[1])
@@ -212,12 +240,16 @@ def run_audit(
             "features": FEATURES,
             "classifier": CLASSIFIER,
             "folds": shift.folds,
-            "most_test_like": [str(image_id) for image_id in competition.train_ids[like]],
+            "most_test_like": [str(image_id) for image_id in rows["test_like.csv"]["id"]],
         },
-        "images": {"train": image_distributions(train_headers), "test": image_distributions(test_headers)},
+        "images": {"train": image_distributions(headers[0]), "test": image_distributions(headers[1])},
         "fold_balance": fold_balance(workspace, competition),
-        "seconds": {"read_images": round(read.seconds, 2), "total": None},
+        "seconds": {"read_images": round(read_seconds, 2), "total": None},
     }
+
+
+def write_audit(folder: Path, rows: dict, figures: dict, started: float) -> float:
+    """The CSVs, then audit.json last with the whole run's seconds; returns those seconds."""
     for name in FILES:  # a replaced audit leaves nothing of the old one behind if writing fails
         (folder / name).unlink(missing_ok=True)
     for name, frame in rows.items():
@@ -225,21 +257,4 @@ def run_audit(
     seconds = time.perf_counter() - started
     figures["seconds"]["total"] = round(seconds, 2)
     write_json(folder / "audit.json", figures)
-    return AuditResult(
-        folder=folder,
-        files=tuple(folder / name for name in FILES),
-        threshold=threshold,
-        method=figures["method"],
-        n_train=figures["n_train"],
-        n_test=figures["n_test"],
-        n_groups=figures["n_groups"],
-        n_grouped=figures["n_grouped"],
-        n_test_with_copy=figures["n_test_with_copy"],
-        n_conflicts=figures["n_conflicts"],
-        methods=methods,
-        pairs_by_method=figures["pairs_by_method"],
-        n_rejected=copies.n_rejected,
-        shift_auc=shift.auc,
-        shift_verdict=verdict(shift.auc),
-        seconds=seconds,
-    )
+    return seconds
