@@ -130,3 +130,29 @@ def test_views_that_change_labels_are_found_and_the_ones_that_keep_them_are_used
     settings = json.loads((root / "models" / "auto-test_efficientnet-32-tta" / "settings.json").read_text())
     assert settings["train"]["tta"] == "hflip"
     assert Workspace.load(root).auto.views == "hflip,vflip"
+
+
+@pytest.mark.slow  # a real process killed with SIGKILL mid-plan, then the same command again: about 20 s
+def test_a_rerun_after_sigkill_finishes_the_plan_without_retraining_finished_folds(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = with_auto(make_competition(tmp_path / "comp", n_train=60))
+    command = [sys.executable, "-m", "ensemble", "auto", "--time-limit", "1m", "-w", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_fold = root / "models" / "auto-test_resnet-32" / "fold0" / "result.json"
+    deadline = time.monotonic() + 60
+    while not first_fold.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first_fold.exists(), "auto ended before its first fold was written: nothing was killed mid-plan"
+    assert not (root / "submissions" / "auto.json").exists()
+    written = first_fold.stat().st_mtime_ns
+
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "continuing the plan of an earlier run" in finished.stdout + finished.stderr
+    assert first_fold.stat().st_mtime_ns == written  # a finished fold is never trained again
+    assert (root / "submissions" / "auto.json").is_file() and (root / "submissions" / "auto.csv").is_file()
