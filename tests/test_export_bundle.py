@@ -148,3 +148,28 @@ def test_bundle_installs_offline_into_a_fresh_venv(exported, tmp_path):
     assert run.returncode == 0, run.stderr
     assert_same_submission(tmp_path / "sub.csv", root / "submissions" / "hill.csv")
     assert (venv / "bin" / "ens").is_file()  # the wheel's console script
+
+
+def test_amp_runs_every_forward_pass_under_autocast_and_is_refused_where_it_does_not_apply(exported, tmp_path, monkeypatch):
+    """--amp wraps each fold model's forward passes in devices.autocast (CUDA autocast; nothing on the CPU)."""
+    import contextlib
+
+    from ensemble.nets import devices
+
+    root, bundle, _ = exported
+    assert predict_bundle(bundle, root / SAMPLE, root / "data" / "test", tmp_path / "plain.csv").exit_code == 0
+    assert predict_bundle(bundle, root / SAMPLE, root / "data" / "test", tmp_path / "amp.csv", "--amp").exit_code == 0
+    assert (tmp_path / "amp.csv").read_text() == (tmp_path / "plain.csv").read_text()  # the CPU has no autocast dtype
+    entered = []
+
+    def recording(device):
+        entered.append(device.type)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(devices, "autocast", recording)
+    assert predict_bundle(bundle, root / SAMPLE, root / "data" / "test", tmp_path / "plain2.csv", "--force").exit_code == 0
+    assert entered == []  # float32 by default: what reproduces the submission
+    result = predict_bundle(bundle, root / SAMPLE, root / "data" / "test", tmp_path / "amp2.csv", "--amp")
+    assert result.exit_code == 0, result.output
+    assert entered and set(entered) == {"cpu"}  # one context per fold model and chunk
+    one_line_error(ens("predict", "-w", root, "-n", "a", "--as", "x", "--amp"), "--amp applies to --blend and --bundle")

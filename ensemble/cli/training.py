@@ -172,6 +172,8 @@ def predict(
     out_path: Annotated[Optional[Path], typer.Option("--out", help="CSV to write for the new test set; may be outside the workspace.", dir_okay=False)] = None,
     keep_views: Annotated[bool, typer.Option("--keep-views", help="With --as: also keep each view's logits, fold<k>/views.npz.")] = False,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda or cuda:N. {default_help(TrainSettings, 'device')}")] = None,
+    amp: Annotated[bool, typer.Option("--amp", help="With --blend or --bundle on CUDA: forward passes under autocast (bf16, else fp16): faster, "
+                                      "but no longer the float32 numbers the blend was fitted on. No effect on the CPU.")] = False,
     force: ForceOption = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
@@ -187,7 +189,9 @@ def predict(
     if sum(value is not None for value in (name, blend, bundle)) != 1:
         raise EnsError("give exactly one of --name, --blend and --bundle")
     if blend is not None or bundle is not None:
-        return predict_with_blend(blend, bundle, new_test, (tta, tta_merge, as_name, keep_views), device, force, workspace)
+        return predict_with_blend(blend, bundle, new_test, (tta, tta_merge, as_name, keep_views), device, force, workspace, amp)
+    if amp:
+        raise EnsError("--amp applies to --blend and --bundle; ens predict --name predicts in float32, as training scored its OOF")
     if (as_name is None) == all(value is None for value in new_test):
         raise EnsError("give either --as NEW, or --test-csv, --test-images and --out")
     if as_name is None and None in new_test:
@@ -202,7 +206,9 @@ def predict(
     out.print(f"wrote {result.path}: {result.rows} rows, {result.kind}, TTA {result.policy} ({result.merge})")
 
 
-def predict_with_blend(blend: str | None, bundle: Path | None, new_test: tuple, refused: tuple, device: str | None, force: bool, workspace: Path) -> None:
+def predict_with_blend(
+    blend: str | None, bundle: Path | None, new_test: tuple, refused: tuple, device: str | None, force: bool, workspace: Path, amp: bool = False
+) -> None:
     """--blend NAME or --bundle DIR on a new test set: the blend's members' own TTA, nothing else to choose."""
     if any(value not in (None, False) for value in refused):
         raise EnsError("--blend and --bundle predict with each member's recorded TTA; --tta, --tta-merge, --as and --keep-views do not apply")
@@ -211,11 +217,11 @@ def predict_with_blend(blend: str | None, bundle: Path | None, new_test: tuple, 
     if blend is not None:
         from ensemble.workflows.predict_blend import predict_blend
 
-        result = predict_blend(Workspace.load(workspace), blend, *new_test, device, force, print_predict_event)
+        result = predict_blend(Workspace.load(workspace), blend, *new_test, device, force, print_predict_event, amp)
     else:
         from ensemble.workflows.export.bundle import predict_bundle
 
-        result = predict_bundle(bundle, *new_test, device, force, print_predict_event)
+        result = predict_bundle(bundle, *new_test, device, force, print_predict_event, amp)
     out.print(
         f"wrote {result.path}: {result.rows} rows, {result.kind}, blend of {', '.join(result.members)}; "
         f"{result.images_per_second:.1f} images/s ({result.seconds:.1f}s)"

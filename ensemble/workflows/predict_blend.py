@@ -97,12 +97,14 @@ def workspace_members(workspace: Workspace, competition: Competition, names: lis
     return members
 
 
-def blend_new_images(blender: Blender, members: list[MemberModels | None], rules: dict, test_list: TestList, progress: Callable | None = None) -> np.ndarray:
+def blend_new_images(
+    blender: Blender, members: list[MemberModels | None], rules: dict, test_list: TestList, progress: Callable | None = None, amp: bool = False
+) -> np.ndarray:
     """float64 (n, n_columns): the blend's outputs for test_list's images, in its order.
     members: in the blend's order, None where used_members says the blend does not read one
     (its logits are zeros, multiplied by its weight zero)."""
     predicted = [member for member in members if member is not None]
-    outputs = iter(predict_members(predicted, test_list.paths, test_list.ids, tasks.get(rules["task"]), progress))
+    outputs = iter(predict_members(predicted, test_list.paths, test_list.ids, tasks.get(rules["task"]), progress, amp))
     fold_counts = {len(member.folds) for member in predicted}
     if len(fold_counts) != 1:
         raise EnsError(f"the blend's members have different numbers of fold models: {', '.join(f'{m.name} {len(m.folds)}' for m in predicted)}")
@@ -129,8 +131,10 @@ def predict_blend(
     device_name: str | None = None,
     force: bool = False,
     progress: Callable | None = None,
+    amp: bool = False,
 ) -> BlendPrediction:
-    """A CSV shaped like the sample submission for the ids of `test_csv`, in its order, from blend `name`."""
+    """A CSV shaped like the sample submission for the ids of `test_csv`, in its order, from blend `name`.
+    amp: CUDA autocast (fold_models.predict_members)."""
     from ensemble.nets.devices import resolve_device
 
     document, blender = open_blend(workspace, name)
@@ -142,7 +146,7 @@ def predict_blend(
     names = [member["name"] for member in document["members"]]
     members = workspace_members(workspace, competition, names, used_members(blender, len(names)), resolve_device(device_name or workspace.train.device))
     started = time.perf_counter()
-    probs = blend_new_images(blender, members, rules, test_list, progress)
+    probs = blend_new_images(blender, members, rules, test_list, progress, amp)
     seconds = time.perf_counter() - started
     write_text(out, submission_text(rules, test_list.ids, probs))
     return BlendPrediction(out, len(test_list.ids), rules["submission"]["kind"], names, seconds)

@@ -98,24 +98,26 @@ def bundle_members(bundle: Bundle, device) -> list[MemberModels | None]:
 
 
 def predict_bundle(
-    root: Path, test_csv: Path, test_images: Path, out: Path, device_name: str | None = None, force: bool = False, progress: Callable | None = None
+    root: Path, test_csv: Path, test_images: Path, out: Path, device_name: str | None = None, force: bool = False, progress: Callable | None = None,
+    amp: bool = False,
 ) -> BlendPrediction:
-    """A CSV shaped like the competition's sample submission for the ids of test_csv, in its order."""
+    """A CSV shaped like the competition's sample submission for the ids of test_csv, in its order.
+    amp: CUDA autocast (fold_models.predict_members)."""
     from ensemble.nets.devices import resolve_device
 
     bundle = open_bundle(root)
     out = check_out(out, force)
     rules = bundle.document["rules"]
     test_list = read_test_list(rules, test_csv, test_images)
-    probs, load_seconds, predict_seconds = bundle_outputs(bundle, test_list, resolve_device(device_name or "auto"), progress)
+    probs, load_seconds, predict_seconds = bundle_outputs(bundle, test_list, resolve_device(device_name or "auto"), progress, amp)
     write_text(out, submission_text(rules, test_list.ids, probs))
     return BlendPrediction(out, len(test_list.ids), rules["submission"]["kind"], [member["name"] for member in bundle.document["members"]], predict_seconds)
 
 
-def bundle_outputs(bundle: Bundle, test_list, device, progress: Callable | None = None):
+def bundle_outputs(bundle: Bundle, test_list, device, progress: Callable | None = None, amp: bool = False):
     """(float64 (n, n_columns) outputs, seconds loading the fold models, seconds predicting and blending)."""
     started = time.perf_counter()
     members = bundle_members(bundle, device)
     loaded = time.perf_counter()
-    probs = blend_new_images(bundle.blender, members, bundle.document["rules"], test_list, progress)
+    probs = blend_new_images(bundle.blender, members, bundle.document["rules"], test_list, progress, amp)
     return probs, loaded - started, time.perf_counter() - loaded
