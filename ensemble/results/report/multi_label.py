@@ -2,9 +2,9 @@
 global threshold on the OOF tag probabilities.
 
 A tag is predicted as the metrics decide it (metrics.tag_decisions: above the threshold, or an
-image's likeliest tag when none is). A threshold t is tried by moving every probability's logit
-by logit(0.5) - logit(t), so the metrics' fixed 0.5 decides as t would and each image's
-likeliest tag stays its likeliest (the way blends move thresholds, blend/thresholds.py).
+image's likeliest tag when none is). A threshold t is tried as blends apply theirs
+(blend/thresholds.apply_thresholds): every probability moved so that the metrics' fixed 0.5
+decides as t would, each image's likeliest tag staying its likeliest.
 """
 
 from __future__ import annotations
@@ -12,25 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from ensemble import metrics
+from ensemble.blend.thresholds import apply_thresholds
 from ensemble.results.report.collect import ReportData
 from ensemble.results.report.compare import NOT_TRAINED
 from ensemble.results.report.figures import FOLD_COLORS, figure
 from ensemble.results.report.markup import esc, img, table
-from ensemble.tasks import sigmoid
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 # A metric that does not decide tags (map, logloss) is flat against a threshold: the curve shows this one.
 CURVE_FALLBACK = "f1_samples"
 
 
-def logit(probs: np.ndarray) -> np.ndarray:
-    probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return np.log(probs) - np.log1p(-probs)
-
-
 def at_threshold(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """probs (n, n_tags) moved so that metrics.THRESHOLD decides each tag as `threshold` would."""
-    return sigmoid(logit(probs) - logit(np.array(threshold)) + logit(np.array(metrics.THRESHOLD)))
+    """probs (n, n_tags) moved so that metrics.THRESHOLD decides each tag as one global `threshold` would."""
+    return apply_thresholds(probs, np.full(np.shape(probs)[1], threshold))
 
 
 def threshold_curve(targets: np.ndarray, probs: np.ndarray, metric: metrics.Metric) -> np.ndarray:
