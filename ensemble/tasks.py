@@ -93,6 +93,21 @@ class Task:
         """float32 (n_views, n, n_columns) -> float32 (n, n_columns), merged with `merge`."""
         raise NotImplementedError
 
+    def as_outputs(self, targets: np.ndarray, n_columns: int) -> np.ndarray:
+        """Targets in the space of outputs(), float64 (n, n_columns): one-hot classes, 0/1 tags,
+        a column of values; what a teacher's outputs are mixed with (blend/teacher.py)."""
+        return np.asarray(targets, dtype=np.float64).reshape(len(targets), n_columns)
+
+    def from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """Soft targets from outputs-space rows, as the kind's loss takes them before its scaling:
+        float32 (n, n_columns) probabilities, or a regression's float64 (n,) values."""
+        return np.asarray(outputs, dtype=np.float32)
+
+    def confident(self, outputs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, hard outputs): bool (n,), the rows whose every decision is at least `threshold`
+        sure, and float64 (n, n_columns), each row's decisions as hard targets."""
+        raise EnsError(f"hard pseudo-labels mean nothing for a {self.name} competition: its outputs are kept soft; leave --pseudo-threshold at 0")
+
     def check_metric(self, name: str, where: str) -> metrics.Metric:
         metric = metrics.get(name)
         if self.name not in metric.tasks:
@@ -119,6 +134,14 @@ class SingleLabel(Task):
     def merge_views(self, view_logits, merge):
         return log_softmax(self.merges.get(merge)(log_softmax(view_logits))).astype(np.float32)
 
+    def as_outputs(self, targets, n_columns):
+        return np.eye(n_columns, dtype=np.float64)[np.asarray(targets)]
+
+    def confident(self, outputs, threshold):
+        """A row is kept when its most likely class has at least `threshold`."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        return outputs.max(axis=1) >= threshold, np.eye(outputs.shape[1])[outputs.argmax(axis=1)]
+
 
 class MultiLabel(Task):
     def parse(self, labels, separator, column, where):
@@ -142,6 +165,11 @@ class MultiLabel(Task):
         merged = self.merges.get(merge)(np.stack([log_sigmoid(view_logits), log_sigmoid(-np.asarray(view_logits))], axis=-1))
         return (merged[..., 0] - merged[..., 1]).astype(np.float32)
 
+    def confident(self, outputs, threshold):
+        """A row is kept when every tag is at least `threshold` sure, yes or no; tags rounded."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        return np.maximum(outputs, 1 - outputs).min(axis=1) >= threshold, (outputs >= 0.5).astype(np.float64)
+
 
 class Regression(Task):
     def parse(self, labels, separator, column, where):
@@ -158,6 +186,9 @@ class Regression(Task):
 
     def merge_views(self, view_logits, merge):
         return self.merges.get(merge)(np.asarray(view_logits, dtype=np.float64)).astype(np.float32)
+
+    def from_outputs(self, outputs):
+        return np.asarray(outputs, dtype=np.float64)[:, 0]
 
 
 TASKS.register("single_label")(SingleLabel("single_label", "accuracy", MERGES))

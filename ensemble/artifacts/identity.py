@@ -40,6 +40,8 @@ NOT_IDENTITY = {
 # ens did before the key existed (a constant, or a function of the old record), so that
 # experiments trained before an upgrade keep resuming and blending. Keys are dotted paths.
 LEGACY: dict[str, Any] = {
+    # Before issue 20: no experiment learnt from a blend.
+    "teacher": None,
     # Before issue 18: every competition was single-label, its cells' labels whole.
     "task": "single_label",
     "competition.label_separator": " ",
@@ -84,13 +86,21 @@ def legacy_augment_fill(augment: str) -> str:
 
 
 def describe_run(
-    competition: Competition, folds: Folds, name: str, settings: TrainSettings, weights: str, versions: dict, images: dict[str, str]
+    competition: Competition,
+    folds: Folds,
+    name: str,
+    settings: TrainSettings,
+    weights: str,
+    versions: dict,
+    images: dict[str, str],
+    teacher: dict | None = None,
 ) -> dict:
     """settings.json: everything that decides an experiment's numbers, plus a few notes.
 
     weights: what the pretrained weights are ('random', timm's tag, or a file's content hash);
     versions: the libraries' versions; both given by the training side, which imports them.
-    images: the content keys of the train and test images (data/content.py).
+    images: the content keys of the train and test images (data/content.py); teacher: a
+    student's teacher ({"pseudo": ..., "distill": ...}, workflows/teach.py), None for none.
     """
     train = dataclasses.asdict(settings)
     train["weights"] = weights
@@ -106,6 +116,7 @@ def describe_run(
         "images_sha256": images,
         "k": folds.k,
         "folds_sha256": folds.sha256,
+        "teacher": teacher,
         "versions": {"ens": __version__, **versions},
     }
 
@@ -190,6 +201,9 @@ def shown(key: str, value: Any, width: int = 40) -> str:
     table or list as JSON, long text cut with '...' (never a dict's repr cut mid-key)."""
     if key == "source":
         return f"predicted from {value['experiment']}" if isinstance(value, dict) and "experiment" in value else "trained"
+    if key == "teacher":  # the flags that taught it, and which written blend (its JSON's hash)
+        taught = [f"--{way} {record['blend']} (its JSON {record['blend_sha256'][:8]})" for way, record in (value or {}).items() if record]
+        return " ".join(taught) or "no teacher"
     if value is None:
         return "none"
     text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)

@@ -232,16 +232,20 @@ def load_members(models_dir: Path, competition: Competition, names: list[str]) -
 def fold_test_logits(models_dir: Path, competition: Competition, names: list[str]) -> Iterator[np.ndarray]:
     """For each fold, float32 (n_models, n_test, n_classes): every member's fold<k>/test.npz,
     in test.csv order. Members share folds (load_members checked), so fold k means the same."""
-    folds = store.ExperimentDir(models_dir, split_member(names[0])[0]).done_folds()
-    for fold in folds:
-        stack = np.empty((len(names), len(competition.test_ids), len(competition.classes)), dtype=np.float32)
-        for index, name in enumerate(names):
-            experiment_name, view = split_member(name)
-            experiment = store.ExperimentDir(models_dir, experiment_name)
-            if view is None:
-                path = experiment.fold_test_path(fold)
-                aligned(store.load_logits(path), path, competition.test_ids, competition.classes, stack[index])
-            else:
-                _, fold_test, path = view_logits(experiment, fold, view)
-                aligned(fold_test, path, competition.test_ids, competition.classes, stack[index])
-        yield stack
+    for fold in store.ExperimentDir(models_dir, split_member(names[0])[0]).done_folds():
+        yield fold_test_stack(models_dir, competition, names, fold)
+
+
+def fold_test_stack(models_dir: Path, competition: Competition, names: list[str], fold: int) -> np.ndarray:
+    """float32 (n_models, n_test, n_classes): every member's fold-`fold` model's test logits, in test.csv order."""
+    stack = np.empty((len(names), len(competition.test_ids), len(competition.classes)), dtype=np.float32)
+    for index, name in enumerate(names):
+        experiment_name, view = split_member(name)
+        experiment = store.ExperimentDir(models_dir, experiment_name)
+        if view is None:
+            path = experiment.fold_test_path(fold)
+            aligned(store.load_logits(path), path, competition.test_ids, competition.classes, stack[index])
+        else:
+            _, fold_test, path = view_logits(experiment, fold, view)
+            aligned(fold_test, path, competition.test_ids, competition.classes, stack[index])
+    return stack

@@ -57,9 +57,13 @@ def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = 
     out.print(leaderboard_table(rows, out.width, wide))
     if correlation and any("correlation" in row for row in rows):
         out.print(correlation_table(rows, out.width))
+    from ensemble.results.leaderboard import DISTILLED_NOTE
+
     for row in rows:
         if row["note"]:
             err.print(f"note: {row['name']}: {row['note']}")
+        elif "distill:" in row.get("teacher", ""):
+            err.print(f"note: {row['name']}: {DISTILLED_NOTE}")
 
 
 @app.command()

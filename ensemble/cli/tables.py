@@ -76,6 +76,7 @@ def leaderboard_table(rows: list[dict], available: int, wide: bool = False) -> T
     at 80 columns their room goes to names, which then need not wrap."""
     metric = rows[0]["metric"]
     optional = [
+        ("teacher", [row.get("teacher", "-") for row in rows], True),
         ("attention", [row.get("attention", "-") for row in rows], True),
         ("sizes", [",".join(str(size) for size in row.get("sizes", [])) or "-" for row in rows], False),
         ("TTA", [row.get("tta", "-") for row in rows], True),

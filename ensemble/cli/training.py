@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.artifacts.writer import PREDICT, TRAIN, ExperimentResult, Verb
+from ensemble.blend.teacher import DISTILL_ALPHA, TeacherOptions
 from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default_help, err, handles_errors, out, parse_list
 from ensemble.cli.tables import score_text
 from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
@@ -28,6 +29,7 @@ def print_event(event: object) -> None:
     from ensemble.training.experiment import FoldsSent, RecordedKept
     from ensemble.training.fold_job import FoldEnd, FoldStart
     from ensemble.training.preflight import WeightsChecked
+    from ensemble.training.student import LessonsMade
 
     formats = {
         ImagesRead: lambda e: (
@@ -40,6 +42,7 @@ def print_event(event: object) -> None:
             + ", ".join(f"{key} {old} (default now {new})" for key, (old, new) in e.kept.items())
             + "; set them, or --force, to train it with today's"
         ),
+        LessonsMade: lessons_text,
         FoldsSent: lambda e: f"training folds {','.join(map(str, e.folds))} on {e.where}",
         FoldStart: lambda e: f"fold {e.fold}: training on {e.n_train}, holding out {e.n_valid}" + (" (resuming)" if e.resuming else ""),
         EpochEnd: lambda e: (
@@ -51,6 +54,22 @@ def print_event(event: object) -> None:
     }
     if type(event) in formats:  # step events: only the live display (cli/progress.py) shows them
         err.print(formats[type(event)](event))
+
+
+def lessons_text(event) -> str:
+    """What a student learns, e.g. 'teacher: pseudo-labels from blend b1 (soft) on 500 of 500 test images a fold; ...'."""
+    parts = []
+    pseudo, distill = event.record["pseudo"], event.record["distill"]
+    if pseudo:
+        counts = sorted(set(event.pseudo_rows.values()))
+        shown = str(counts[0]) if len(counts) == 1 else f"{counts[0]}..{counts[-1]}"
+        kind = "soft" if pseudo["threshold"] == 0 else f"hard, at least {pseudo['threshold']:g} sure"
+        parts.append(f"pseudo-labels from blend {pseudo['blend']} ({kind}, weight {pseudo['weight']:g}) on {shown} of {event.n_test} test images a fold")
+    if distill:
+        parts.append(f"distilled from blend {distill['blend']} (alpha {distill['alpha']:g})")
+    nested = all(record["nested"] for record in (pseudo, distill) if record)
+    how = "each fold's from the blend fitted without it" if nested else "LEAKY: the full blend for every fold"
+    return f"teacher: {'; '.join(parts)}; {how}"
 
 
 @app.command("train-folds")
@@ -88,6 +107,11 @@ def train_folds(
     clip_grad: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to N; 0 = off. {default_help(TrainSettings, 'clip_grad')}")] = None,
     tta: TtaOption = None,
     tta_merge: TtaMergeOption = None,
+    pseudo: Annotated[Optional[str], typer.Option(metavar="BLEND", help="Also train on the test images, labelled by blend BLEND (submissions/BLEND.json): fold k's labels come from the blend fitted without fold k, applied to its members' fold-k models, so no OOF score is inflated.")] = None,
+    pseudo_threshold: Annotated[Optional[float], typer.Option(help="0: the teacher's soft targets for every test image; T in (0, 1): hard labels for the images the teacher is at least T sure of. (default: 0)")] = None,
+    pseudo_weight: Annotated[Optional[float], typer.Option(help="Each pseudo-labelled image's weight in the loss; a train image weighs 1. (default: 1)")] = None,
+    distill: Annotated[Optional[str], typer.Option(metavar="BLEND", help="Train on blend BLEND's out-of-fold outputs mixed with the true labels (soft targets); add --pseudo BLEND for the test images too. A distilled OOF score is a little optimistic: see README.")] = None,
+    distill_alpha: Annotated[Optional[float], typer.Option(help=f"The teacher's share of a distilled target: alpha x teacher + (1 - alpha) x label. (default: {DISTILL_ALPHA})")] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -139,9 +163,26 @@ def train_folds(
     settings = override(ws.train, **flags)
     given = ws.train_keys | {key for key, value in flags.items() if value is not None}
     executor = Executor(jobs, cluster, threads)
+    teacher = teacher_options(pseudo, pseudo_threshold, pseudo_weight, distill, distill_alpha)
+    to_run = parse_list(None if folds == "all" else folds, "--folds", int)
     with TrainProgress(err, print_event) as progress:
-        result = train_experiment(ws, name, settings, parse_list(None if folds == "all" else folds, "--folds", int), force, progress, executor, given)
+        if teacher:
+            from ensemble.workflows.teach import train_student
+
+            result = train_student(ws, name, settings, teacher, to_run, force, progress, executor, given)
+        else:
+            result = train_experiment(ws, name, settings, to_run, force, progress, executor, given)
     print_experiment(result, TRAIN)
+
+
+def teacher_options(pseudo, threshold, weight, distill, alpha) -> TeacherOptions:
+    """The --pseudo and --distill options; one refused without the blend it tunes."""
+    if pseudo is None and (threshold is not None or weight is not None):
+        raise EnsError(f"--pseudo-{'threshold' if threshold is not None else 'weight'} tunes --pseudo BLEND; give --pseudo too")
+    if distill is None and alpha is not None:
+        raise EnsError("--distill-alpha tunes --distill BLEND; give --distill too")
+    given = {"pseudo_threshold": threshold, "pseudo_weight": weight, "distill_alpha": alpha}
+    return TeacherOptions(pseudo=pseudo, distill=distill, **{key: value for key, value in given.items() if value is not None}).check()
 
 
 def print_experiment(result: ExperimentResult, verb: Verb) -> None:

@@ -31,6 +31,7 @@ def describe_settings(settings: dict) -> dict:
     if tta != "none" and train.get("tta_merge", "mean") != "mean":
         tta = f"{tta} ({train['tta_merge']})"
     return {
+        "teacher": teacher_text(settings.get("teacher")),
         "attention": train.get("attention") or "-",
         "sizes": [int(size) for size in sizes] if isinstance(sizes, (list, tuple)) else [sizes],
         "tta": "-" if tta == "none" else str(tta),
@@ -38,6 +39,22 @@ def describe_settings(settings: dict) -> dict:
         "lr": train.get("lr"),
         "batch_size": train.get("batch_size"),
     }
+
+
+def teacher_text(teacher: dict | None) -> str:
+    """'pseudo:B', 'distill:B', both joined by '+', or '-' for an experiment no blend taught;
+    a leaky teacher (benchmarks only) is marked."""
+    if not teacher:
+        return "-"
+    parts = [f"{way}:{record['blend']}" + ("" if record.get("nested", True) else "(leaky)") for way, record in teacher.items() if record]
+    return "+".join(parts) or "-"
+
+
+# Why a distilled experiment's OOF score reads high: README.md, "Teacher and student".
+DISTILLED_NOTE = (
+    "distilled: its training targets are the teacher's OOF outputs, made by member models that trained on its held-out rows, "
+    "so its OOF score is a little optimistic (README: Teacher and student)"
+)
 
 
 def experiment_row(experiment: store.ExperimentDir, competition: Competition, metric: metrics.Metric) -> dict:

@@ -32,6 +32,7 @@ from ensemble.training import parallel
 from ensemble.training.events import Progress
 from ensemble.training.fold_job import FoldJob, run_fold
 from ensemble.training.preflight import check_network, resolve
+from ensemble.training.student import Teaching
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def train_experiment(
     progress: Progress | None = None,
     executor: parallel.Executor = parallel.Executor(),
     given: frozenset[str] | None = None,
+    teaching: Teaching | None = None,
 ) -> ExperimentResult:
     """Train the asked folds (default: all) of experiment `name`, resuming what a stopped run left.
 
@@ -70,7 +72,8 @@ def train_experiment(
     The folds are locked while this process runs them: another process asking for one of
     them is refused, while other folds of the experiment may run in other processes.
     `executor` says where the folds train (here, worker processes, a Dask cluster); the
-    locks stay with this process.
+    locks stay with this process. teaching: a student's teacher (workflows/teach.py), part
+    of the experiment's identity; each fold trains on its own lesson.
     """
     from ensemble.nets.weights import weights_identity
 
@@ -85,12 +88,13 @@ def train_experiment(
         raise EnsError(f"--folds: fold {outside[0]} does not exist; the folds file has folds 0..{folds.k - 1}")
     weights = weights_identity(settings.pretrained, settings.model)
     images = competition_keys(competition)
-    record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
+    teacher = teaching.record if teaching else None
+    record = describe_run(competition, folds, name, settings, weights, library_versions(), images, teacher)
     if given is not None and not force and experiment.settings_path.is_file():
         kept = recorded_defaults(read_json(experiment.settings_path), record, given)
         if kept:
             settings = resolve(workspace, dataclasses.replace(settings, **{key: old for key, (old, _) in kept.items()}), competition)
-            record = describe_run(competition, folds, name, settings, weights, library_versions(), images)
+            record = describe_run(competition, folds, name, settings, weights, library_versions(), images, teacher)
             if progress:
                 progress(RecordedKept(name, kept))
     # The cluster first: an unreachable scheduler must not leave a settings.json behind.
@@ -98,6 +102,8 @@ def train_experiment(
         to_train = writer.plan.to_run
         if not to_train:  # nothing left to train; combines the folds if a run stopped before that
             return writer.result(competition, folds, metric, [])
+        if progress and teaching:
+            progress(teaching.made())
         check_network(settings, len(competition.classes), progress)
         if not executor.cluster:  # the workers of a cluster may have devices this machine lacks
             from ensemble.nets.devices import resolve_device
@@ -109,7 +115,10 @@ def train_experiment(
             progress(read)
         writer.prepare()
         jobs = [
-            FoldJob(experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train))
+            FoldJob(
+                experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),
+                teaching.lessons[fold] if teaching else None,
+            )
             for position, fold in enumerate(to_train, 1)
         ]
         run_jobs(jobs, writer, competition, folds, metric, executor, workspace, progress, cluster)

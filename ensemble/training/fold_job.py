@@ -22,6 +22,7 @@ from ensemble.nets import torch_files
 from ensemble.nets.devices import out_of_memory_as_error
 from ensemble.training import parallel
 from ensemble.training.events import Progress
+from ensemble.training.student import Lesson
 from ensemble.training.trainer import FoldData, FoldOutput, train_fold
 
 
@@ -57,6 +58,7 @@ class FoldJob:
     metric: str
     position: int = 1  # 1-based among the folds this run trains, for the progress display
     count: int = 1
+    lesson: Lesson | None = None  # a student fold's teacher targets (student.py)
 
 
 def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
@@ -84,7 +86,7 @@ def train_and_write(job: FoldJob, progress: Progress | None, slot: parallel.Slot
         progress(FoldStart(fold, len(train_rows), len(valid_rows), experiment.resume_path(fold).exists(), job.position, job.count))
     fold_started = time.perf_counter()
     competition = job.competition
-    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes), competition.task)
+    data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes), competition.task, job.lesson)
     with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
         output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
     score = metric.score(data.valid_targets, competition.task.outputs(output.valid_logits))

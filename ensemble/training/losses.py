@@ -32,8 +32,9 @@ from ensemble.training.recipe import loss_function
 if TYPE_CHECKING:
     import torch
 
-# (label_smoothing, class_weights float32 (n_columns,) or None, device) -> (outputs, targets) -> mean loss
-Build = Callable[[float, "np.ndarray | None", "torch.device"], Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]]
+# (label_smoothing, class_weights float32 (n_columns,) or None, device, reduction) -> (outputs, targets) -> loss:
+# the mean, or with reduction "none" each row's (n,) or each row's and column's (n, n_columns)
+Build = Callable[[float, "np.ndarray | None", "torch.device", str], Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def for_task(name: str, task: Task) -> Loss:
 
 # --- the losses ---------------------------------------------------------------------------------
 
-def binary_cross_entropy(label_smoothing: float, class_weights: np.ndarray | None, device):
+def binary_cross_entropy(label_smoothing: float, class_weights: np.ndarray | None, device, reduction: str = "mean"):
     """Per column BCE with logits; class_weights: each column's positive weight."""
     import torch
     import torch.nn.functional as F
@@ -94,22 +95,22 @@ def binary_cross_entropy(label_smoothing: float, class_weights: np.ndarray | Non
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if label_smoothing > 0:
             targets = targets * (1 - label_smoothing) + label_smoothing / 2
-        return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight, reduction=reduction)
 
     return loss
 
 
-def squared_error(label_smoothing: float, class_weights: np.ndarray | None, device):
+def squared_error(label_smoothing: float, class_weights: np.ndarray | None, device, reduction: str = "mean"):
     import torch.nn.functional as F
 
-    return lambda outputs, targets: F.mse_loss(outputs.float(), targets)
+    return lambda outputs, targets: F.mse_loss(outputs.float(), targets, reduction=reduction)
 
 
-def huber(label_smoothing: float, class_weights: np.ndarray | None, device):
+def huber(label_smoothing: float, class_weights: np.ndarray | None, device, reduction: str = "mean"):
     """Squared within one standard deviation of the target, absolute beyond: outliers pull less."""
     import torch.nn.functional as F
 
-    return lambda outputs, targets: F.huber_loss(outputs.float(), targets, delta=1.0)
+    return lambda outputs, targets: F.huber_loss(outputs.float(), targets, delta=1.0, reduction=reduction)
 
 
 register("single_label", "cross_entropy", loss_function, takes=tuple(TARGET_SETTINGS), default=True)

@@ -99,17 +99,18 @@ def mix_batch(
     return mixed, soft * keep + soft[partner] * (1 - keep)
 
 
-def loss_function(label_smoothing: float, class_weights: np.ndarray | None, device: torch.device):
-    """(logits, targets) -> mean loss; targets int64 (n,) or float (n, n_classes) soft targets."""
+def loss_function(label_smoothing: float, class_weights: np.ndarray | None, device: torch.device, reduction: str = "mean"):
+    """(logits, targets) -> mean loss, or each row's with reduction "none"; targets int64 (n,)
+    or float (n, n_classes) soft targets."""
     import torch
     import torch.nn.functional as F
 
     weight = None if class_weights is None else torch.from_numpy(class_weights).to(device)
 
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if weight is None and label_smoothing == 0:
+        if weight is None and label_smoothing == 0 and reduction == "mean":
             return F.cross_entropy(logits, targets)  # the loop before these options, call for call
-        return F.cross_entropy(logits.float(), targets, weight=weight, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits.float(), targets, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
 
     return loss
 

@@ -38,6 +38,7 @@ from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
 from ensemble.training.losses import HELD_OUT_LOSS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups
 from ensemble.training.recipe import CLASS_WEIGHTS, WeightsEma, mix_batch
+from ensemble.training.student import Lesson, StudentRows, weighted_loss
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class FoldData:
     (n_images,) values; train_rows, valid_rows: int64 row indices; test_images: uint8
     (n_test, ...); n_classes: the network's outputs (1 for a regression).
     The image arrays may be cache.CachedImages: rows are read a batch at a time.
+    lesson: what a teacher gives this fold; the held-out rows keep their true targets.
     """
 
     images: np.ndarray
@@ -58,6 +60,7 @@ class FoldData:
     test_images: np.ndarray
     n_classes: int
     task: Task = SINGLE_LABEL
+    lesson: Lesson | None = None  # a student fold's: soft targets, pseudo-labelled test images (student.py)
 
     @property
     def valid_targets(self) -> np.ndarray:
@@ -129,7 +132,8 @@ class FoldTrainer:
         self.net = net.to(self.device, memory_format=layout)
         self.batches = Batches(self.net, self.device, settings.batch_size, layout)
         self.optimizer = OPTIMIZERS.get(settings.optimizer)(parameter_groups(self.net, settings), settings)
-        self.steps_per_epoch = len(batch_indices(len(data.train_rows), settings.batch_size, torch.Generator()))
+        n_pseudo = len(data.lesson.test_rows) if data.lesson else 0
+        self.steps_per_epoch = len(batch_indices(len(data.train_rows) + n_pseudo, settings.batch_size, torch.Generator()))
         # One schedule over every step of every stage; each stage scales it by its lr_scale.
         self.scheduler = SCHEDULES.get(settings.schedule)(self.optimizer, settings, self.epochs * self.steps_per_epoch)
         self.scaler = devices.grad_scaler(self.device)
@@ -140,11 +144,22 @@ class FoldTrainer:
         train_targets = data.targets[data.train_rows]
         self.scale = SCALINGS.get(self.loss.scaling).fit(train_targets)  # never the held-out rows
         class_weights = CLASS_WEIGHTS.get(settings.class_weights)(train_targets, data.n_classes)
-        self.loss_of = self.loss.build(settings.label_smoothing, class_weights, self.device)
-        self.targets = torch.from_numpy(self.scale.encode(data.targets))
+        if data.lesson:  # a student: its rows' weighted targets, the weighted mean of their losses
+            self.student = StudentRows(data.lesson, data.task, data.targets, data.n_classes, data.train_rows, self.scale)
+            self.loss_of = weighted_loss(self.loss.build(settings.label_smoothing, class_weights, self.device, "none"))
+            self.targets = torch.from_numpy(self.student.weighted_targets)
+        else:
+            self.student = None
+            self.loss_of = self.loss.build(settings.label_smoothing, class_weights, self.device)
+            self.targets = torch.from_numpy(self.scale.encode(data.targets))
         self.history: list[EpochEnd] = []
         self.first_epoch = 0
         self.valid_logits: np.ndarray | None = None  # the last validation's; None until an epoch ran here
+
+    @property
+    def train_rows(self) -> np.ndarray:
+        """int64: the rows an epoch trains on (a student's pseudo-labelled test images among them)."""
+        return self.student.rows if self.student else self.data.train_rows
 
     @property
     def evaluated(self) -> nn.Module:
@@ -176,12 +191,12 @@ class FoldTrainer:
         augment_generator = torch.Generator().manual_seed(seed_for(settings.seed, self.fold, epoch, AUGMENT_STREAM))
         mix_rng = np.random.default_rng(seed_for(settings.seed, self.fold, epoch, MIX_STREAM))
         train_mode(self.net)  # frozen BatchNorm layers stay in eval mode
-        train_rows = torch.from_numpy(data.train_rows)
+        train_rows = torch.from_numpy(self.train_rows)
         loss_sum, n_seen, started = torch.zeros((), device=device), 0, time.perf_counter()
         epoch_batches = batch_indices(len(train_rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed))
         for step, batch in enumerate(epoch_batches):
             rows = train_rows[batch]
-            images = self.batches.to_device(torch.from_numpy(data.images[rows.numpy()]))
+            images = self.batches.to_device(torch.from_numpy(self.read_images(rows.numpy())))
             if self.augment:
                 images = self.augment(images, augment_generator)
             inputs = self.batches.normalise(images, stage.size)
@@ -200,6 +215,12 @@ class FoldTrainer:
                     seconds_left=pace.seconds_left((self.epochs - epoch) * len(epoch_batches) - step - 1),
                 ))
         return float(loss_sum) / max(n_seen, 1)
+
+    def read_images(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 (len(rows), size, size, 3): the training images of `rows`, a student's test images among them."""
+        if self.student:
+            return self.student.images(rows, self.data.images, self.data.test_images)
+        return self.data.images[rows]
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, lr_scale: float) -> torch.Tensor:
         """One optimiser step on a batch; returns its loss."""

@@ -22,13 +22,14 @@ from ensemble.artifacts.store import open_experiment
 from ensemble.blend import recorded
 from ensemble.blend.base import Blender
 from ensemble.blend.members import split_member
+from ensemble.blend.saved import check_inputs_unchanged, open_blend
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.data.reading_rules import TestList, read_test_list, rules_of, submission_text
 from ensemble.errors import EnsError
 from ensemble.inference.checkpoints import checkpoint_owner, choose_policy, fold_checkpoints, settings_of
 from ensemble.inference.fold_models import MemberModels, fold_model, predict_members
-from ensemble.io import group_complete, read_json, sha256_file, write_text
+from ensemble.io import write_text
 
 
 @dataclass(frozen=True)
@@ -44,31 +45,6 @@ class BlendPrediction:
     @property
     def images_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
-
-
-def open_blend(workspace: Workspace, name: str) -> tuple[dict, Blender]:
-    """NAME.json and the fitted blender it records; refused when its submission files do not
-    agree with it, or when it was written before blends recorded their parameters."""
-    json_path = workspace.submissions_dir / f"{name}.json"
-    if not json_path.is_file():
-        raise EnsError(f"{json_path}: no blend {name!r}; run `ens blend -n {name}` first")
-    if not group_complete(json_path):
-        raise EnsError(f"{json_path}: {name}'s files do not agree with it (a write cut short, or a file edited since); run `ens blend -n {name} --force` again")
-    document = read_json(json_path)
-    return document, recorded.restore(document, json_path)
-
-
-def check_inputs_unchanged(workspace: Workspace, document: dict) -> None:
-    """Refuse a blend whose members' cached logits changed since it was fitted: its weights
-    were fitted to other models."""
-    for member, files in document.get("inputs_sha256", {}).items():
-        for relative, digest in files.items():
-            path = workspace.models_dir / split_member(member)[0] / relative
-            if not path.is_file() or sha256_file(path) != digest:
-                raise EnsError(
-                    f"{path}: not the file blend {document['name']} was fitted on (trained or predicted again since); "
-                    f"run `ens blend -n {document['name']} --force` with its options again"
-                )
 
 
 def used_members(blender: Blender, n_members: int) -> list[bool]:

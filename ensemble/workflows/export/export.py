@@ -25,6 +25,7 @@ import ensemble
 from ensemble.artifacts.store import open_experiment
 from ensemble.blend.members import load_members, split_member
 from ensemble.blend.run import test_probabilities
+from ensemble.blend.saved import check_inputs_unchanged, open_blend
 from ensemble.config import Workspace
 from ensemble.data.competition import Competition, load_competition
 from ensemble.data.reading_rules import TestList, rules_of, shape_of
@@ -35,7 +36,7 @@ from ensemble.io import atomic_path, read_json, sha256_file, write_bytes, write_
 from ensemble.workflows.export import bundle as bundle_module
 from ensemble.workflows.export.readme import readme_text
 from ensemble.workflows.export.wheel import wheel_bytes
-from ensemble.workflows.predict_blend import check_inputs_unchanged, open_blend, used_members
+from ensemble.workflows.predict_blend import used_members
 
 # The submission kind that writes each task kind's decisions: what --half must not change.
 DECISIONS = {"single_label": "labels", "multi_label": "tags"}
