@@ -1,6 +1,7 @@
-"""Two whole competitions of the kinds that are not single-label, built from scratch for benchmarks.
+"""Whole competitions built from scratch for benchmarks: two of the kinds that are not
+single-label, and a single-label one harder than the digits demo.
 
-    .venv/bin/python benchmarks/task_competitions.py DIR [--kind tags|counts|both] [--train 2000] [--test 1000]
+    .venv/bin/python benchmarks/task_competitions.py DIR [--kind tags|counts|digit|both] [--train 2000] [--test 1000]
 
 tags (multi-label, DIR/tags): 56 px colour images, each holding one to three different
 handwritten digits (scikit-learn's digits, upscaled to 14-20 px, in random colours, at random
@@ -13,6 +14,11 @@ of 3-6 px, random colours, not touching) among a few faint distractor strokes; t
 the number of blobs, train.csv `image_id,count`, a sample of zeros, ens.toml with
 task = "regression" and metric = "rmse" (whole counts 0-9 could be classes too: the
 ambiguous case that ens refuses to guess).
+
+digit (single-label, DIR/digit): 40 px colour images holding one bright handwritten digit
+(14-26 px, at a random place) and a faint second digit of another class as a distractor, on
+the noisy gradient; the label is the bright digit's name, train.csv `id,label`, a sample of
+`id,label`. Other writers at test time, as for tags.
 
 Each competition has its hidden labels in data/test_labels.csv, which no ens command reads.
 """
@@ -64,6 +70,19 @@ def tags_image(glyphs: list[np.ndarray], rng: np.random.Generator, size: int = 5
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
+def digit_image(image: np.ndarray, distractor: np.ndarray, rng: np.random.Generator, size: int = 40) -> np.ndarray:
+    """One bright digit anywhere, a faint one of another class behind it."""
+    canvas = background(size, rng)
+    for pixels, strength in ((distractor, 0.35), (image, 1.0)):
+        side = int(rng.integers(14, 27))
+        alpha = glyph(pixels, side)[..., None] * strength
+        top, left = (int(rng.integers(0, size - side + 1)) for _ in range(2))
+        colour = rng.uniform(150, 255, size=3) * rng.permutation([1.0, rng.uniform(0.3, 1), rng.uniform(0.3, 1)])
+        patch = canvas[top : top + side, left : left + side]
+        canvas[top : top + side, left : left + side] = patch * (1 - alpha) + colour * alpha
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
 def counts_image(count: int, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """`count` blobs that do not touch, and up to three faint strokes that are not blobs."""
     canvas = background(size, rng)
@@ -93,6 +112,8 @@ def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: in
     root = root / kind
     if kind == "tags":
         settings = CompetitionSettings(label_column="tags", task="multi_label")
+    elif kind == "digit":
+        settings = CompetitionSettings()
     else:
         settings = CompetitionSettings(id_column="image_id", label_column="count", task="regression", metric="rmse")
     digits = load_digits()
@@ -110,6 +131,11 @@ def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: in
                 rows = [rng.choice(pools[split][digits.target[pools[split]] == digit]) for digit in chosen]
                 pixels = tags_image([digits.images[row] for row in rows], rng)
                 labels.append(" ".join(NAMES[digit] for digit in chosen))
+            elif kind == "digit":
+                digit, other = rng.choice(10, size=2, replace=False)
+                rows = [rng.choice(pools[split][digits.target[pools[split]] == each]) for each in (digit, other)]
+                pixels = digit_image(digits.images[rows[0]], digits.images[rows[1]], rng)
+                labels.append(NAMES[digit])
             else:
                 count = int(rng.integers(0, 10))
                 pixels = counts_image(count, rng)
@@ -120,7 +146,7 @@ def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: in
     data = root / "data"
     frames["train"].to_csv(root / settings.train_csv, index=False)
     frames["test"][[settings.id_column]].to_csv(root / settings.test_csv, index=False)
-    placeholder = "zero" if kind == "tags" else "0"
+    placeholder = "0" if kind == "counts" else "zero"
     pd.DataFrame({settings.id_column: frames["test"][settings.id_column], settings.label_column: placeholder}).to_csv(root / settings.sample_submission, index=False)
     frames["test"].to_csv(data / "test_labels.csv", index=False)
     for folder in ("folds", "models", "submissions"):
@@ -132,7 +158,7 @@ def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path)
-    parser.add_argument("--kind", choices=["tags", "counts", "both"], default="both")
+    parser.add_argument("--kind", choices=["tags", "counts", "digit", "both"], default="both")
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

@@ -41,7 +41,7 @@ def test_students_train_resume_and_are_marked(trained_copy):
     assert record == {"pseudo": {"blend": "hb", "blend_sha256": blend_hash, "nested": True, "threshold": 0.34, "weight": 0.5}, "distill": None}
     distill = ens("train-folds", "-w", root, "-n", "d", "--distill", "hb", "--pseudo", "hb", "--mixup", "0.2")
     assert distill.exit_code == 0, distill.output
-    assert settings_of(root, "d")["teacher"]["distill"]["alpha"] == 0.5
+    assert settings_of(root, "d")["teacher"]["distill"]["alpha"] == 0.25
 
     again = ens("train-folds", "-w", root, "-n", "p", "--pseudo", "hb", "--pseudo-threshold", "0.34", "--pseudo-weight", "0.5")
     assert again.exit_code == 0 and "nothing trained" in again.stderr
@@ -53,6 +53,8 @@ def test_students_train_resume_and_are_marked(trained_copy):
     assert teachers == {"a": "-", "b": "-", "p": "pseudo:hb", "d": "pseudo:hb+distill:hb"}
     table = ens("leaderboard", "-w", root)
     assert "note: d: distilled" in table.stderr and "note: p:" not in table.stderr
+    blended = ens("blend", "-w", root, "-n", "with-d", "--experiments", "a,d,p")
+    assert blended.exit_code == 0 and "d is distilled" in blended.stderr and "p is" not in blended.stderr
 
     # The blend written again is another teacher: its students are refused until --force.
     assert ens("blend", "-w", root, "-n", "hb", "--method", "mean", "--experiments", "a,b", "--force").exit_code == 0

@@ -88,6 +88,16 @@ def member_files(models_dir: Path, name: str) -> dict[str, Path]:
     return {str(path.relative_to(experiment.root)): path for path in paths}
 
 
+def distilled(models_dir: Path, names: list[str]) -> list[str]:
+    """The members trained with --distill: their OOF scores read a little high (README, Teacher and student)."""
+    found = []
+    for name in names:
+        settings = read_json(store.ExperimentDir(models_dir, split_member(name)[0]).settings_path)
+        if (settings.get("teacher") or {}).get("distill"):
+            found.append(name)
+    return found
+
+
 def complete_experiments(models_dir: Path) -> list[str]:
     return [name for name in store.experiment_names(models_dir) if store.ExperimentDir(models_dir, name).is_complete()]
 

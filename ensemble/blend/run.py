@@ -24,7 +24,7 @@ from ensemble import metrics
 from ensemble.artifacts import locks, store
 from ensemble.blend import METHODS, kinds
 from ensemble.blend.base import Blender
-from ensemble.blend.members import Members, fold_test_logits, load_members, member_files, resolve_names
+from ensemble.blend.members import Members, distilled, fold_test_logits, load_members, member_files, resolve_names
 from ensemble.blend.nested import fit, out_of_fold_probabilities
 from ensemble.blend.recorded import record as record_fitted
 from ensemble.blend.stack import StackBlender
@@ -83,6 +83,15 @@ def submission_notes(method: str, kind: str, thresholds: float | dict | None) ->
     if kind == "probabilities" and thresholds is not None:
         notes.append("the probability columns are moved by the tuned thresholds: a tag's is above 0.5 exactly where it passes its threshold")
     return notes
+
+
+def distilled_notes(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    return [
+        f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} distilled: {'its' if len(names) == 1 else 'their'} OOF logits read a little "
+        "optimistic (the teacher's OOF outputs came from models that trained on the held-out rows), and the blend's fit trusts them"
+    ]
 
 
 def option_flag(param: str) -> str:
@@ -195,7 +204,7 @@ def write_blend(
         json_path=json_path,
         oof_path=oof_path,
         left_out=left_out,
-        notes=submission_notes(method, competition.submission_kind, decisions["thresholds"]),
+        notes=submission_notes(method, competition.submission_kind, decisions["thresholds"]) + distilled_notes(distilled(workspace.models_dir, names)),
         thresholds=decisions["thresholds"],
     )
     document = describe(result, blender, competition, members, workspace) | ({"made_by": made_by} if made_by else {})
