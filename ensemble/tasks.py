@@ -104,8 +104,8 @@ class Task:
         return np.asarray(outputs, dtype=np.float32)
 
     def confident(self, outputs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, hard outputs): bool (n,), the rows whose every decision is at least `threshold`
-        sure, and float64 (n, n_columns), each row's decisions as hard targets."""
+        """(kept, hard outputs): bool (n,), True for the rows whose every decision is at least
+        `threshold` sure, and float64 (n, n_columns), each row's decisions as hard targets."""
         raise EnsError(f"hard pseudo-labels mean nothing for a {self.name} competition: its outputs are kept soft; leave --pseudo-threshold at 0")
 
     def check_metric(self, name: str, where: str) -> metrics.Metric:
@@ -166,7 +166,8 @@ class MultiLabel(Task):
         return (merged[..., 0] - merged[..., 1]).astype(np.float32)
 
     def confident(self, outputs, threshold):
-        """A row is kept when every tag is at least `threshold` sure, yes or no; tags rounded."""
+        """A row is kept when every tag is at least `threshold` sure, yes or no; tags decided at 0.5,
+        never at a blend's tuned thresholds, which were tuned on every OOF row (the leak again)."""
         outputs = np.asarray(outputs, dtype=np.float64)
         return np.maximum(outputs, 1 - outputs).min(axis=1) >= threshold, (outputs >= 0.5).astype(np.float64)
 

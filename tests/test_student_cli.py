@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from ensemble.errors import EnsError
 from ensemble.metrics import get
 from ensemble.training.student import Lesson
 from ensemble.training.trainer import train_fold
@@ -101,12 +102,21 @@ def test_students_of_every_task_kind(kind, make, tmp_path):
     result = ens("train-folds", "-w", root, "-n", "s", "--pseudo", "w", "--distill", "w", "--distill-alpha", "0.7")
     assert result.exit_code == 0, result.output
     assert (root / "models" / "s" / "oof.npz").is_file()
-    threshold = ens("train-folds", "-w", root, "-n", "h", "--pseudo", "w", "--pseudo-threshold", "0.6")
+    threshold = ens("train-folds", "-w", root, "-n", "h", "--pseudo", "w", "--pseudo-threshold", "0.5")
     if kind == "regression":
         one_error_line(threshold, "hard pseudo-labels mean nothing for a regression")
         assert not (root / "models" / "h").exists()
-    else:
-        assert threshold.exit_code == 0, threshold.output
+    else:  # every tag of every image is at least 0.5 sure, yes or no
+        assert threshold.exit_code == 0 and "(hard, at least 0.5 sure, weight 1) on 10 of 10 test images" in threshold.stderr, threshold.output
+
+
+def test_an_experiment_recorded_before_teachers_resumes(trained_copy):
+    path = trained_copy / "models" / "a" / "settings.json"
+    record = json.loads(path.read_text())
+    assert record.pop("teacher") is None
+    path.write_text(json.dumps(record))
+    again = ens("train-folds", "-w", trained_copy, "-n", "a")
+    assert again.exit_code == 0 and "nothing trained" in again.stderr, again.output
 
 
 def test_a_student_fold_resumes_bit_for_bit(tmp_path):
@@ -118,3 +128,7 @@ def test_a_student_fold_resumes_bit_for_bit(tmp_path):
     straight, _, _ = kill_then_resume(dataclasses.replace(data, lesson=lesson), settings, tmp_path, kill_after_epoch=2, metric=get("accuracy"))
     plain = train_fold(data, settings, 0, get("accuracy"), tmp_path / "plain.pt")
     assert not np.array_equal(straight.valid_logits, plain.valid_logits)  # the lesson is what it learnt
+    # A fold stopped midway goes on only with the lesson its saved epochs learnt.
+    other = dataclasses.replace(lesson, test_weight=2.0)
+    with pytest.raises(EnsError, match="fold 0: its teacher's targets differ from those its saved epochs learnt"):
+        train_fold(dataclasses.replace(data, lesson=other), dataclasses.replace(settings, epochs=4), 0, get("accuracy"), tmp_path / "killed.pt")

@@ -18,9 +18,10 @@ from ensemble.config import Workspace
 from ensemble.data.competition import load_competition
 from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
-from ensemble.inference.scaling import UNSCALED, Standardised
+from ensemble.inference.scaling import UNSCALED, Standardised, UnitRange
 from ensemble.io import npz_bytes, write_bytes
 from ensemble.training.losses import for_task
+from ensemble.training.recipe import mix_batch
 from ensemble.training.student import Lesson, StudentRows, weighted_loss
 
 
@@ -137,6 +138,26 @@ def test_student_rows_encode_a_regression_with_the_folds_scale():
     student = StudentRows(lesson, tasks.get("regression"), np.array([1.0, 2.0, 3.0]), 1, np.array([0, 2]), scale)
     np.testing.assert_allclose(student.weighted_targets[:, 0], scale.encode(np.array([1.0, 2.0, 3.0, 2.5]))[:, 0])
     np.testing.assert_array_equal(student.weighted_targets[:, 1], 1.0)
+
+
+def test_a_teachers_values_are_clipped_to_the_folds_range_before_a_bce_regression_trains_on_them():
+    lesson = Lesson(train_targets=np.array([[12.0], [2.0], [-3.0]]))
+    scale = UnitRange.fit(np.array([0.0, 10.0]))
+    student = StudentRows(lesson, tasks.get("regression"), np.array([0.0, 2.0, 10.0]), 1, np.array([0, 1, 2]), scale)
+    np.testing.assert_allclose(student.weighted_targets[:, 0], [1.0, 0.2, 0.0])
+
+
+def test_mixing_mixes_a_rows_weight_with_its_targets():
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.3, 0.7, 0.3], [0.5, 0.5, 0.5]])  # weight = first column
+    for seed in range(5):
+        _, mixed = mix_batch(torch.zeros(4, 3, 8, 8), targets, 2, 0.4, 1.0, np.random.default_rng(seed))
+        torch.testing.assert_close(mixed[:, 2], mixed[:, 0])
+        torch.testing.assert_close(mixed[:, :2].sum(dim=1), torch.ones(4))
+
+
+def test_a_lesson_needs_a_target_per_test_image():
+    with pytest.raises(ValueError, match="2 rows, 1 targets"):
+        Lesson(test_rows=np.array([0, 1]), test_targets=np.zeros((1, 3)))
 
 
 def test_weighted_loss_is_the_mean_at_weight_one_and_ignores_weight_zero_rows():

@@ -90,8 +90,11 @@ def open_teacher(workspace: Workspace, competition: Competition, fold_of: np.nda
     """Blend `name` as a teacher of experiment `student` on folds `fold_of` (int (n_train,), the
     folds file's); one error line when it does not exist, was made on other train data or
     other folds, its members changed since, or the student is one of them."""
-    document, blender = open_blend(workspace, name)
     where = workspace.submissions_dir / f"{name}.json"
+    read = sha256_file(where) if where.is_file() else None
+    document, blender = open_blend(workspace, name)
+    if sha256_file(where) != read:
+        raise EnsError(f"{where}: written again while this run read it; run the same command again")
     if document.get("train_sha256") != competition.train_hash:
         raise EnsError(f"{where}: blend {name} was made on other train data than {competition.train_csv.name}; run `ens blend -n {name} --force` again first")
     check_inputs_unchanged(workspace, document)
@@ -106,7 +109,7 @@ def open_teacher(workspace: Workspace, competition: Competition, fold_of: np.nda
             f"(id {str(competition.train_ids[row])!r} is in their fold {members.fold_of[row]}, in the folds file's {fold_of[row]}); "
             "a teacher must share the student's folds"
         )
-    return Teacher(name, sha256_file(where), blender, members, workspace, competition, nested)
+    return Teacher(name, read, blender, members, workspace, competition, nested)
 
 
 def fold_blender(teacher: Teacher, fold: int) -> Blender:
@@ -126,23 +129,26 @@ def test_outputs(teacher: Teacher, fold: int, blender: Blender) -> np.ndarray:
     return np.asarray(blender.predict_proba(fold_test_stack(teacher.workspace.models_dir, teacher.competition, teacher.members.names, fold)), dtype=np.float64)
 
 
-def pseudo_labels(teacher: Teacher, fold: int, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def pseudo_labels(teacher: Teacher, fold: int, threshold: float = 0.0, blender: Blender | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows, targets) of fold k's test images: int64 (n_kept,) test rows and float64 (n_kept,
     n_columns) outputs-space targets. threshold 0: every image, soft; above: hard decisions,
-    only for the images the teacher is at least that sure of (Task.confident)."""
-    outputs = test_outputs(teacher, fold, fold_blender(teacher, fold))
+    only for the images the teacher is at least that sure of (Task.confident). blender: fold
+    k's, when already fitted (fold_blender)."""
+    outputs = test_outputs(teacher, fold, fold_blender(teacher, fold) if blender is None else blender)
     if threshold <= 0:
         return np.arange(len(outputs), dtype=np.int64), outputs
     kept, hard = teacher.competition.task.confident(outputs, threshold)
     return np.flatnonzero(kept).astype(np.int64), hard[kept]
 
 
-def distilled_targets(teacher: Teacher, fold: int, alpha: float) -> np.ndarray:
+def distilled_targets(teacher: Teacher, fold: int, alpha: float, blender: Blender | None = None) -> np.ndarray:
     """float64 (n_train, n_columns): alpha x fold k's teacher on the members' OOF logits +
-    (1 - alpha) x the true targets, in outputs space; fold k's own rows keep their true targets."""
+    (1 - alpha) x the true targets, in outputs space; fold k's own rows keep their true targets.
+    blender: fold k's, when already fitted (fold_blender)."""
     competition = teacher.competition
     true = competition.task.as_outputs(competition.targets, len(competition.classes))
-    taught = np.asarray(fold_blender(teacher, fold).predict_proba(teacher.members.oof), dtype=np.float64).reshape(true.shape)
+    blender = fold_blender(teacher, fold) if blender is None else blender
+    taught = np.asarray(blender.predict_proba(teacher.members.oof), dtype=np.float64).reshape(true.shape)
     mixed = alpha * taught + (1 - alpha) * true
     held_out = teacher.members.fold_of == fold
     mixed[held_out] = true[held_out]

@@ -50,6 +50,7 @@ def leaderboard(
 
 def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = False) -> None:
     from ensemble.cli.tables import correlation_table, leaderboard_table
+    from ensemble.results.leaderboard import DISTILLED_NOTE
 
     if not rows:
         out.print("no experiments yet; run `ens train-folds`")
@@ -57,12 +58,10 @@ def print_leaderboard(rows: list[dict], wide: bool = False, correlation: bool = 
     out.print(leaderboard_table(rows, out.width, wide))
     if correlation and any("correlation" in row for row in rows):
         out.print(correlation_table(rows, out.width))
-    from ensemble.results.leaderboard import DISTILLED_NOTE
-
     for row in rows:
         if row["note"]:
             err.print(f"note: {row['name']}: {row['note']}")
-        elif "distill:" in row.get("teacher", ""):
+        if row.get("distilled"):
             err.print(f"note: {row['name']}: {DISTILLED_NOTE}")
 
 

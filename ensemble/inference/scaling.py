@@ -40,6 +40,10 @@ class Unscaled:
     def decode(self, outputs: np.ndarray) -> np.ndarray:
         return outputs
 
+    def bounded(self, values: np.ndarray) -> np.ndarray:
+        """Soft targets (a teacher's, training/student.py) as they are: there is no range to keep."""
+        return values
+
     def record(self) -> None:
         return None
 
@@ -80,6 +84,10 @@ class Standardised:
         """outputs: float (..., 1) -> float32 values, same shape, in [low, high]."""
         return clipped(np.asarray(outputs, dtype=np.float64) * self.std + self.mean, self.low, self.high)
 
+    def bounded(self, values: np.ndarray) -> np.ndarray:
+        """A teacher's values clipped to the fold's training range, as the fold's own outputs are."""
+        return np.clip(values, self.low, self.high)
+
     def record(self) -> dict:
         return {"scaling": self.name, **asdict(self)}
 
@@ -108,6 +116,11 @@ class UnitRange:
     def decode(self, outputs: np.ndarray) -> np.ndarray:
         """outputs: logits float (..., 1) -> float32 values sigmoid * (high - low) + low."""
         return clipped(sigmoid(outputs) * self.span + self.low, self.low, self.high)
+
+    def bounded(self, values: np.ndarray) -> np.ndarray:
+        """A teacher's values clipped to the fold's training range: a bce target outside 0..1
+        has a loss without a lower bound, and the fold would drift rather than converge."""
+        return np.clip(values, self.low, self.high)
 
     def record(self) -> dict:
         return {"scaling": self.name, **asdict(self)}

@@ -30,8 +30,10 @@ def describe_settings(settings: dict) -> dict:
     tta = train.get("tta") or "none"
     if tta != "none" and train.get("tta_merge", "mean") != "mean":
         tta = f"{tta} ({train['tta_merge']})"
+    teacher = settings.get("teacher") or {}
     return {
-        "teacher": teacher_text(settings.get("teacher")),
+        "teacher": teacher_text(teacher),
+        "distilled": bool(teacher.get("distill")),
         "attention": train.get("attention") or "-",
         "sizes": [int(size) for size in sizes] if isinstance(sizes, (list, tuple)) else [sizes],
         "tta": "-" if tta == "none" else str(tta),
@@ -85,8 +87,9 @@ def experiment_row(experiment: store.ExperimentDir, competition: Competition, me
 def leaderboard(workspace: Workspace, metric: str | None = None, correlation: bool = False) -> list[dict]:
     """One row per experiment with a finished fold: name, model, metric, oof_score (None until
     every fold is done), fold_scores (None for folds not yet trained), fold_mean and fold_std
-    (of the trained folds), attention, sizes, tta, epochs, lr, batch_size, seconds (training
-    time), note (why it has no scores, when it was trained on other data; else None).
+    (of the trained folds), teacher ('pseudo:B', 'distill:B' or '-'), distilled (its OOF score
+    reads a little high: DISTILLED_NOTE), attention, sizes, tta, epochs, lr, batch_size, seconds
+    (training time), note (why it has no scores, when it was trained on other data; else None).
     With correlation, each scored row also has correlation: {other experiment: Pearson
     correlation of the two experiments' OOF probabilities}."""
     # Scoring OOF logits needs train.csv alone: no test.csv, no sample submission.

@@ -14,6 +14,7 @@ the two), and the loss is the weighted mean of the rows' losses.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,18 @@ class Lesson:
     test_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     test_targets: np.ndarray | None = None
     test_weight: float = 1.0
+
+    def __post_init__(self):
+        n_targets = 0 if self.test_targets is None else len(self.test_targets)
+        if len(self.test_rows) != n_targets:
+            raise ValueError(f"a lesson needs one target per test row: {len(self.test_rows)} rows, {n_targets} targets")
+
+    def sha256(self) -> str:
+        """What resume.pt records of the lesson: a resumed fold must go on learning the same one."""
+        digest = hashlib.sha256()
+        for array in (self.train_targets, self.test_rows, self.test_targets, np.float64(self.test_weight)):
+            digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,14 +76,15 @@ class LessonsMade:
 class StudentRows:
     """A fold's training rows when it has a lesson: train rows, then pseudo-labelled test images.
 
-    rows: int64, every row trained on; targets: float32 torch (n_images + n_pseudo, n_columns + 1),
-    the scaled targets with each row's weight last."""
+    rows: int64, every row trained on; weighted_targets: float32 (n_images + n_pseudo, n_columns + 1),
+    the scaled targets with each row's weight last. A regression's teacher values are clipped to
+    the fold's training range first (scale.bounded), as the fold's own outputs are."""
 
     def __init__(self, lesson: Lesson, task: Task, targets: np.ndarray, n_classes: int, train_rows: np.ndarray, scale):
         n_images = len(targets)
         train = task.as_outputs(targets, n_classes) if lesson.train_targets is None else lesson.train_targets
         test = np.zeros((0, train.shape[1])) if lesson.test_targets is None else lesson.test_targets
-        encoded = np.asarray(scale.encode(task.from_outputs(np.concatenate([train, test]))), dtype=np.float32)
+        encoded = np.asarray(scale.encode(scale.bounded(task.from_outputs(np.concatenate([train, test])))), dtype=np.float32)
         weights = np.concatenate([np.ones(n_images), np.full(len(test), lesson.test_weight)]).astype(np.float32)
         self.n_images = n_images
         self.test_rows = lesson.test_rows

@@ -144,6 +144,7 @@ class FoldTrainer:
         train_targets = data.targets[data.train_rows]
         self.scale = SCALINGS.get(self.loss.scaling).fit(train_targets)  # never the held-out rows
         class_weights = CLASS_WEIGHTS.get(settings.class_weights)(train_targets, data.n_classes)
+        self.lesson_sha256 = data.lesson.sha256() if data.lesson else None
         if data.lesson:  # a student: its rows' weighted targets, the weighted mean of their losses
             self.student = StudentRows(data.lesson, data.task, data.targets, data.n_classes, data.train_rows, self.scale)
             self.loss_of = weighted_loss(self.loss.build(settings.label_smoothing, class_weights, self.device, "none"))
@@ -167,7 +168,10 @@ class FoldTrainer:
         return self.ema.net if self.ema else self.net
 
     def restore(self, saved: dict) -> None:
-        """Continue from resume.pt's state: the next epoch is the one after its last."""
+        """Continue from resume.pt's state: the next epoch is the one after its last. A student
+        fold goes on only with the lesson its saved epochs learnt (student.Lesson.sha256)."""
+        if saved.get("lesson") != self.lesson_sha256:
+            raise EnsError(f"fold {self.fold}: its teacher's targets differ from those its saved epochs learnt; train it again with --force")
         self.net.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -270,6 +274,7 @@ class FoldTrainer:
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "history": [dataclasses.asdict(item) for item in self.history],
+            **({"lesson": self.lesson_sha256} if self.lesson_sha256 else {}),
         }
 
     def output(self, resumed_seconds: float) -> FoldOutput:

@@ -16,8 +16,10 @@ pseudo-labels is a blend that includes the student teaching another experiment.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ensemble.artifacts.writer import ExperimentResult
-from ensemble.blend.teacher import TeacherOptions, distilled_targets, open_teacher, pseudo_labels
+from ensemble.blend.teacher import Teacher, TeacherOptions, distilled_targets, fold_blender, open_teacher, pseudo_labels
 from ensemble.config import TrainSettings, Workspace
 from ensemble.data.competition import load_competition
 from ensemble.data.folds import read_folds
@@ -27,30 +29,34 @@ from ensemble.training.experiment import train_experiment
 from ensemble.training.student import Lesson, Teaching
 
 
-def make_teaching(workspace: Workspace, name: str, options: TeacherOptions) -> Teaching:
-    """Every fold's lesson for student `name`, and the record its settings.json keeps."""
+def make_teaching(workspace: Workspace, name: str, options: TeacherOptions, folds_to_run: list[int] | None = None) -> Teaching:
+    """The lessons of the asked folds (default: all) for student `name`, and the record its settings.json keeps."""
     options.check()
     competition = load_competition(workspace, check_images=False)
     folds = read_folds(workspace, competition)
-    record: dict = {"pseudo": None, "distill": None}
-    pseudo: dict[int, tuple] = {}
-    distilled: dict[int, object] = {}
-    if options.pseudo:
-        teacher = open_teacher(workspace, competition, folds.fold_of, options.pseudo, name, options.nested)
-        record["pseudo"] = teacher.record(threshold=options.pseudo_threshold, weight=options.pseudo_weight)
-        pseudo = {fold: pseudo_labels(teacher, fold, options.pseudo_threshold) for fold in range(folds.k)}
+    if options.pseudo_threshold > 0:  # a kind without hard decisions refuses before any blend is read
+        competition.task.confident(np.zeros((0, len(competition.classes))), options.pseudo_threshold)
+    pseudo = open_teacher(workspace, competition, folds.fold_of, options.pseudo, name, options.nested) if options.pseudo else None
+    distill = None
     if options.distill:
-        teacher = open_teacher(workspace, competition, folds.fold_of, options.distill, name, options.nested)
-        record["distill"] = teacher.record(alpha=options.distill_alpha)
-        distilled = {fold: distilled_targets(teacher, fold, options.distill_alpha) for fold in range(folds.k)}
-    lessons = {
-        fold: Lesson(
-            train_targets=distilled.get(fold),
-            **({"test_rows": pseudo[fold][0], "test_targets": pseudo[fold][1], "test_weight": options.pseudo_weight} if fold in pseudo else {}),
-        )
-        for fold in range(folds.k)
+        distill = pseudo if options.distill == options.pseudo else open_teacher(workspace, competition, folds.fold_of, options.distill, name, options.nested)
+    record = {
+        "pseudo": pseudo.record(threshold=options.pseudo_threshold, weight=options.pseudo_weight) if pseudo else None,
+        "distill": distill.record(alpha=options.distill_alpha) if distill else None,
     }
-    return Teaching(record, lessons, len(competition.test_ids))
+    asked = range(folds.k) if folds_to_run is None else [fold for fold in folds_to_run if 0 <= fold < folds.k]
+    return Teaching(record, {fold: fold_lesson(fold, options, pseudo, distill) for fold in asked}, len(competition.test_ids))
+
+
+def fold_lesson(fold: int, options: TeacherOptions, pseudo: Teacher | None, distill: Teacher | None) -> Lesson:
+    """Fold k's lesson, its nested blend fitted once when one blend both labels and distils."""
+    pseudo_blender = fold_blender(pseudo, fold) if pseudo else None
+    distill_blender = pseudo_blender if distill is pseudo else fold_blender(distill, fold) if distill else None
+    train_targets = distilled_targets(distill, fold, options.distill_alpha, distill_blender).astype(np.float32) if distill else None
+    if not pseudo:
+        return Lesson(train_targets)
+    rows, targets = pseudo_labels(pseudo, fold, options.pseudo_threshold, pseudo_blender)
+    return Lesson(train_targets, rows, targets.astype(np.float32), options.pseudo_weight)
 
 
 def train_student(
@@ -65,5 +71,5 @@ def train_student(
     given: frozenset[str] | None = None,
 ) -> ExperimentResult:
     """train_experiment for a student: its lessons made first, then every asked fold trained on its own."""
-    teaching = make_teaching(workspace, name, options)
+    teaching = make_teaching(workspace, name, options, folds_to_run)
     return train_experiment(workspace, name, settings, folds_to_run, force, progress, executor, given, teaching)
