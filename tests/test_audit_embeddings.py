@@ -15,6 +15,7 @@ from test_audit import competition, read
 from typer.testing import CliRunner
 
 from ensemble.cli import app
+from ensemble.inference.embeddings import MIN_PRETRAINED_SIZE
 from ensemble.results.audit.embedded import EmbeddingSpace
 from ensemble.results.audit.near_copies import find_near_copies
 
@@ -104,7 +105,8 @@ def test_pretrained_weights_file_through_the_cli(workspace):
     result = runner.invoke(app, ["audit", "--pretrained", str(weights), "--model", "test_resnet", "--embedding-threshold", "0.1", "-w", str(workspace)])
     assert result.exit_code == 0, result.output
     source = figures(workspace)["embeddings"]
-    assert (source["kind"], source["model"], source["size"], source["threshold"]) == ("pretrained", "test_resnet", 16, 0.1)
+    # trained at 16 px, embedded at MIN_PRETRAINED_SIZE: below it ImageNet-sized features collapse
+    assert (source["kind"], source["model"], source["size"], source["threshold"]) == ("pretrained", "test_resnet", MIN_PRETRAINED_SIZE, 0.1)
     assert source["weights"] == str(weights) and "matched by name" in source["matched"]
 
 

@@ -109,6 +109,14 @@ def experiment_embeddings(
     return ImageEmbeddings(embed(net, batches, train), embed(net, batches, test), source)
 
 
+# Below this side a network pretrained at ImageNet's sizes has a final feature map of one pixel
+# (stride 32) and its pooled features collapse: measured with the efficientnet-lite0 ImageNet
+# weights on 2,300 40 px digit images (benchmarks/bench_audit_trained.py --data digit), at 32 px
+# 5,704 of 22,918 candidate pairs of distinct images lay at relative distance <= 0.2, at 64 and
+# 128 px none. Pretrained embeddings are computed at the training size, or this when larger.
+MIN_PRETRAINED_SIZE = 64
+
+
 def pretrained_embeddings(
     workspace: Workspace,
     competition: Competition,
@@ -119,10 +127,11 @@ def pretrained_embeddings(
     progress: Callable[[object], None] | None = None,
 ) -> ImageEmbeddings:
     """The pooled features of `model_name` with the backbone weights of `weights_file` (matched as
-    train-folds matches them: by name, or by order and shape), at `size`."""
+    train-folds matches them: by name, or by order and shape), at `size`, or MIN_PRETRAINED_SIZE when larger."""
     from ensemble.nets.devices import resolve_device
     from ensemble.nets.networks import check_input_size, load_weights
 
+    size = max(size, MIN_PRETRAINED_SIZE)
     if progress:
         progress(f"computing embeddings: {model_name} at {size} px with the weights of {weights_file}")
     net = check_input_size(model_name, 1, size)  # the classifier is never used: one output will do
