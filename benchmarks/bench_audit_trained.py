@@ -162,6 +162,30 @@ def audits(root: Path, truth: dict, args) -> None:
             score_audit(root, truth, f"thumbnails at {threshold} + {args.pretrained_model} pretrained embeddings")
 
 
+def probe_sizes(root: Path, args) -> None:
+    """Relative embedding distances of the --pretrained network at each of --probe-sizes on FOLDER
+    (written by an earlier run): the true copies' median and 90th percentile, and how many candidate
+    pairs of distinct images fall at or below the default threshold."""
+    from ensemble.inference.embeddings import pretrained_embeddings
+    from ensemble.results.audit.embedded import DEFAULT_EMBEDDING_THRESHOLD, EmbeddingSpace
+
+    workspace = Workspace.load(root)
+    competition = load_competition(workspace)
+    group = pd.read_csv(root / "data" / "train.csv")["true_group"].to_numpy()
+    copies = np.flatnonzero(group != np.arange(len(group)))
+    for size in (int(part) for part in args.probe_sizes.split(",")):
+        found = pretrained_embeddings(workspace, competition, args.pretrained, args.pretrained_model, size, "cpu", floor=False)
+        space = EmbeddingSpace(found.train, found.test)
+        pairs = space.candidates(True)
+        distinct = group[pairs[:, 0]] != group[pairs[:, 1]]
+        relative = space.relative_distance(pairs, True)
+        true_relative = space.relative_distance(np.stack([group[copies], copies], axis=1), True)
+        close = int(((relative <= DEFAULT_EMBEDDING_THRESHOLD) & distinct).sum())
+        print(f"{args.pretrained_model} at {size} px: true copies' relative distance median {np.median(true_relative):.3f}, "
+              f"90th percentile {np.percentile(true_relative, 90):.3f}; {close} of {int(distinct.sum())} candidate pairs of distinct images "
+              f"at or below {DEFAULT_EMBEDDING_THRESHOLD}", flush=True)
+
+
 def clean(args) -> None:
     workspace = Workspace.load(args.clean)
     runs = [("thumbnails", {}), (f"thumbnails + embeddings of {args.experiment}", {"experiment": args.experiment})]
@@ -183,6 +207,7 @@ def main() -> None:
     parser.add_argument("--data", choices=["digits", "digit", "classes"], default="digits")
     parser.add_argument("--pretrained", type=Path, help="also audit with this weights file's embeddings")
     parser.add_argument("--pretrained-model", default="efficientnet_lite0")
+    parser.add_argument("--probe-sizes", help="with --pretrained, on FOLDER written by an earlier run: its embeddings' distances at these sizes, e.g. 32,64,128")
     parser.add_argument("--likeness", type=float, default=0.7)
     parser.add_argument("--n", type=int, default=1400)
     parser.add_argument("--n-test", type=int, default=390)
@@ -208,6 +233,8 @@ def main() -> None:
     if args.clean:
         return clean(args)
     root = args.folder
+    if args.probe_sizes:
+        return probe_sizes(root, args)
     if args.audit_only:  # the truth again: the competition is drawn from the seed alone
         import tempfile
 

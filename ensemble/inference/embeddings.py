@@ -125,13 +125,15 @@ def pretrained_embeddings(
     size: int,
     device_name: str,
     progress: Callable[[object], None] | None = None,
+    floor: bool = True,
 ) -> ImageEmbeddings:
     """The pooled features of `model_name` with the backbone weights of `weights_file` (matched as
-    train-folds matches them: by name, or by order and shape), at `size`, or MIN_PRETRAINED_SIZE when larger."""
+    train-folds matches them: by name, or by order and shape), at `size`, or MIN_PRETRAINED_SIZE
+    when larger (floor=False: at `size` as given, for the benchmark that measures why)."""
     from ensemble.nets.devices import resolve_device
     from ensemble.nets.networks import check_input_size, load_weights
 
-    size = max(size, MIN_PRETRAINED_SIZE)
+    size = max(size, MIN_PRETRAINED_SIZE) if floor else size
     if progress:
         progress(f"computing embeddings: {model_name} at {size} px with the weights of {weights_file}")
     net = check_input_size(model_name, 1, size)  # the classifier is never used: one output will do
