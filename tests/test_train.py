@@ -7,8 +7,9 @@ import torch
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
 from ensemble.metrics import get
+from ensemble.training.draws import batch_indices
 from ensemble.training.events import EpochEnd
-from ensemble.training.trainer import FoldData, batch_indices, train_fold
+from ensemble.training.trainer import FoldData, train_fold
 
 
 def fold_data(n_train=40, n_valid=12, n_test=6, size=16):

@@ -13,7 +13,6 @@ the CPU) as one never stopped.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from ensemble.stages import plan_stages, stage_of_epoch, total_epochs
 from ensemble.tasks import SINGLE_LABEL, Task
 from ensemble.training import losses
 from ensemble.training.augment import Augment
+from ensemble.training.draws import AUGMENT_STREAM, MIX_STREAM, batch_indices, seed_everything, seed_for
 from ensemble.training.events import EpochEnd, Pace, Progress, StepEnd
 from ensemble.training.losses import HELD_OUT_LOSS
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES, TRAINABLE, parameter_groups
@@ -67,10 +67,6 @@ class FoldData:
         return self.targets[self.valid_rows]
 
 
-# Stream numbers for seed_for(seed, fold, epoch, stream): each random consumer its own.
-AUGMENT_STREAM, MIX_STREAM = 1, 2
-
-
 @dataclass(frozen=True)
 class FoldOutput:
     """valid_logits: float32 (n_valid, n_classes); test_logits: float32 (n_test, n_classes);
@@ -86,25 +82,6 @@ class FoldOutput:
     history: list[EpochEnd]
     resumed_seconds: float
     target_scale: dict | None = None
-
-
-def seed_for(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def batch_indices(n_rows: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A shuffled epoch in batches; a last batch of one row is dropped (BatchNorm cannot train on it)."""
-    batches = list(torch.randperm(n_rows, generator=generator).split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches.pop()
-    return batches
-
-
-def seed_everything(seed: int) -> None:
-    """Every global random source (torch: dropout, drop-path; numpy; Python) from one seed."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 class FoldTrainer:
