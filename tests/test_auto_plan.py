@@ -155,3 +155,27 @@ def test_no_view_is_used_when_the_first_model_is_near_chance():
     oof = np.stack([np.eye(2, dtype=np.float32)[rng.integers(0, 2, 100)] for _ in range(2)])
     verdict = judge(["identity", "hflip"], oof, targets, tasks.get("single_label"), metrics.get("accuracy"), ["hflip"])[0]
     assert not verdict.keeps and "not used" in verdict.line()
+
+
+def test_a_candidate_that_learns_almost_nothing_is_abandoned_after_its_first_fold():
+    from types import SimpleNamespace
+
+    from ensemble.workflows.auto.run import ABANDON_SHARE, learns_too_little
+
+    record = {
+        "experiments": {"base": {"experiment": "auto-base", "status": "done", "oof_score": 0.85}, "atto": {"status": "running"}},
+        "views": {"metric": "accuracy", "verdicts": [{"chance": 0.10}]},
+    }
+    run = SimpleNamespace(record=record)
+    atto = SimpleNamespace(name="atto")
+    # 0.15 keeps 7% of the base's 0.75 above chance: abandoned, and the reason names both.
+    why = learns_too_little(run, atto, SimpleNamespace(fold_scores=[0.15, None, None]))
+    assert why == f"accuracy 0.1500 keeps 7% of auto-base's skill above chance (0.8500, chance 0.1000; below {ABANDON_SHARE:.0%})"
+    assert learns_too_little(run, atto, SimpleNamespace(fold_scores=[0.70, None, None])) is None  # 80% of the skill
+    # Without a finished experiment, or before the views check measured chance, nothing is abandoned.
+    assert learns_too_little(SimpleNamespace(record={**record, "views": None}), atto, SimpleNamespace(fold_scores=[0.15])) is None
+    alone = {**record, "experiments": {"atto": {"status": "running"}}}
+    assert learns_too_little(SimpleNamespace(record=alone), atto, SimpleNamespace(fold_scores=[0.15])) is None
+    # A metric where lower is better: rmse 0.95 against chance 1.0 and the base's 0.2.
+    lower = {**record, "experiments": {"base": {"experiment": "auto-base", "status": "done", "oof_score": 0.2}}, "views": {"metric": "rmse", "verdicts": [{"chance": 1.0}]}}
+    assert "keeps 6%" in learns_too_little(SimpleNamespace(record=lower), atto, SimpleNamespace(fold_scores=[0.95]))

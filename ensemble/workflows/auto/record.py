@@ -4,7 +4,9 @@ left (the candidates, the measured speeds, each started experiment's epochs and 
 the views found) and the submission's JSON can say how it was made.
 
 Fields: name; settings ([auto], resolved); look; candidates; speeds {speed_key: Speed};
-experiments {candidate: {experiment, epochs, augment, seconds, estimated_seconds, oof_score, status}};
+experiments {candidate: {experiment, epochs, augment, seconds, estimated_seconds, oof_score, status}},
+status one of running, done, skipped (out of time; a rerun may continue it), abandoned (its first
+folds learnt too little, run.learns_too_little: never planned again);
 views (None until found); plan (the latest); runs (one entry per invocation: budget, time used).
 """
 

@@ -17,6 +17,8 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ensemble import metrics
 from ensemble.artifacts.store import ExperimentDir, check_name
 from ensemble.config import AutoSettings, Workspace, override, parse_duration
@@ -62,6 +64,10 @@ class AutoResult:
     finished: Finished | None  # None for a dry run
 
 
+# Statuses that keep a candidate out of the plan: skipped (reopened by the next invocation) and abandoned (for good).
+OUT_OF_PLAN = ("skipped", "abandoned")
+
+
 class Run:
     """One invocation's state: the workspace, the record, the clock, the calibration of estimates."""
 
@@ -92,12 +98,12 @@ class Run:
         return {
             candidate.name: Started(entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()))
             for candidate in candidates
-            if candidate.name in entries and entries[candidate.name]["status"] != "skipped"
+            if candidate.name in entries and entries[candidate.name]["status"] not in OUT_OF_PLAN
         }
 
     def plan(self, candidates: list[Candidate], speeds, shape: Shape, views_seconds: float) -> Plan:
         reserve = self.settings.reserve * self.clock.budget
-        usable = [candidate for candidate in candidates if candidate.speed_key in speeds and self.record["experiments"].get(candidate.name, {}).get("status") != "skipped"]
+        usable = [candidate for candidate in candidates if candidate.speed_key in speeds and self.record["experiments"].get(candidate.name, {}).get("status") not in OUT_OF_PLAN]
         return plan_portfolio(usable, speeds, shape, self.clock.left() - views_seconds, reserve, self.epochs, self.started(usable, shape.k), self.scale)
 
 
@@ -189,6 +195,11 @@ def train_plan(run: Run, competition: Competition, candidates: list[Candidate], 
 
 # The share of the reserve an experiment may not touch while no experiment has finished.
 LAST_RESORT_SHARE = 0.3
+# A candidate whose first folds keep less than this share of the first finished experiment's skill
+# above chance is abandoned. Measured on the digit competition of benchmarks/task_competitions.py
+# (10m): convnext_atto from scratch scored 0.15 on every fold (chance 0.10, the base 0.85) and took
+# 3 of the 10 minutes; one fold now tells.
+ABANDON_SHARE = 0.25
 
 
 def train_candidate(run: Run, competition: Competition, candidate: Candidate, epochs: int, speeds, shape: Shape, base) -> None:
@@ -233,12 +244,39 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
         run.forced.add(experiment.name)
         run.measured.append((seconds, estimate))
         entry["estimated_seconds"] = round(entry["estimated_seconds"] + estimate, 2)
+        why = learns_too_little(run, candidate, result)
+        if left and why:
+            entry["status"] = "abandoned"
+            run.tell(Skipped(experiment.name, f"abandoned after fold {chunk[-1]}: {why}; its time goes to the others"))
+            break
     if experiment.is_complete():
         if result is None:  # finished by an earlier run
             result = train_experiment(run.workspace, experiment.name, settings, None, False, None, run.executor, given)
         entry.update(status="done", oof_score=result.oof_score)
         run.tell(ExperimentDone(experiment.name, entry["epochs"], entry["augment"], entry["seconds"], entry["estimated_seconds"], result.oof_score, result.metric))
     records.save(run.workspace, run.record)
+
+
+def learns_too_little(run: Run, candidate: Candidate, result) -> str | None:
+    """Why `candidate`'s folds so far are not worth finishing, or None: they keep less than
+    ABANDON_SHARE of the first finished experiment's skill above chance (the chance score the
+    views check measured on that experiment's OOF). None while either is unknown."""
+    entries, views = run.record["experiments"], run.record["views"]
+    base = next((entry for name, entry in entries.items() if entry["status"] == "done" and name != candidate.name), None)
+    scores = [score for score in result.fold_scores if score is not None]
+    if base is None or base["oof_score"] is None or not views or not views["verdicts"] or not scores:
+        return None
+    metric, chance = metrics.get(views["metric"]), views["verdicts"][0]["chance"]
+    sign = 1.0 if metric.greater_is_better else -1.0
+    skill = sign * (base["oof_score"] - chance)
+    mean = float(np.mean(scores))
+    kept = sign * (mean - chance) / skill if skill > 0 else 1.0
+    if kept >= ABANDON_SHARE:
+        return None
+    return (
+        f"{metric.name} {mean:.4f} keeps {max(kept, 0):.0%} of {base['experiment']}'s skill above chance "
+        f"({base['oof_score']:.4f}, chance {chance:.4f}; below {ABANDON_SHARE:.0%})"
+    )
 
 
 def check_views(run: Run, competition: Competition, candidate: Candidate, families: list[str]) -> None:
