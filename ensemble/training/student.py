@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Lesson:
-    """One fold's lesson. train_targets: float64 (n_images, n_columns) outputs-space targets of
+    """One fold's lesson. train_targets: float (n_images, n_columns) outputs-space targets of
     every train image (distillation), None: the true labels; test_rows: int64 (n_pseudo,) test
-    images trained on; test_targets: float64 (n_pseudo, n_columns); test_weight: each test
+    images trained on; test_targets: float (n_pseudo, n_columns); test_weight: each test
     image's weight in the loss, a train image's being 1."""
 
     train_targets: np.ndarray | None = None
@@ -54,7 +54,7 @@ class Lesson:
 @dataclass(frozen=True)
 class Teaching:
     """A student experiment's teacher: record, what its settings.json keeps ({"pseudo": ..., "distill": ...});
-    lessons: fold -> Lesson, for every fold of the folds file; n_test: the competition's test images."""
+    lessons: fold -> Lesson, for every fold this run may train; n_test: the competition's test images."""
 
     record: dict
     lessons: dict[int, Lesson]
