@@ -48,7 +48,10 @@ def print_auto_event(event: object) -> None:
     elif isinstance(event, Views):
         for verdict in event.verdicts:
             err.print(verdict.line())
-        used = f"later experiments augment with {event.spec} and TTA uses it" if event.safe else "no view keeps labels: no flips or quarter turns in training or TTA"
+        if not event.safe:
+            used = "no view keeps labels: no flips, quarter turns, shifts or zooms in training or TTA"
+        else:
+            used = f"later experiments augment with {event.augment}; TTA uses {event.tta}" + (" (shifts and zooms lose pixels)" if event.tta != event.spec else "")
         err.print(f"views (measured on {event.experiment}'s OOF in {event.seconds:.1f}s): {used}")
     elif isinstance(event, Skipped):
         err.print(f"skip {event.name}: {event.reason}")

@@ -88,9 +88,10 @@ def add_tta(run, order, speeds, shape: Shape) -> list[str]:
     """A TTA member for each finished experiment under the safe views, while the time left allows.
     Half the reserve stays for blends and the report."""
     views = run.record["views"]
-    if not views or not views["safe"]:
+    spec = views.get("tta", views["spec"]) if views else "none"  # a record from before shifts were checked: spec
+    if spec == "none":
         return []
-    n_views = parse_policy(views["spec"]).n_views
+    n_views = parse_policy(spec).n_views
     made = []
     for candidate in order:
         source = run.record["experiments"][candidate.name]["experiment"]
@@ -99,14 +100,14 @@ def add_tta(run, order, speeds, shape: Shape) -> list[str]:
         if estimate > run.clock.left() - run.settings.reserve * run.clock.budget / 2:
             run.tell(Skipped(name, f"TTA needs about {estimate:.0f}s; {max(run.clock.left(), 0):.0f}s left keep the blends in budget"))
             continue
-        run.tell(Status(len(made), f"TTA {name}", len(order) - len(made) - 1, run.clock.left(), f"views {views['spec']}: they keep labels"))
+        run.tell(Status(len(made), f"TTA {name}", len(order) - len(made) - 1, run.clock.left(), f"views {spec}: they keep labels"))
         started = time.perf_counter()
         try:
-            predict_experiment(run.workspace, source, name, views["spec"], None, run.options.device, False, run.options.force, run.progress)
+            predict_experiment(run.workspace, source, name, spec, None, run.options.device, False, run.options.force, run.progress)
         except EnsError as error:
             run.tell(Skipped(name, str(error)))
             continue
-        run.record.setdefault("tta", {})[name] = {"source": source, "views": views["spec"], "seconds": round(time.perf_counter() - started, 2)}
+        run.record.setdefault("tta", {})[name] = {"source": source, "views": spec, "seconds": round(time.perf_counter() - started, 2)}
         records.save(run.workspace, run.record)
         made.append(name)
     return made

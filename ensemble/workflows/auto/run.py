@@ -36,7 +36,7 @@ from ensemble.workflows.auto.look import Look, ensure_folds, look_at
 from ensemble.workflows.auto.plan import Epochs, Plan, Shape, Started, fold_seconds, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate, portfolio
 from ensemble.workflows.auto.probe import CHOSEN, candidate_settings, probe_all
-from ensemble.workflows.auto.views import Views, find_views
+from ensemble.workflows.auto.views import Views, families_of, find_views
 
 # The share of the budget the probes may use; candidates not probed by then are left out.
 PROBE_SHARE = 0.1
@@ -115,6 +115,7 @@ def run_auto(workspace: Workspace, options: AutoOptions, progress: Progress | No
     submission = workspace.submissions_dir / f"{name}.json"
     if submission.exists() and not options.force and not options.dry_run:
         raise EnsError(f"{submission}: ens auto {name} has finished; --force starts it over (every {name}-* experiment trained again), or give another --name")
+    families = families_of(settings.views)  # a bad view fails now, not after the first experiment
     run = Run(workspace, options, clock, progress)
     if options.force and not options.dry_run:
         records.remove(workspace, name)
@@ -139,7 +140,6 @@ def run_auto(workspace: Workspace, options: AutoOptions, progress: Progress | No
         speeds |= probe_all(workspace, competition, missing, base, overhead, progress, PROBE_SHARE * clock.budget)
     run.record.update(look=dataclasses.asdict(look), candidates=[dataclasses.asdict(c) for c in candidates], speeds={key: dataclasses.asdict(speed) for key, speed in speeds.items()})
     shape = Shape(look.n_train, look.n_test, k)
-    families = [family.strip() for family in settings.views.split(",") if family.strip()]
     plan = run.plan(candidates, speeds, shape, views_cost(run, candidates, speeds, shape, families))
     run.tell(Planned(plan, name, clock.left()))
     run.record["plan"] = records.plan_document(plan, name)
@@ -208,7 +208,7 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     views = run.record["views"]
     entry = entries.setdefault(candidate.name, {
         "experiment": experiment.name, "candidate": dataclasses.asdict(candidate), "epochs": epochs,
-        "augment": views["spec"] if views else "none", "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
+        "augment": views.get("augment", views["spec"]) if views else "none", "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
     })
     entry["status"] = "running"
     records.save(run.workspace, run.record)  # its epochs and augmentation are fixed before the first fold starts
@@ -285,6 +285,7 @@ def check_views(run: Run, competition: Competition, candidate: Candidate, famili
     views: Views = find_views(run.workspace, competition, folds, run.experiment(candidate), families, started)
     run.record["views"] = {
         "experiment": views.experiment, "seconds": round(views.seconds, 2), "safe": views.safe, "spec": views.spec,
+        "augment": views.augment, "tta": views.tta,
         "metric": metrics.get(competition.metric).name, "verdicts": [dataclasses.asdict(verdict) for verdict in views.verdicts],
     }
     records.save(run.workspace, run.record)

@@ -12,6 +12,11 @@ A model trained without flips loses a little on flipped images even where flips 
 not (d4: 0.34; a mirrored 3 is no digit), hence the share of skill kept, not equality.
 A family (rot90 is three quarter turns) keeps labels only when each of its views does. When the
 first model has too little skill to tell, no view is used.
+
+Each safe family then augments later experiments with its train-time counterpart (`train_transform`:
+the view `scale:0.8` becomes random zooms of `scale:0.8-1`, a shift of up to the same fraction
+each way), while TTA takes only the exact views (flips and quarter turns): a shifted or zoomed
+view loses pixels, and four shifted views cost four predictions of every image.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from ensemble.data.cache import competition_images
 from ensemble.data.competition import Competition
 from ensemble.data.content import competition_keys
 from ensemble.data.folds import Folds
+from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.checkpoints import choose_policy, fold_checkpoints, fold_logits, settings_of
+from ensemble.training import augment
 
 SKILL_KEPT = 0.9  # a view keeping this share of the identity's distance from chance keeps labels
 BOOTSTRAPS = 200
@@ -66,8 +73,50 @@ class Views:
 
     @property
     def spec(self) -> str:
-        """The safe families as an augment and TTA spec; "none" when there are none."""
+        """The safe families, as they were checked; "none" when there are none."""
         return ",".join(self.safe) or "none"
+
+    @property
+    def augment(self) -> str:
+        """Later experiments' --augment: each safe family's train-time counterpart, each transform once."""
+        return augment_of(self.safe)
+
+    @property
+    def tta(self) -> str:
+        """The TTA members' views: the safe families whose views are exact (flips, quarter turns)."""
+        return ",".join(family for family in self.safe if exact(family)) or "none"
+
+
+def train_transform(family: str) -> str:
+    """The --augment transforms of a view family: `scale:F` zooms between F and 1, d4 is hflip with
+    quarter turns (the eight symmetries); the others share their name."""
+    name, _, number = family.partition(":")
+    if name == "scale" and number:
+        low, high = sorted((float(number), 1.0))
+        return f"scale:{low:g}-{high:g}"
+    return "hflip,rot90" if name == "d4" else family
+
+
+def augment_of(families: list[str]) -> str:
+    transforms = [part for family in families for part in train_transform(family).split(",")]
+    return ",".join(dict.fromkeys(transforms)) or "none"
+
+
+def families_of(spec: str) -> list[str]:
+    """[auto] views as families, checked before anything trains: as TTA views (tta.py's registry),
+    and their train-time counterparts as --augment transforms. 'none' checks no view."""
+    try:
+        tta.parse_policy(spec)
+        families = [family.strip() for family in spec.split(",") if family.strip() not in ("", "none")]
+        augment.parse(augment_of(families))
+    except EnsError as error:
+        raise EnsError(f"[auto] views {spec!r}: {error}") from None
+    return families
+
+
+def exact(family: str) -> bool:
+    """Whether every view of a family can be undone exactly (no pixels lost)."""
+    return all(view.undo is not None for view in tta.parse_policy(family).views[1:])
 
 
 def view_oof(workspace: Workspace, competition: Competition, folds: Folds, experiment: ExperimentDir, families: list[str]) -> tuple[list[str], np.ndarray]:
@@ -100,7 +149,7 @@ def judge(names: list[str], oof: np.ndarray, targets: np.ndarray, task, metric: 
     identity_noise = 2 * float(np.std(identity_samples))
     verdicts = []
     for family in families:
-        members = [index for index, name in enumerate(names) if name in {view.name for view in tta.VIEWS.get(family).make()}]
+        members = [index for index, name in enumerate(names) if name in {view.name for view in tta.parse_policy(family).views[1:]}]
         scores = {index: metric.score(targets, outputs[index]) for index in members}
         worst = min(members, key=lambda index: sign * scores[index])
         noise = 2 * float(np.std(np.array([metric.score(targets[rows], outputs[worst][rows]) for rows in samples]) - identity_samples))
