@@ -36,9 +36,18 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     root = with_auto(make_competition(tmp_path / "comp"))
     result = ens("auto", "--time-limit", "2m", "--dry-run", "-w", root)
     assert result.exit_code == 0, result.output
-    assert "plan for" in result.output and "auto-test_resnet-32: test_resnet at 32px" in result.output
-    assert "probe test_resnet@32: trains" in result.output and "dry run: nothing trained" in result.output
+    assert "plan for" in result.output and "auto-test_resnet-16: test_resnet at 16px" in result.output
+    assert "probe test_resnet@16: trains" in result.output and "dry run: nothing trained" in result.output
     assert not (root / "models").exists() and not (root / "folds").exists() and not (root / "submissions").exists()
+    assert "training at 16px (ens.toml [train] size)" in result.output  # a size the user set is the base size
+
+
+def test_a_view_that_cannot_be_checked_or_trained_is_refused_before_anything_runs(tmp_path):
+    for views, why in [("hflip,bogus", "unknown TTA view 'bogus'"), ("shift:0.7", "F must be between 0 and 0.5")]:
+        root = with_auto(make_competition(tmp_path / views.replace(":", "_")), AUTO.replace('views = "hflip"', f'views = "{views}"'))
+        result = ens("auto", "--time-limit", "2m", "-w", root)
+        assert result.exit_code == 1 and f"[auto] views '{views}'" in result.output and why in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (root / "folds").exists() and not (root / "auto").exists()
 
 
 @pytest.mark.parametrize("make", [make_competition, make_multi_label_competition, make_regression_competition])
@@ -54,7 +63,7 @@ def test_auto_writes_a_submission_within_its_budget_on_every_task_kind(tmp_path,
     assert made_by["chosen_blend"]["by"] == "out-of-fold blend score"
     assert document["method"] == made_by["chosen_blend"]["method"] and document["oof_score"] == made_by["chosen_blend"]["oof_score"]
     assert made_by["speeds"] and made_by["plan"]["experiments"] and made_by["views"]["verdicts"][0]["family"] == "hflip"
-    assert any(command.startswith("ens train-folds -n auto-test_resnet-32") for command in made_by["commands"])
+    assert any(command.startswith("ens train-folds -n auto-test_resnet-16") for command in made_by["commands"])
     assert (root / "submissions" / "auto.csv").is_file() and (root / "report.html").is_file()
     assert "chosen:" in result.output and "used of 0:40" in result.output
     again = ens("auto", "--time-limit", "40s", "-w", root)
@@ -76,14 +85,14 @@ def test_a_rerun_after_an_interrupt_finishes_without_retraining_finished_folds(t
     monkeypatch.setattr(fold_job, "train_and_write", interrupted)
     stopped = ens("auto", "--time-limit", "1m", "-w", root)
     assert stopped.exit_code == 130 and "run the same command again to resume" in stopped.output
-    finished = {fold: (root / "models" / "auto-test_resnet-32" / f"fold{fold}" / "result.json").stat().st_mtime_ns for fold in (0, 1)}
+    finished = {fold: (root / "models" / "auto-test_resnet-16" / f"fold{fold}" / "result.json").stat().st_mtime_ns for fold in (0, 1)}
     trained = []
     monkeypatch.setattr(fold_job, "train_and_write", lambda job, progress, slot: trained.append((job.experiment.name, job.fold)) or real(job, progress, slot))
     resumed = ens("auto", "--time-limit", "1m", "-w", root)
     assert resumed.exit_code == 0, resumed.output
     assert "continuing the plan of an earlier run" in resumed.output
-    assert ("auto-test_resnet-32", 0) not in trained and ("auto-test_resnet-32", 1) not in trained and ("auto-test_resnet-32", 2) in trained
-    assert all((root / "models" / "auto-test_resnet-32" / f"fold{fold}" / "result.json").stat().st_mtime_ns == mtime for fold, mtime in finished.items())
+    assert ("auto-test_resnet-16", 0) not in trained and ("auto-test_resnet-16", 1) not in trained and ("auto-test_resnet-16", 2) in trained
+    assert all((root / "models" / "auto-test_resnet-16" / f"fold{fold}" / "result.json").stat().st_mtime_ns == mtime for fold, mtime in finished.items())
     assert (root / "submissions" / "auto.json").is_file()
 
 
@@ -110,7 +119,7 @@ def make_up_down(root: Path, n_train: int = 90, n_test: int = 12, seed: int = 0)
     pd.DataFrame({"id": ids, "label": labels}).to_csv(root / settings.train_csv, index=False)
     pd.DataFrame({"id": test_ids}).to_csv(root / settings.test_csv, index=False)
     pd.DataFrame({"id": test_ids, "label": "up"}).to_csv(root / settings.sample_submission, index=False)
-    sections = {"competition": settings, "folds": {"k": 3}, "train": {"batch_size": 16, "lr": 0.003}}
+    sections = {"competition": settings, "folds": {"k": 3}, "train": {"batch_size": 16, "lr": 0.003, "size": 32}}
     (root / "ens.toml").write_text(to_toml(sections))
     return root
 
@@ -141,7 +150,7 @@ def test_a_rerun_after_sigkill_finishes_the_plan_without_retraining_finished_fol
     root = with_auto(make_competition(tmp_path / "comp", n_train=60))
     command = [sys.executable, "-m", "ensemble", "auto", "--time-limit", "1m", "-w", str(root)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_fold = root / "models" / "auto-test_resnet-32" / "fold0" / "result.json"
+    first_fold = root / "models" / "auto-test_resnet-16" / "fold0" / "result.json"
     deadline = time.monotonic() + 60
     while not first_fold.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)

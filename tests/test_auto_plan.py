@@ -10,7 +10,7 @@ from ensemble.config import AutoSettings, parse_duration
 from ensemble.errors import EnsError
 from ensemble.workflows.auto.plan import Epochs, Shape, Speed, Started, experiment_seconds, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate, other_size, portfolio
-from ensemble.workflows.auto.views import judge
+from ensemble.workflows.auto.views import Verdict, Views, judge
 
 SHAPE = Shape(n_train=1000, n_test=500, k=5)
 
@@ -96,7 +96,7 @@ def test_portfolio_is_diverse_and_starts_with_the_base():
     candidates = portfolio(64)
     assert candidates[0].model == "resnet10t"
     assert len({c.model for c in candidates}) >= 4 and len({c.size for c in candidates}) == 2 and len({c.seed for c in candidates}) == 2
-    assert other_size(64) == 48 and other_size(32) == 48
+    assert other_size(64) == 48 and other_size(56) == 64 and other_size(32) == 64 and other_size(96) == 72
     assert [c.model for c in portfolio(32, ["test_resnet", "test_efficientnet"])] == ["test_resnet", "test_efficientnet"]
 
 
@@ -147,6 +147,22 @@ def test_views_on_a_metric_where_lower_is_better():
     oof = np.stack([good, good + rng.normal(0, 0.05, good.shape).astype(np.float32), bad])
     verdicts = judge(["identity", "hflip", "vflip"], oof, targets, tasks.get("regression"), metrics.get("rmse"), ["hflip", "vflip"])
     assert [v.keeps for v in verdicts] == [True, False]
+
+
+def test_shifts_and_zooms_are_judged_as_one_family_and_augment_without_joining_tta():
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 2, 400)
+    right = np.where(rng.random(400) < 0.9, targets, 1 - targets)
+    views = [np.eye(2, dtype=np.float32)[right] * 3 for _ in range(6)]
+    views[2] = np.eye(2, dtype=np.float32)[1 - right] * 3  # one of the four shifts swaps the classes
+    names = ["identity", "hflip", "shift:0.1:right", "shift:0.1:left", "shift:0.1:down", "shift:0.1:up", "scale:0.8"]
+    oof = np.stack(views[:2] + views[2:] + [views[0]])
+    verdicts = judge(names, oof, targets, tasks.get("single_label"), metrics.get("accuracy"), ["hflip", "shift:0.1", "scale:0.8"])
+    assert [v.keeps for v in verdicts] == [True, False, True]  # a family keeps labels only if every shift does
+    found = Views(tuple(verdicts), "auto-base", 1.0)
+    assert (found.spec, found.augment, found.tta) == ("hflip,scale:0.8", "hflip,scale:0.8-1", "hflip")
+    zoom_only = Views((Verdict("scale:0.8", True, 0.9, 0.9, 0.5, "within noise"),), "auto-base", 1.0)
+    assert (zoom_only.augment, zoom_only.tta) == ("scale:0.8-1", "none")
 
 
 def test_no_view_is_used_when_the_first_model_is_near_chance():

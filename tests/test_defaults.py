@@ -15,9 +15,9 @@ from ensemble.errors import EnsError
 from ensemble.io import to_toml
 
 
-@pytest.mark.parametrize("side, expected", [(8, 32), (28, 32), (56, 56), (61, 64), (64, 64), (500, 64)])
+@pytest.mark.parametrize("side, expected", [(8, 56), (28, 56), (40, 56), (56, 56), (61, 64), (64, 64), (500, 64)])
 def test_auto_size_is_the_images_side_rounded_to_8_within_the_range(side, expected):
-    assert auto_size(side) == expected and AUTO_SIZE_RANGE == (32, 64)
+    assert auto_size(side) == expected and AUTO_SIZE_RANGE == (56, 64)
 
 
 def test_median_side_reads_headers_and_names_a_bad_file(tmp_path):
@@ -49,15 +49,15 @@ def test_an_experiment_resumes_with_its_recorded_values_when_the_defaults_change
     assert first.exit_code == 0, first.output
     resumed = ens("train-folds", "-w", competition_dir, "-n", "a")  # as if the defaults changed under it
     assert resumed.exit_code == 0, resumed.output
-    assert "note: a resumes with its recorded epochs 1 (default now 10), size 16 (default now 32)" in resumed.stderr
+    assert "note: a resumes with its recorded epochs 1 (default now 10), size 16 (default now 56)" in resumed.stderr
     settings = json.loads((competition_dir / "models" / "a" / "settings.json").read_text())
     assert (settings["train"]["size"], settings["train"]["epochs"]) == (16, 1)
     assert all(len(json.loads((competition_dir / "models" / "a" / f"fold{fold}" / "result.json").read_text())["history"]) == 1 for fold in range(3))
     # A value the user gives is never replaced: a different one is refused as before.
     refused = ens("train-folds", "-w", competition_dir, "-n", "a", "--epochs", "2")
     assert refused.exit_code == 1 and "train.epochs: 1 -> 2" in refused.stderr
-    # A new experiment takes today's defaults: the images' own side (6-13 px here) within 32..64.
+    # A new experiment takes today's defaults: the images' own side (6-13 px here) within 56..64.
     new = ens("train-folds", "-w", competition_dir, "-n", "b", "--folds", "0", "--epochs", "1")
     assert new.exit_code == 0, new.output
-    assert json.loads((competition_dir / "models" / "b" / "settings.json").read_text())["train"]["size"] == 32
+    assert json.loads((competition_dir / "models" / "b" / "settings.json").read_text())["train"]["size"] == 56
     assert TrainSettings().size == "auto"

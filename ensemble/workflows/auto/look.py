@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ensemble.config import Workspace, auto_size
+from ensemble.config import AUTO_SIZE_RANGE, Workspace, auto_size
 from ensemble.data.competition import Competition, load_competition
 from ensemble.data.folds import FoldsResult, folds_paths, read_folds, stratification, write_folds
 from ensemble.data.images import median_side
@@ -19,8 +19,8 @@ HEADER_SAMPLE = 200  # images whose headers are opened for their modes
 
 @dataclass(frozen=True)
 class Look:
-    """native_side: the median longer side of the training images; size: the training size it
-    gives (config.auto_size); rarest: (what, name, rows) of the rarest class or tag, None for a
+    """native_side: the median longer side of the training images; size: the base training size
+    (ens.toml's [train] size when a number, else config.auto_size of the side; size_from says which); rarest: (what, name, rows) of the rarest class or tag, None for a
     regression; modes: {PIL mode: images} over a sample of headers."""
 
     n_train: int
@@ -32,6 +32,7 @@ class Look:
     size: int
     modes: dict
     rarest: tuple | None
+    size_from: str = "the images' side within 56..64px"
 
     def lines(self) -> list[str]:
         """What was seen, one fact a line."""
@@ -39,7 +40,7 @@ class Look:
         modes = ", ".join(f"{mode} {count}" for mode, count in sorted(self.modes.items()))
         return [
             f"data: {self.n_train} training and {self.n_test} test images, {self.task} ({self.n_classes} output column{'s' if self.n_classes > 1 else ''}{rarest}), metric {self.metric}",
-            f"images: median side {self.native_side:.0f}px (modes in a sample: {modes}); training at {self.size}px",
+            f"images: median side {self.native_side:.0f}px (modes in a sample: {modes}); training at {self.size}px ({self.size_from})",
         ]
 
 
@@ -56,6 +57,7 @@ def header_modes(competition: Competition) -> dict:
 def look_at(workspace: Workspace) -> tuple[Competition, Look]:
     competition = load_competition(workspace)
     side = median_side(competition.train_image_paths(), competition.train_ids)
+    pinned = isinstance(workspace.train.size, int)  # ens.toml's [train] size, when a number, is the base size
     look = Look(
         n_train=len(competition.train_ids),
         n_test=len(competition.test_ids),
@@ -63,9 +65,10 @@ def look_at(workspace: Workspace) -> tuple[Competition, Look]:
         n_classes=len(competition.classes),
         metric=competition.metric,
         native_side=side,
-        size=auto_size(side),
+        size=workspace.train.size if pinned else auto_size(side),
         modes=header_modes(competition),
         rarest=stratification(competition).rarest(competition.targets, competition.classes),
+        size_from="ens.toml [train] size" if pinned else f"the images' side within {AUTO_SIZE_RANGE[0]}..{AUTO_SIZE_RANGE[1]}px",
     )
     return competition, look
 
