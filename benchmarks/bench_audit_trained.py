@@ -11,7 +11,7 @@ the hidden test labels and the true copy groups (column `true_group`). Trains on
 experiment on stratified folds (resnet10t, 32 px, --epochs, --threads torch threads), then runs
 `ens audit` with thumbnails alone and with `--experiment`, and prints the recall and precision
 of the copy pairs, of the test near-copies, and the conflicts found against the relabelled copies.
-With --gap it also trains on `ens folds --dedupe` folds (from the embeddings audit) and on the
+With --gap it also trains on `ens folds --dedupe` folds (from a default `ens audit`) and on the
 true groups, and prints each OOF accuracy (rows that are not relabelled copies) against the hidden
 test accuracy (test images that are not near-copies). --data digit draws the originals as
 task_competitions.py's `digit` competition does (40 px, a faint distractor digit, other writers
@@ -253,8 +253,9 @@ def main() -> None:
     audits(root, truth, args)
     if not args.gap:
         return
+    audit(workspace, force=True)  # what a user runs: `ens audit` with its defaults (thumbnails alone)
     write_folds(workspace, competition, dataclasses.replace(workspace.folds, dedupe=True), force=True)
-    print(f"dedupe folds: trained d in {train(root, 'd', args.threads):.0f}s: {gap(root, 'd', truth)}", flush=True)
+    print(f"dedupe folds (from the default audit): trained d in {train(root, 'd', args.threads):.0f}s: {gap(root, 'd', truth)}", flush=True)
     settings = dataclasses.replace(workspace.competition, group_column="true_group")
     (root / "ens.toml").write_text(to_toml({"competition": settings, "folds": {"strategy": "group"}, "train": TRAIN}))
     grouped = Workspace.load(root)

@@ -259,8 +259,10 @@ class AutoSettings:
     max_epochs: int = 30
     # The views tried on the first experiment's OOF; the ones that keep labels augment later
     # experiments (scale:F as random zooms between F and 1) and the exact ones (flips, quarter
-    # turns) make TTA members.
-    views: str = "hflip,vflip,rot90,shift:0.1,scale:0.8"
+    # turns) make TTA members. Shifts and zooms are not tried by default: a model trained without
+    # them loses its skill on them whether or not they keep labels (the 56 px digit competition:
+    # OOF 0.927, 0.371 under shift:0.1, 0.282 under scale:0.8), so the check cannot tell.
+    views: str = "hflip,vflip,rot90"
 
     def __post_init__(self):
         parse_duration(self.time_limit, "auto time_limit")
