@@ -49,7 +49,7 @@ def print_auto_event(event: object) -> None:
         for verdict in event.verdicts:
             err.print(verdict.line())
         if not event.safe:
-            used = "no view keeps labels: no flips, quarter turns, shifts or zooms in training or TTA"
+            used = f"no view keeps labels: none of {', '.join(verdict.family for verdict in event.verdicts)} in training or TTA"
         else:
             used = f"later experiments augment with {event.augment}; TTA uses {event.tta}" + (" (shifts and zooms lose pixels)" if event.tta != event.spec else "")
         err.print(f"views (measured on {event.experiment}'s OOF in {event.seconds:.1f}s): {used}")

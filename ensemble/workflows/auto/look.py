@@ -19,9 +19,10 @@ HEADER_SAMPLE = 200  # images whose headers are opened for their modes
 
 @dataclass(frozen=True)
 class Look:
-    """native_side: the median longer side of the training images; size: the base training size
-    (ens.toml's [train] size when a number, else config.auto_size of the side; size_from says which); rarest: (what, name, rows) of the rarest class or tag, None for a
-    regression; modes: {PIL mode: images} over a sample of headers."""
+    """native_side: the median longer side of the training images; size: the base training size,
+    ens.toml's [train] size when a number, else config.auto_size of the side (size_from says
+    which); rarest: (what, name, rows) of the rarest class or tag, None for a regression; modes:
+    {PIL mode: images} over a sample of headers."""
 
     n_train: int
     n_test: int
@@ -32,7 +33,7 @@ class Look:
     size: int
     modes: dict
     rarest: tuple | None
-    size_from: str = "the images' side within 56..64px"
+    size_from: str
 
     def lines(self) -> list[str]:
         """What was seen, one fact a line."""
