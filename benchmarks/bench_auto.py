@@ -1,6 +1,7 @@
-"""`ens auto` against the hand-driven sequence, on the digits demo and on a flip-invariant set of shapes.
+"""`ens auto` against the hand-driven sequence, on the digits demo, a flip-invariant set of shapes,
+and the harder `digit` competition of task_competitions.py (2,000 training and 1,000 test images, 40 px).
 
-    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes]
+    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit]
 
 For each competition (made in DIR when missing): `ens auto --time-limit T` in one copy, and
 `ens folds && ens train-folds -n d && ens blend -n d` in another, each timed as a whole and
@@ -93,6 +94,10 @@ def make(kind: str, root: Path) -> None:
         from ensemble.data.digits import write_digits_competition
 
         write_digits_competition(root)
+    elif kind == "digit":
+        from task_competitions import write_competition
+
+        write_competition(root.parent, "digit", 2000, 1000, 0)
     else:
         write_shapes(root)
 
@@ -137,10 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--time-limit", default="3m")
-    parser.add_argument("--only", choices=["digits", "shapes"])
+    parser.add_argument("--only", choices=["digits", "shapes", "digit"])
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
-    rows = [bench(kind, args.directory, args.time_limit) for kind in ("digits", "shapes") if args.only in (None, kind)]
+    rows = [bench(kind, args.directory, args.time_limit) for kind in ("digits", "shapes", "digit") if args.only in (None, kind)]
     (args.directory / "bench_auto.json").write_text(json.dumps(rows, indent=2))
 
 
