@@ -10,7 +10,7 @@ from ensemble.config import AutoSettings, parse_duration
 from ensemble.errors import EnsError
 from ensemble.workflows.auto.plan import Epochs, Shape, Speed, Started, experiment_seconds, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate, other_size, portfolio
-from ensemble.workflows.auto.views import Verdict, Views, judge
+from ensemble.workflows.auto.views import Verdict, Views, augment_of, families_of, judge, recorded_augment, train_transform
 
 SHAPE = Shape(n_train=1000, n_test=500, k=5)
 
@@ -160,9 +160,39 @@ def test_shifts_and_zooms_are_judged_as_one_family_and_augment_without_joining_t
     verdicts = judge(names, oof, targets, tasks.get("single_label"), metrics.get("accuracy"), ["hflip", "shift:0.1", "scale:0.8"])
     assert [v.keeps for v in verdicts] == [True, False, True]  # a family keeps labels only if every shift does
     found = Views(tuple(verdicts), "auto-base", 1.0)
-    assert (found.spec, found.augment, found.tta) == ("hflip,scale:0.8", "hflip,scale:0.8-1", "hflip")
+    assert (found.spec, found.augment, found.tta) == ("hflip,scale:0.8", "hflip,scale:1-1.25", "hflip")
     zoom_only = Views((Verdict("scale:0.8", True, 0.9, 0.9, 0.5, "within noise"),), "auto-base", 1.0)
-    assert (zoom_only.augment, zoom_only.tta) == ("scale:0.8-1", "none")
+    assert (zoom_only.augment, zoom_only.tta) == ("scale:1-1.25", "none")
+
+
+def test_each_view_family_trains_as_the_transform_that_does_what_the_view_did():
+    # The view scale:F resizes the content by F; the train-time scale crops a side and stretches it.
+    assert train_transform("scale:0.8") == "scale:1-1.25" and train_transform("scale:1.25") == "scale:0.8-1"
+    assert augment_of(["d4", "hflip", "shift:0.1"]) == "hflip,rot90,shift:0.1" and augment_of([]) == "none"
+    assert families_of("hflip, shift: 0.10,hflip,none") == ["hflip", "shift:0.1"] and families_of("none") == []
+    with pytest.raises(EnsError, match=r"\[auto\] views 'scale:0.8,scale:0.9': scale is listed at two strengths"):
+        families_of("scale:0.8,scale:0.9")
+    # A record written before views had an augment key trains with its safe families' counterparts (d4 is no transform).
+    assert recorded_augment({"safe": ["d4"], "spec": "d4"}) == "hflip,rot90" and recorded_augment(None) == "none"
+    assert recorded_augment({"safe": ["hflip"], "spec": "hflip", "augment": "hflip"}) == "hflip"
+
+
+def test_the_zoom_a_view_check_passed_is_the_zoom_training_applies():
+    import torch
+
+    from ensemble.inference import tta
+    from ensemble.training.augment import Augment
+
+    square = torch.zeros(1, 3, 40, 40, dtype=torch.uint8)
+    square[..., 10:30, 10:30] = 255  # a 20 px square
+    viewed = tta.parse_policy("scale:0.8").views[1].apply(square.float())
+    far_end = train_transform("scale:0.8").partition(":")[2].split("-")[1]  # the crop side farthest from 1: the view's own zoom
+    trained = Augment(f"scale:{far_end}-{far_end}", fill="black")(square, torch.Generator().manual_seed(0))
+
+    def width(image):
+        return int((image[0, 0, 20] > 127).sum())
+
+    assert width(viewed) == 16 and abs(width(trained) - 16) <= 1
 
 
 def test_no_view_is_used_when_the_first_model_is_near_chance():

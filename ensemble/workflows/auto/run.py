@@ -36,7 +36,7 @@ from ensemble.workflows.auto.look import Look, ensure_folds, look_at
 from ensemble.workflows.auto.plan import Epochs, Plan, Shape, Started, fold_seconds, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate, portfolio
 from ensemble.workflows.auto.probe import CHOSEN, candidate_settings, probe_all
-from ensemble.workflows.auto.views import Views, families_of, find_views
+from ensemble.workflows.auto.views import Views, families_of, find_views, recorded_augment
 
 # The share of the budget the probes may use; candidates not probed by then are left out.
 PROBE_SHARE = 0.1
@@ -208,7 +208,7 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     views = run.record["views"]
     entry = entries.setdefault(candidate.name, {
         "experiment": experiment.name, "candidate": dataclasses.asdict(candidate), "epochs": epochs,
-        "augment": views.get("augment", views["spec"]) if views else "none", "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
+        "augment": recorded_augment(views), "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
     })
     entry["status"] = "running"
     records.save(run.workspace, run.record)  # its epochs and augmentation are fixed before the first fold starts

@@ -14,9 +14,10 @@ A family (rot90 is three quarter turns) keeps labels only when each of its views
 first model has too little skill to tell, no view is used.
 
 Each safe family then augments later experiments with its train-time counterpart (`train_transform`:
-the view `scale:0.8` becomes random zooms of `scale:0.8-1`, a shift of up to the same fraction
-each way), while TTA takes only the exact views (flips and quarter turns): a shifted or zoomed
-view loses pixels, and four shifted views cost four predictions of every image.
+the view `scale:0.8`, the content shrunk to 0.8 of the side, becomes random crops of 1 to 1.25
+sides, the train-time scale's unit; a shift of up to the same fraction each way), while TTA
+takes only the exact views (flips and quarter turns): a shifted or zoomed view loses pixels,
+and four shifted views cost four predictions of every image.
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ class Views:
 
 
 def train_transform(family: str) -> str:
-    """The --augment transforms of a view family: `scale:F` zooms between F and 1, d4 is hflip with
-    quarter turns (the eight symmetries); the others share their name."""
+    """The --augment transforms of a view family. The view `scale:F` resizes the content by F; the
+    train-time `scale:LO-HI` crops LO..HI of the side and stretches it, resizing by 1/side, so F
+    becomes crops between 1/F and 1 (0.8 -> 1-1.25, 1.25 -> 0.8-1). d4 is hflip with quarter turns
+    (the eight symmetries); the others share their name."""
     name, _, number = family.partition(":")
     if name == "scale" and number:
-        low, high = sorted((float(number), 1.0))
-        return f"scale:{low:g}-{high:g}"
+        low, high = sorted((1 / float(number), 1.0))
+        return f"scale:{low:.3g}-{high:.3g}"
     return "hflip,rot90" if name == "d4" else family
 
 
@@ -102,12 +105,25 @@ def augment_of(families: list[str]) -> str:
     return ",".join(dict.fromkeys(transforms)) or "none"
 
 
+def recorded_augment(views: dict | None) -> str:
+    """The --augment a later experiment takes from the auto record's views (None: not found yet);
+    a record written before the `augment` key: its safe families' train-time counterparts."""
+    if not views:
+        return "none"
+    return views.get("augment") or augment_of(views["safe"])
+
+
 def families_of(spec: str) -> list[str]:
     """[auto] views as families, checked before anything trains: as TTA views (tta.py's registry),
     and their train-time counterparts as --augment transforms. 'none' checks no view."""
     try:
         tta.parse_policy(spec)
-        families = [family.strip() for family in spec.split(",") if family.strip() not in ("", "none")]
+        # Each family in its canonical spelling ('shift: 0.10' -> 'shift:0.1'), once.
+        families = list(dict.fromkeys(tta.parse_policy(part).spec for part in spec.split(",") if part.strip() not in ("", "none")))
+        names = [family.partition(":")[0] for family in families]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice:
+            raise EnsError(f"{twice} is listed at two strengths; list one view per family")
         augment.parse(augment_of(families))
     except EnsError as error:
         raise EnsError(f"[auto] views {spec!r}: {error}") from None
