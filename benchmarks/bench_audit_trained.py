@@ -222,6 +222,7 @@ def look_alike_distances(workspace: Workspace, name: str) -> None:
     pairs = [(a, b) for members in found.groupby("group")["id"].agg(list) for i, a in enumerate(members) for b in members[i + 1:]]
     if pairs:
         indices = np.stack([rows.get_indexer([a for a, _ in pairs]), rows.get_indexer([b for _, b in pairs])], axis=1)
+        assert (indices >= 0).all(), "audit/duplicates.csv names ids that train.csv lacks"
         print(distance_line(f"{workspace.root} thumbnail pairs under {name}", space.relative_distance(indices, True)), flush=True)
 
 
@@ -230,11 +231,10 @@ def clean(args) -> None:
     runs = [("thumbnails", {}), (f"thumbnails + embeddings of {args.experiment}", {"experiment": args.experiment})]
     if args.pretrained:
         runs.append((f"thumbnails + {args.pretrained_model} pretrained embeddings", {"pretrained": args.pretrained, "model": args.pretrained_model}))
+    audit(workspace, force=True)  # the thumbnails' pairs, as the experiment's embeddings place them
+    look_alike_distances(workspace, args.experiment)
     for label, embeddings in runs:
         started = time.perf_counter()
-        if not embeddings:  # the thumbnails' pairs, as the experiment's embeddings place them
-            audit(workspace, force=True)
-            look_alike_distances(workspace, args.experiment)
         result = audit(workspace, force=True, **embeddings)
         pairs = pd.read_csv(workspace.root / "audit" / "duplicates.csv").groupby("group").size()
         false_pairs = int((pairs * (pairs - 1) // 2).sum())

@@ -258,7 +258,7 @@ class AutoSettings:
     min_epochs: int = 3
     max_epochs: int = 30
     # The views tried on the first experiment's OOF; the ones that keep labels augment later
-    # experiments (scale:F as random zooms between F and 1) and the exact ones (flips, quarter
+    # experiments (the view scale:F as random crops between 1/F and 1 of the side) and the exact ones (flips, quarter
     # turns) make TTA members. Shifts and zooms are not tried by default: a model trained without
     # them loses its skill on them whether or not they keep labels (the 56 px digit competition:
     # OOF 0.927, 0.371 under shift:0.1, 0.282 under scale:0.8), so the check cannot tell.
@@ -330,7 +330,7 @@ class Workspace:
     competition: CompetitionSettings
     folds: FoldSettings
     train: TrainSettings
-    train_keys: frozenset[str] = frozenset()  # the [train] keys ens.toml sets; the others are defaults
+    train_keys: frozenset[str] = frozenset()  # the [train] keys ens.toml sets to a value (not "auto"); the others are defaults
     auto: AutoSettings = AutoSettings()
 
     @classmethod
@@ -346,7 +346,10 @@ class Workspace:
             _check(section in SECTIONS, f"{config_path}: unknown section [{section}]; expected: {', '.join(SECTIONS)}")
             _check(isinstance(document[section], dict), f"{config_path}: {section} must be a [{section}] table")
         settings = {name: from_table(kind, document.get(name, {}), f"{config_path} [{name}]") for name, kind in SECTIONS.items()}
-        return cls(root=root, **settings, train_keys=frozenset(document.get("train", {})))
+        # A key written as "auto" is today's rule, as if left out: an experiment begun under an
+        # older rule resumes with its recorded value (identity.recorded_defaults).
+        chosen = frozenset(key for key, value in document.get("train", {}).items() if value != "auto")
+        return cls(root=root, **settings, train_keys=chosen)
 
     def path(self, relative: str) -> Path:
         """A path from ens.toml, relative to the workspace unless absolute; ~ and $VARS expanded, $$ is $."""

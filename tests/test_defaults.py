@@ -53,6 +53,10 @@ def test_an_experiment_resumes_with_its_recorded_values_when_the_defaults_change
     settings = json.loads((competition_dir / "models" / "a" / "settings.json").read_text())
     assert (settings["train"]["size"], settings["train"]["epochs"]) == (16, 1)
     assert all(len(json.loads((competition_dir / "models" / "a" / f"fold{fold}" / "result.json").read_text())["history"]) == 1 for fold in range(3))
+    # size = "auto" written in ens.toml is today's rule, as if left out: still resumed, not refused.
+    config.write_text(text.replace(train, to_toml({"train": {"model": "test_resnet", "batch_size": 16, "size": "auto"}})))
+    written = ens("train-folds", "-w", competition_dir, "-n", "a")
+    assert written.exit_code == 0 and "size 16 (default now 56)" in written.stderr, written.output
     # A value the user gives is never replaced: a different one is refused as before.
     refused = ens("train-folds", "-w", competition_dir, "-n", "a", "--epochs", "2")
     assert refused.exit_code == 1 and "train.epochs: 1 -> 2" in refused.stderr

@@ -14,7 +14,7 @@ from ensemble.artifacts.writer import PREDICT, TRAIN, ExperimentResult, Verb
 from ensemble.blend.teacher import DISTILL_ALPHA, TeacherOptions
 from ensemble.cli.app import ForceOption, TtaMergeOption, TtaOption, WorkspaceOption, app, default_help, err, handles_errors, out, parse_list
 from ensemble.cli.tables import score_text
-from ensemble.config import PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
+from ensemble.config import AUTO_SIZE_RANGE, PRETRAINED_BACKBONE_LR_SCALE, PRETRAINED_WARMUP_EPOCHS, TrainSettings, Workspace, override
 from ensemble.errors import EnsError
 from ensemble.nets.attention import ATTENTION
 from ensemble.training import losses
@@ -77,7 +77,7 @@ def lessons_text(event) -> str:
 def train_folds(
     name: Annotated[str, typer.Option("--name", "-n", help="Experiment name: the folder models/NAME.")],
     model: Annotated[Optional[str], typer.Option(help=f"timm model name, e.g. resnet18. {default_help(TrainSettings, 'model')}")] = None,
-    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule; auto: the training images' median side, within 56..64. {default_help(TrainSettings, 'size')}")] = None,
+    size: Annotated[Optional[int], typer.Option(help=f"Image side in pixels: one stage at this size, replacing any --sizes schedule; auto: the training images' median side, within {AUTO_SIZE_RANGE[0]}..{AUTO_SIZE_RANGE[1]}. {default_help(TrainSettings, 'size')}")] = None,
     sizes: Annotated[Optional[str], typer.Option(help="Progressive resizing: growing stage sizes, e.g. 24,32; the last is the inference size. (default: ens.toml, else one stage at --size)")] = None,
     epochs: Annotated[Optional[str], typer.Option(help=f"Passes over the fold's training rows: one count for every stage, or one per --sizes stage, e.g. 2,3. {default_help(TrainSettings, 'epochs')}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per step, at least 2. {default_help(TrainSettings, 'batch_size')}")] = None,

@@ -58,7 +58,8 @@ def header_modes(competition: Competition) -> dict:
 def look_at(workspace: Workspace) -> tuple[Competition, Look]:
     competition = load_competition(workspace)
     side = median_side(competition.train_image_paths(), competition.train_ids)
-    pinned = isinstance(workspace.train.size, int)  # ens.toml's [train] size, when a number, is the base size
+    # ens.toml's [train] size (or the last of its sizes) is the base size when it is a number; auto trains one stage.
+    pinned = isinstance(workspace.train.size, int) and bool({"size", "sizes"} & workspace.train_keys)
     look = Look(
         n_train=len(competition.train_ids),
         n_test=len(competition.test_ids),
@@ -69,9 +70,14 @@ def look_at(workspace: Workspace) -> tuple[Competition, Look]:
         size=workspace.train.size if pinned else auto_size(side),
         modes=header_modes(competition),
         rarest=stratification(competition).rarest(competition.targets, competition.classes),
-        size_from="ens.toml [train] size" if pinned else f"the images' side within {AUTO_SIZE_RANGE[0]}..{AUTO_SIZE_RANGE[1]}px",
+        size_from=pinned_from(workspace) if pinned else f"the images' side within {AUTO_SIZE_RANGE[0]}..{AUTO_SIZE_RANGE[1]}px",
     )
     return competition, look
+
+
+def pinned_from(workspace: Workspace) -> str:
+    stages = workspace.train.sizes
+    return f"the last of ens.toml's [train] sizes {stages}; auto trains one size" if stages else "ens.toml [train] size"
 
 
 def ensure_folds(workspace: Workspace, competition: Competition) -> FoldsResult | None:
