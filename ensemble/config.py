@@ -158,12 +158,9 @@ class TrainSettings:
         return dataclasses.replace(self, **{**defaults, **given})
 
 
-# size = "auto": the median side of the training images, rounded to a multiple of 8, within these
-# bounds. Small images are enlarged to 56 px: on the whole `digit` competition of
-# benchmarks/task_competitions.py (40 px images, resnet10t, 10 epochs, 5 folds) 40 px scored OOF
-# 0.837 / hidden 0.878, 48 px 0.900 / 0.922, 56 px 0.927 / 0.929 for 24% more time a fold
-# (docs/training.md#which-of-these-to-use). Above 64 px a CPU step costs 4x and more the one at 32 px (set
-# `size` for more).
+# size = "auto": the median side of the training images, rounded to 8, within these bounds. Small
+# images are enlarged to 56 px (40 px digits: OOF 0.837 at 40 px, 0.927 at 56; measured in
+# docs/training.md#which-of-these-to-use); above 64 px a CPU step costs 4x the one at 32 px.
 AUTO_SIZE_RANGE = (56, 64)
 
 
@@ -258,10 +255,8 @@ class AutoSettings:
     min_epochs: int = 3
     max_epochs: int = 30
     # The views tried on the first experiment's OOF; the ones that keep labels augment later
-    # experiments (the view scale:F as random crops between 1/F and 1 of the side) and the exact ones (flips, quarter
-    # turns) make TTA members. Shifts and zooms are not tried by default: a model trained without
-    # them loses its skill on them whether or not they keep labels (the 56 px digit competition:
-    # OOF 0.927, 0.371 under shift:0.1, 0.282 under scale:0.8), so the check cannot tell.
+    # experiments and the exact ones make TTA members (workflows/auto/views.py). No shifts or zooms
+    # by default: a model never trained on them fails them whether or not they keep labels.
     views: str = "hflip,vflip,rot90"
 
     def __post_init__(self):

@@ -117,8 +117,7 @@ def families_of(spec: str) -> list[str]:
     """[auto] views as families, checked before anything trains: as TTA views (tta.py's registry),
     and their train-time counterparts as --augment transforms. 'none' checks no view."""
     try:
-        tta.parse_policy(spec)
-        # Each family in its canonical spelling ('shift: 0.10' -> 'shift:0.1'), once.
+        # Each family checked and in its canonical spelling ('shift: 0.10' -> 'shift:0.1'), once.
         families = list(dict.fromkeys(tta.parse_policy(part).spec for part in spec.split(",") if part.strip() not in ("", "none")))
         names = [family.partition(":")[0] for family in families]
         twice = next((name for name in names if names.count(name) > 1), None)
