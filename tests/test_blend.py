@@ -264,4 +264,20 @@ def test_hill_counts_need_one_and_its_seed_may_be_zero(params, message):
 def test_the_logistic_meta_learner_takes_its_seed():
     from ensemble.blend.stack import logistic_regression
 
-    assert logistic_regression(7).random_state == 7
+    assert logistic_regression(7)[-1].random_state == 7
+
+
+def test_a_stacker_records_its_standardisation_and_an_older_unscaled_record_still_predicts():
+    from ensemble.blend.meta_records import record_meta, restore_meta
+    from ensemble.blend.stack import features, logistic_regression
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 60, 3)) * np.array([1.0, 40.0])[:, None, None]  # two members on very different scales
+    targets = rng.integers(0, 3, 60)
+    meta = logistic_regression(0).fit(features(logits), targets)
+    record = record_meta(meta)
+    assert record["learner"] == "scaled_logreg" and len(record["mean"]) == 6
+    np.testing.assert_array_equal(restore_meta(record).predict_proba(features(logits)), meta.predict_proba(features(logits)))
+    older = {"learner": "logreg", **{key: record[key] for key in ("classes", "coef", "intercept")}}  # a blend made before scaling
+    probs = restore_meta(older).predict_proba(features(logits))
+    assert probs.shape == (60, 3) and np.allclose(probs.sum(axis=1), 1)

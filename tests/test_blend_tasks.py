@@ -211,6 +211,8 @@ def test_a_metric_of_another_kind_is_refused(task, params, message):
 
 def test_stack_fits_one_logistic_regression_per_tag_on_that_tags_logits():
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     logits, targets = tag_members()
     targets = targets.copy()
@@ -218,8 +220,8 @@ def test_stack_fits_one_logistic_regression_per_tag_on_that_tags_logits():
     stack = METHODS.get("stack")(task="multi_label").fit(logits, targets)
     assert len(stack.meta_) == 4 and stack.meta_[3] is None and stack.constant_[3] == 0
     for tag in range(3):
-        assert stack.meta_[tag].coef_.shape == (1, 3)  # three members' logits of this tag, no other
-        by_hand = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(logits[:, :, tag].T.astype(np.float64), targets[:, tag])
+        assert stack.meta_[tag][-1].coef_.shape == (1, 3)  # three members' logits of this tag, no other
+        by_hand = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=0)).fit(logits[:, :, tag].T.astype(np.float64), targets[:, tag])
         np.testing.assert_allclose(stack.predict_proba(logits)[:, tag], by_hand.predict_proba(logits[:, :, tag].T.astype(np.float64))[:, 1], rtol=1e-6)
     assert (stack.predict_proba(logits)[:, 3] == 0).all()
     assert stack.optimised_ == "logloss" and "one per tag (3 of 4" in stack.meta_text()

@@ -39,26 +39,42 @@ def restore_logreg(record: dict):
     return meta
 
 
+def record_scaler(scaler) -> dict:
+    return {"mean": as_list(scaler.mean_), "scale": as_list(scaler.scale_), "var": as_list(scaler.var_)}
+
+
+def restore_scaler(record: dict):
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    scaler.mean_, scaler.scale_, scaler.var_ = (np.asarray(record[key], dtype=np.float64) for key in ("mean", "scale", "var"))
+    scaler.n_features_in_ = len(scaler.mean_)
+    scaler.n_samples_seen_ = 1
+    return scaler
+
+
+def record_scaled_logreg(meta) -> dict:
+    return {**record_scaler(meta[0]), **record_logreg(meta[-1])}
+
+
+def restore_scaled_logreg(record: dict):
+    """The standardised logistic regression of stack.py (a record before it: "logreg", unscaled)."""
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(restore_scaler(record), restore_logreg(record))
+
+
 def record_ridge(meta) -> dict:
-    scaler, ridge = meta[0], meta[-1]
-    return {
-        "mean": as_list(scaler.mean_),
-        "scale": as_list(scaler.scale_),
-        "var": as_list(scaler.var_),
-        "coef": as_list(ridge.coef_),
-        "intercept": float(ridge.intercept_),
-    }
+    ridge = meta[-1]
+    return {**record_scaler(meta[0]), "coef": as_list(ridge.coef_), "intercept": float(ridge.intercept_)}
 
 
 def restore_ridge(record: dict):
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    scaler, ridge = StandardScaler(), Ridge(alpha=1.0)
-    scaler.mean_, scaler.scale_, scaler.var_ = (np.asarray(record[key], dtype=np.float64) for key in ("mean", "scale", "var"))
-    scaler.n_features_in_ = ridge.n_features_in_ = len(scaler.mean_)
-    scaler.n_samples_seen_ = 1
+    scaler, ridge = restore_scaler(record), Ridge(alpha=1.0)
+    ridge.n_features_in_ = scaler.n_features_in_
     ridge.coef_ = np.asarray(record["coef"], dtype=np.float64)
     ridge.intercept_ = float(record["intercept"])
     return make_pipeline(scaler, ridge)
@@ -94,17 +110,18 @@ def restore_lgbm(record: dict):
 # name -> (record(fitted meta-learner) -> dict, restore(dict) -> a predictor stack.py can call)
 META_RECORDS: Registry[tuple[Callable, Callable]] = Registry("recorded meta-learner")
 META_RECORDS.register("logreg")((record_logreg, restore_logreg))
+META_RECORDS.register("scaled_logreg")((record_scaled_logreg, restore_scaled_logreg))
 META_RECORDS.register("ridge")((record_ridge, restore_ridge))
 META_RECORDS.register("lgbm")((record_lgbm, restore_lgbm))
 
 
 def kind_of(meta) -> str:
-    """Which record a fitted meta-learner takes (stack.py's learners: logreg, a ridge pipeline, lgbm)."""
+    """Which record a fitted meta-learner takes (stack.py's learners: a standardised logreg or ridge pipeline, lgbm)."""
     name = type(meta).__name__
     if name == "LogisticRegression":
         return "logreg"
     if name == "Pipeline":
-        return "ridge"
+        return "scaled_logreg" if type(meta[-1]).__name__ == "LogisticRegression" else "ridge"
     if name.startswith("LGBM"):
         return "lgbm"
     raise EnsError(f"cannot record a meta-learner of type {name}; recorded ones: {', '.join(META_RECORDS.names())}")
