@@ -117,6 +117,8 @@ class TrainSettings:
     freeze_bn: bool | str = dataclasses.field(default="auto", metadata={"auto": bool, "toml": (str, bool)})
     unfreeze_after: int | str = dataclasses.field(default="auto", metadata={"auto": int, "toml": (str, int)})
     backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
+    # The pretrained backbone's features computed once per image, a linear head per fold (training/features.py).
+    frozen_features: bool = False
 
     # Test-time augmentation of the cached OOF and test logits (ensemble/inference/tta.py).
     tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)

@@ -68,6 +68,7 @@ LEGACY: dict[str, Any] = {
     "train.freeze_bn": False,
     "train.unfreeze_after": 0,
     "train.backbone_lr_scale": 1.0,
+    "train.frozen_features": False,  # before issue 17's frozen-features candidate: every fold ran the backbone
     # Before issue 7: no test-time augmentation.
     "train.tta": "none",
     "train.tta_merge": "mean",

@@ -27,6 +27,7 @@ def print_event(event: object) -> None:
     from ensemble.data.cache import ImagesRead
     from ensemble.training.events import EpochEnd
     from ensemble.training.experiment import FoldsSent, RecordedKept
+    from ensemble.training.features import FeaturesReady
     from ensemble.training.fold_job import FoldEnd, FoldStart
     from ensemble.training.preflight import WeightsChecked
     from ensemble.training.student import LessonsMade
@@ -37,6 +38,10 @@ def print_event(event: object) -> None:
             + (" (from the image cache)" if e.from_cache else "")
         ),
         WeightsChecked: lambda e: f"pretrained: {e.summary}",
+        FeaturesReady: lambda e: (
+            f"frozen features: {e.n_features} for each of {e.n_images} images at {e.size}px, "
+            + (f"computed in {e.seconds:.1f}s" if e.computed else "read back from the stopped run")
+        ),
         RecordedKept: lambda e: (
             f"note: {e.name} resumes with its recorded "
             + ", ".join(f"{key} {old} (default now {new})" for key, (old, new) in e.kept.items())
@@ -93,6 +98,7 @@ def train_folds(
     freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
     unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
+    frozen_features: Annotated[Optional[bool], typer.Option("--frozen-features/--no-frozen-features", help="With --pretrained: the backbone's features computed once per image at --size, then a linear head per fold (seconds a fold; e.g. --size 224). (default: ens.toml, else off)")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default_help(TrainSettings, 'augment')}")] = None,
     augment_fill: Annotated[Optional[str], typer.Option(help=f"What shift, scale and rotate bring in from outside the image: {' or '.join(FILLS.names())} (the colour 0 after normalisation). {default_help(TrainSettings, 'augment_fill')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default_help(TrainSettings, 'ema')}")] = None,
@@ -158,7 +164,7 @@ def train_folds(
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
-        tta=tta, tta_merge=tta_merge,
+        frozen_features=frozen_features, tta=tta, tta_merge=tta_merge,
     )
     settings = override(ws.train, **flags)
     given = ws.train_keys | {key for key, value in flags.items() if value is not None}

@@ -30,6 +30,7 @@ from ensemble.io import read_json
 from ensemble.nets.devices import library_versions
 from ensemble.training import parallel
 from ensemble.training.events import Progress
+from ensemble.training.features import experiment_features
 from ensemble.training.fold_job import FoldJob, run_fold
 from ensemble.training.preflight import check_network, resolve
 from ensemble.training.student import Teaching
@@ -114,10 +115,11 @@ def train_experiment(
         if progress:
             progress(read)
         writer.prepare()
+        features = experiment_features(experiment.root, settings, len(competition.classes), train_images, test_images, progress) if settings.frozen_features else None
         jobs = [
             FoldJob(
                 experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),
-                teaching.lessons[fold] if teaching else None,
+                teaching.lessons[fold] if teaching else None, features,
             )
             for position, fold in enumerate(to_train, 1)
         ]

@@ -22,6 +22,8 @@ from ensemble.nets import torch_files
 from ensemble.nets.devices import out_of_memory_as_error
 from ensemble.training import parallel
 from ensemble.training.events import Progress
+from ensemble.training.features import Features
+from ensemble.training.head import train_head_fold
 from ensemble.training.student import Lesson
 from ensemble.training.trainer import FoldData, FoldOutput, train_fold
 
@@ -59,6 +61,7 @@ class FoldJob:
     position: int = 1  # 1-based among the folds this run trains, for the progress display
     count: int = 1
     lesson: Lesson | None = None  # a student fold's teacher targets (student.py)
+    features: Features | None = None  # a frozen-features experiment's (features.py): its head trains on them
 
 
 def run_fold(job: FoldJob, progress: Progress | None, slot: parallel.Slot) -> FoldEnd:
@@ -88,7 +91,10 @@ def train_and_write(job: FoldJob, progress: Progress | None, slot: parallel.Slot
     competition = job.competition
     data = FoldData(job.train_images, competition.targets, train_rows, valid_rows, job.test_images, len(competition.classes), competition.task, job.lesson)
     with out_of_memory_as_error(settings.batch_size, f"fold {fold}"):
-        output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
+        if job.features is not None:
+            output = train_head_fold(data, job.features, settings, fold, metric, progress)
+        else:
+            output = train_fold(data, settings, fold, metric, experiment.resume_path(fold), progress)
     score = metric.score(data.valid_targets, competition.task.outputs(output.valid_logits))
     seconds = output.resumed_seconds + time.perf_counter() - fold_started
     write_fold(experiment, fold, competition, valid_rows, output, settings, metric, score, seconds)

@@ -21,7 +21,7 @@ from ensemble.inference import tta
 from ensemble.nets.attention import ATTENTION
 from ensemble.stages import plan_stages
 from ensemble.tasks import Task
-from ensemble.training import augment, losses
+from ensemble.training import augment, features, losses
 from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
 
@@ -54,6 +54,7 @@ def validate(settings: TrainSettings, task: Task) -> TrainSettings:
             f"train unfreeze_after: --unfreeze-after {settings.unfreeze_after} is not below the run's {settings.total_epochs} epochs, "
             f"so the backbone would never train; give fewer than {settings.total_epochs} (or --train-blocks 0 for a head-only run)"
         )
+    features.check(settings)
     loss = losses.for_task(settings.loss, task)
     check_target_settings(settings, loss)
     task.check_merge(settings.tta_merge)

@@ -1,0 +1,119 @@
+"""Frozen features (--frozen-features): a pretrained backbone's pooled features computed once per
+image, then a linear head trained per fold on them.
+
+A linear probe trained the ordinary way (--train-blocks 0) runs the frozen backbone over every
+image in every epoch of every fold, though its features never change. Here they are computed
+once for the experiment (features.npz in its folder, reused when a stopped run resumes), so
+ImageNet features at a size where they work (224 px) cost one pass over the images: measured
+on the emoji competition of benchmarks/emoji_competition.py (benchmarks/RESULTS.md).
+
+The head trains as a network would (the task's loss and target scaling, label smoothing,
+class weights, the optimiser and schedule, epochs and batches, seeded per fold and epoch) on
+the features standardised by the fold's training rows. The fold's checkpoint is the whole
+network, the pretrained backbone with the head (standardisation folded in) as its classifier,
+so `ens predict`, TTA, export and embeddings read it like any other fold's; in eval mode its
+logits are the head's on the cached features.
+
+What a frozen backbone cannot have is refused in one line (`check`): train-time augmentation
+or mixing (the features are of the plain images), stages, attention blocks (they would train),
+EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teacher's lessons.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ensemble.config import TrainSettings
+from ensemble.errors import EnsError
+
+FEATURES_FILE = "features.npz"
+
+
+def check(settings: TrainSettings) -> None:
+    """Refuse settings a frozen-features run cannot honour; nothing to check when it is off."""
+    if not settings.frozen_features:
+        return
+    refused = {
+        "pretrained": (not settings.pretrained, "needs pretrained weights (--pretrained FILE or timm): random features teach nothing"),
+        "augment": (settings.augment not in ("none", ""), "computes the features of the plain images once; train-time augment cannot apply"),
+        "mixup": (settings.mixup > 0 or settings.cutmix > 0, "trains on the plain images' features; mixup and cutmix cannot apply"),
+        "sizes": (bool(settings.sizes), "computes the features at one size (--size), not in stages"),
+        "attention": (settings.attention != "none", "trains only the classifier; an attention block would stay random"),
+        "ema": (settings.ema > 0, "trains a linear head; EMA of its weights is not supported"),
+        "tta": (settings.tta not in ("none", ""), "caches the identity view's features; add TTA afterwards with `ens predict --tta`"),
+    }
+    for name, (bad, why) in refused.items():
+        if bad:
+            raise EnsError(f"train frozen_features {why} (train {name} is {getattr(settings, name)!r})")
+
+
+@dataclass(frozen=True)
+class Features:
+    """train: float32 (n_train, n_features); test: float32 (n_test, n_features)."""
+
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeaturesReady:
+    """Progress event: the experiment's features, computed now or read back."""
+
+    n_images: int
+    n_features: int
+    size: int
+    seconds: float
+    computed: bool
+
+
+def experiment_features(root: Path, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None) -> Features:
+    """The experiment's features, read from root/features.npz when a run made them for these
+    images (the experiment's identity pins the weights, size and images), else computed and saved."""
+    from ensemble.io import write_npz
+
+    started = time.perf_counter()
+    path = root / FEATURES_FILE
+    if path.is_file():
+        with np.load(path) as saved:
+            if saved["train"].shape[0] == len(train_images) and saved["test"].shape[0] == len(test_images):
+                features = Features(saved["train"], saved["test"])
+                if progress:
+                    progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, False))
+                return features
+    features = compute(settings, n_classes, train_images, test_images)
+    write_npz(path, train=features.train, test=features.test)
+    if progress:
+        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, True))
+    return features
+
+
+def pretrained_net(settings: TrainSettings, n_classes: int):
+    """The network the folds save: the model with the pretrained weights, its classifier to be replaced."""
+    import torch
+
+    from ensemble.nets.networks import create_net, load_weights
+    from ensemble.training.draws import seed_for
+
+    torch.manual_seed(seed_for(settings.seed, 0))
+    net = create_net(settings.model, n_classes, settings.size)
+    load_weights(net, settings.model, settings.size, settings.pretrained)
+    return net.eval()
+
+
+def compute(settings: TrainSettings, n_classes: int, train_images, test_images) -> Features:
+    from ensemble.inference.batches import Batches
+    from ensemble.inference.embeddings import embed
+    from ensemble.nets import devices
+
+    device = devices.resolve_device(settings.device)
+    layout = devices.memory_format(device, None)
+    net = pretrained_net(settings, n_classes).to(device, memory_format=layout)
+    # The training batch size, as the probe measures it: on 2 CPU cores, efficientnet-lite0 at
+    # 224 px embedded 69 images a second in batches of 32 and 58 in batches of 256.
+    batches = Batches(net, device, settings.batch_size, layout)
+    return Features(embed(net, batches, train_images), embed(net, batches, test_images))

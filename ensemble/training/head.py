@@ -1,0 +1,112 @@
+"""One fold of a frozen-features experiment (features.py): a linear head trained on the cached
+features of the fold's training rows, its OOF and test logits, and the whole network to save.
+
+The head trains on the CPU whatever the device: it is one matrix, a few thousand rows, and a
+fold takes seconds; the CPU keeps it bit for bit reproducible. A stopped fold starts again
+(there is no epoch state worth resuming).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ensemble.config import TrainSettings
+from ensemble.errors import EnsError
+from ensemble.inference.scaling import SCALINGS
+from ensemble.metrics import Metric
+from ensemble.training import losses
+from ensemble.training.draws import batch_indices, seed_for
+from ensemble.training.events import EpochEnd, Progress
+from ensemble.training.features import Features, pretrained_net
+from ensemble.training.losses import HELD_OUT_LOSS
+from ensemble.training.optim import OPTIMIZERS, SCHEDULES
+from ensemble.training.recipe import CLASS_WEIGHTS
+from ensemble.training.trainer import FoldData, FoldOutput, divergence
+
+# Added to each feature's standard deviation: a feature constant over the training rows stays finite.
+EPSILON = 1e-6
+
+
+def train_head_fold(data: FoldData, features: Features, settings: TrainSettings, fold: int, metric: Metric, progress: Progress | None = None) -> FoldOutput:
+    """Train fold `fold`'s head on the cached features; its logits and the network's weights."""
+    if data.lesson:
+        raise EnsError("train frozen_features: a student learns from its teacher through the ordinary trainer; train it without --frozen-features")
+    settings = settings.resolved()
+    rows = data.train_rows
+    mean = features.train[rows].mean(axis=0, dtype=np.float64)
+    std = features.train[rows].std(axis=0, dtype=np.float64) + EPSILON
+    inputs = torch.from_numpy(((features.train - mean) / std).astype(np.float32))
+    test_inputs = torch.from_numpy(((features.test - mean) / std).astype(np.float32))
+    torch.manual_seed(seed_for(settings.seed, fold))
+    head = nn.Linear(inputs.shape[1], data.n_classes)
+    loss = losses.for_task(settings.loss, data.task)
+    scale = SCALINGS.get(loss.scaling).fit(data.targets[rows])  # never the held-out rows
+    class_weights = CLASS_WEIGHTS.get(settings.class_weights)(data.targets[rows], data.n_classes)
+    loss_of = loss.build(settings.label_smoothing, class_weights, torch.device("cpu"))
+    targets = torch.from_numpy(scale.encode(data.targets))
+    optimizer = OPTIMIZERS.get(settings.optimizer)([{"params": list(head.parameters()), "weight_decay": settings.weight_decay}], settings)
+    epochs = settings.total_epochs
+    steps = len(batch_indices(len(rows), settings.batch_size, torch.Generator()))
+    scheduler = SCHEDULES.get(settings.schedule)(optimizer, settings, epochs * steps)
+    train_rows, history = torch.from_numpy(rows), []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        epoch_seed = seed_for(settings.seed, fold, epoch)
+        torch.manual_seed(epoch_seed)
+        total = 0.0
+        for batch in batch_indices(len(rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
+            chosen = train_rows[batch]
+            batch_loss = loss_of(head(inputs[chosen]), targets[chosen])
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(batch_loss.detach()) * len(chosen)
+        valid_logits = predict(head, inputs[data.valid_rows], scale)
+        history.append(epoch_end(data, fold, epoch, epochs, total / len(rows), valid_logits, metric, settings, time.perf_counter() - started))
+        if progress:
+            progress(history[-1])
+    return FoldOutput(
+        valid_logits=valid_logits,
+        test_logits=predict(head, test_inputs, scale),
+        state_dict=network_state(head, mean, std, settings, data.n_classes),
+        history=history,
+        resumed_seconds=0.0,
+        target_scale=scale.record(),
+    )
+
+
+def predict(head: nn.Linear, inputs: torch.Tensor, scale) -> np.ndarray:
+    """float32 (n, n_classes): the head's logits (a regression's decoded values)."""
+    with torch.inference_mode():
+        return np.asarray(scale.decode(head(inputs).numpy()), dtype=np.float32)
+
+
+def epoch_end(data: FoldData, fold: int, epoch: int, epochs: int, train_loss: float, valid_logits: np.ndarray, metric: Metric, settings: TrainSettings, seconds: float) -> EpochEnd:
+    """The epoch's event, as the ordinary trainer reports it; a diverged head is refused."""
+    if not (np.isfinite(train_loss) and np.isfinite(valid_logits).all()):
+        raise EnsError(f"fold {fold} diverged in epoch {epoch + 1} ({divergence(train_loss, valid_logits)}); lower --lr (now {settings.lr:g}) and train again with --force")
+    outputs = data.task.outputs(valid_logits)
+    targets = data.valid_targets
+    return EpochEnd(
+        fold=fold, epoch=epoch + 1, epochs=epochs, train_loss=train_loss, valid_loss=HELD_OUT_LOSS[data.task.name](targets, outputs),
+        valid_score=metric.score(targets, outputs), metric=metric.name, seconds=seconds, size=int(settings.size),
+    )
+
+
+def network_state(head: nn.Linear, mean: np.ndarray, std: np.ndarray, settings: TrainSettings, n_classes: int) -> dict:
+    """The pretrained network with the head as its classifier, the standardisation folded into
+    it: W' = W / std, b' = b - W' . mean, so the network's logits on an image are the head's on
+    its standardised features."""
+    net = pretrained_net(settings, n_classes)
+    classifier = net.get_classifier()
+    weight = head.weight.detach().double() / torch.from_numpy(std)[None, :]
+    bias = head.bias.detach().double() - weight @ torch.from_numpy(mean)
+    with torch.no_grad():
+        classifier.weight.copy_(weight.float())
+        classifier.bias.copy_(bias.float())
+    return {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()}

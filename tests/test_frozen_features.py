@@ -1,0 +1,100 @@
+"""--frozen-features: a pretrained backbone's features computed once, a linear head per fold; the
+fold's checkpoint is the whole network and predicts what the head cached; resume and refusals."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_competition, make_regression_competition
+from test_cli import ens, one_line_error
+
+from ensemble.artifacts.identity import LEGACY
+from ensemble.artifacts.store import load_logits
+
+COMMON = ("--model", "test_resnet", "--size", "32", "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    import timm
+
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.pt"
+    torch.save(timm.create_model("test_resnet").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frozen_dir(tmp_path_factory, weights_file):
+    """A competition with a finished frozen-features experiment `ff`."""
+    root = make_competition(tmp_path_factory.mktemp("frozen") / "comp", n_train=40, n_test=12)
+    assert ens("folds", "--k", "4", "-w", root).exit_code == 0
+    result = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
+    assert result.exit_code == 0, result.output
+    assert "frozen features: " in result.output and "computed in" in result.output
+    return root
+
+
+def test_the_head_trains_on_features_computed_once(frozen_dir):
+    experiment = frozen_dir / "models" / "ff"
+    with np.load(experiment / "features.npz") as features:
+        assert features["train"].shape[0] == 40 and features["test"].shape[0] == 12
+    oof = load_logits(experiment / "oof.npz")
+    assert oof.values.shape == (40, 3) and np.isfinite(oof.values).all()
+    assert len(set(np.round(oof.values[:, 0], 5))) > 10  # a trained head, not one constant row
+
+
+def test_the_saved_network_predicts_what_the_head_cached(frozen_dir):
+    """The checkpoint holds the backbone and the head with the standardisation folded in:
+    `ens predict` through the whole network gives the cached logits."""
+    result = ens("predict", "-n", "ff", "--as", "ff-again", "--device", "cpu", "-w", frozen_dir)
+    assert result.exit_code == 0, result.output
+    for part in ("oof.npz", "test.npz"):
+        cached = load_logits(frozen_dir / "models" / "ff" / part)
+        again = load_logits(frozen_dir / "models" / "ff-again" / part)
+        assert list(cached.ids) == list(again.ids)
+        np.testing.assert_allclose(again.values, cached.values, atol=1e-4)
+
+
+def test_a_stopped_run_reads_its_features_back_and_ends_bit_identical(frozen_dir, weights_file, tmp_path):
+    root = tmp_path / "comp"
+    shutil.copytree(frozen_dir, root)
+    shutil.rmtree(root / "models")
+    first = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", "--folds", "0,1", *COMMON, "-w", root)
+    assert first.exit_code == 0, first.output
+    rest = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
+    assert rest.exit_code == 0, rest.output
+    assert "read back from the stopped run" in rest.output
+    for part in ("oof.npz", "test.npz"):
+        np.testing.assert_array_equal(load_logits(root / "models" / "ff" / part).values, load_logits(frozen_dir / "models" / "ff" / part).values)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        ((), "needs pretrained weights"),
+        (("--augment", "hflip"), "train-time augment cannot apply"),
+        (("--sizes", "16,32"), "not in stages"),
+        (("--tta", "hflip"), "ens predict --tta"),
+    ],
+)
+def test_what_frozen_features_cannot_honour_is_refused_before_anything_is_written(frozen_dir, weights_file, extra, fragment):
+    weights = () if fragment == "needs pretrained weights" else ("--pretrained", weights_file)
+    common = [arg for arg in COMMON if arg not in ("--size", "32")] if "--sizes" in extra else COMMON
+    result = ens("train-folds", "--name", "refused", "--frozen-features", *weights, *extra, *common, "-w", frozen_dir)
+    one_line_error(result, "frozen_features", fragment)
+    assert not (frozen_dir / "models" / "refused").exists()
+
+
+def test_a_regression_head_gives_values_in_the_targets_range(tmp_path, weights_file):
+    root = make_regression_competition(tmp_path / "reg", n_train=36, n_test=10)
+    assert ens("folds", "--k", "3", "-w", root).exit_code == 0
+    result = ens("train-folds", "--name", "ffr", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
+    assert result.exit_code == 0, result.output
+    values = load_logits(root / "models" / "ffr" / "oof.npz").values
+    assert values.shape == (36, 1) and 0 <= values.min() and values.max() <= 9
+
+
+def test_an_older_record_means_the_ordinary_trainer():
+    assert LEGACY["train.frozen_features"] is False
