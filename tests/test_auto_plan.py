@@ -225,3 +225,30 @@ def test_a_candidate_that_learns_almost_nothing_is_abandoned_after_its_first_fol
     # A metric where lower is better: rmse 0.95 against chance 1.0 and the base's 0.2.
     lower = {**record, "experiments": {"base": {"experiment": "auto-base", "status": "done", "oof_score": 0.2}}, "views": {"metric": "rmse", "verdicts": [{"chance": 1.0}]}}
     assert "keeps 6%" in learns_too_little(SimpleNamespace(record=lower), atto, SimpleNamespace(fold_scores=[0.95]))
+
+
+def test_a_frozen_features_experiment_pays_for_its_features_once():
+    frozen = Speed(1e6, 50.0, 0.5, features_once=True)  # features at 50 img/s, a head of a million rows a second
+    features = (SHAPE.n_train + SHAPE.n_test) / 50.0
+    assert experiment_seconds(frozen, SHAPE, 10) == pytest.approx(features + 5 * (0.5 + 10 * 800 / 1e6))
+    ordinary = Speed(1e6, 50.0, 0.5)  # the same rates, predicting each fold's held-out and test images
+    assert experiment_seconds(ordinary, SHAPE, 10) > experiment_seconds(frozen, SHAPE, 10) + 60
+    speeds = {"base@32": Speed(1000, 10_000, 1.0), "lite@224+pretrained+frozen": frozen}
+    candidates = [candidate("base"), Candidate("lite-frozen224", "lite", 224, 1.3, "features", pretrained="w.pth", frozen=True)]
+    slow = plan_portfolio(candidates, speeds, SHAPE, 600, reserve_seconds=60, scale=2.0)
+    planned = next(p for p in slow.experiments if p.candidate.frozen)
+    assert planned.seconds == pytest.approx(2 * features + 5 * (1.0 + planned.epochs * 800 * 2 / 1e6))  # the measured scale keeps it frozen
+
+
+def test_each_weights_file_brings_a_frozen_features_candidate_and_a_fine_tuned_one(tmp_path):
+    from ensemble.config import TrainSettings
+    from ensemble.workflows.auto.probe import candidate_settings
+
+    (tmp_path / "efficientnet_lite0.pth").write_bytes(b"")
+    candidates = portfolio(64, ["resnet10t"], tmp_path)
+    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen224", "efficientnet_lite0-pre96"]
+    frozen = candidates[1]
+    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@224+pretrained+frozen" and frozen.value > candidates[2].value
+    settings = candidate_settings(TrainSettings(), frozen, 10, augment="hflip", tta="hflip")
+    assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
+    assert candidate_settings(TrainSettings(), candidates[2], 10, augment="hflip").augment == "hflip"

@@ -36,8 +36,11 @@ def print_auto_event(event: object) -> None:
             err.print(f"probe {event.key}: left out: {event.error}")
         else:
             speed = event.speed
-            err.print(f"probe {event.key}: trains {speed.train_images_per_second:.0f} img/s, predicts {speed.predict_images_per_second:.0f} img/s, "
-                      f"{speed.setup_seconds:.1f}s a fold to set up " + (f"({event.error}, the faster kept)" if event.error else f"(measured in {event.seconds:.1f}s)"))
+            pace = (
+                f"features of {speed.predict_images_per_second:.0f} img/s once, its head trains {speed.train_images_per_second:.0f} rows/s"
+                if speed.features_once else f"trains {speed.train_images_per_second:.0f} img/s, predicts {speed.predict_images_per_second:.0f} img/s"
+            )
+            err.print(f"probe {event.key}: {pace}, {speed.setup_seconds:.1f}s a fold to set up " + (f"({event.error}, the faster kept)" if event.error else f"(measured in {event.seconds:.1f}s)"))
     elif isinstance(event, Planned):
         print_plan(event)
     elif isinstance(event, Status):
@@ -67,7 +70,7 @@ def print_plan(event) -> None:
               f"{len(plan.experiments)} experiments, about {plan.estimated_seconds / 60:.1f} min")
     for planned in plan.experiments:
         candidate = planned.candidate
-        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs, "
+        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs{' of its head' if candidate.frozen else ''}, "
                   f"about {planned.seconds / 60:.1f} min; {planned.reason}")
     for name, reason in plan.dropped:
         err.print(f"  left out {event.prefix}-{name}: {reason}")

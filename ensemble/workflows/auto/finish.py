@@ -21,7 +21,7 @@ from ensemble.inference.tta import parse_policy
 from ensemble.results.report import write_report
 from ensemble.workflows.auto import record as records
 from ensemble.workflows.auto.events import BlendScored, Skipped, Status
-from ensemble.workflows.auto.plan import Shape
+from ensemble.workflows.auto.plan import Shape, tta_seconds
 
 # The methods tried, in the order printed; a method the task kind refuses is skipped with its reason.
 METHODS = ("hill", "weighted", "stack")
@@ -96,7 +96,7 @@ def add_tta(run, order, speeds, shape: Shape) -> list[str]:
     for candidate in order:
         source = run.record["experiments"][candidate.name]["experiment"]
         name = f"{source}-tta"
-        estimate = (shape.n_train + shape.n_test) * n_views / speeds[candidate.speed_key].predict_images_per_second * run.scale
+        estimate = tta_seconds(speeds[candidate.speed_key], shape, n_views) * run.scale
         if estimate > run.clock.left() - run.settings.reserve * run.clock.budget / 2:
             run.tell(Skipped(name, f"TTA needs about {estimate:.0f}s; {max(run.clock.left(), 0):.0f}s left keep the blends in budget"))
             continue
@@ -123,6 +123,7 @@ def made_by_record(run, members: list[str], method: str) -> dict:
                  f"--augment {entry['augment']}", "--tta none"]
         flags += [f"--attention {candidate['attention']}"] if candidate["attention"] != "none" else []
         flags += [f"--pretrained {candidate['pretrained']}"] if candidate["pretrained"] else []
+        flags += ["--frozen-features"] if candidate.get("frozen") else []  # a candidate recorded before frozen ones has no key
         commands.append(f"ens train-folds -n {entry['experiment']} {' '.join(flags)}")
     for name, tta in record.get("tta", {}).items():
         commands.append(f"ens predict -n {tta['source']} --tta {tta['views']} --as {name}")

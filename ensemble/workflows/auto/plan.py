@@ -17,6 +17,7 @@ tested without training anything and gives the same plan for the same numbers. T
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -26,11 +27,16 @@ from ensemble.workflows.auto.portfolio import Candidate
 @dataclass(frozen=True)
 class Speed:
     """What the probe measured for a candidate: images per second training and predicting, and
-    the fixed seconds of a fold (building the net, reading the cache, writing the fold)."""
+    the fixed seconds of a fold (building the net, reading the cache, writing the fold).
+
+    features_once: a frozen-features candidate (training/features.py): the backbone runs once
+    over every training and test image (at the predict rate), and each fold trains only a
+    head (at the train rate, in rows a second)."""
 
     train_images_per_second: float
     predict_images_per_second: float
     setup_seconds: float
+    features_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,21 +53,44 @@ class Epochs:
     high: int = 30
 
 
+def scaled_speed(speed: Speed, scale: float) -> Speed:
+    """`speed` as the folds measured so far say it is: every time estimate multiplied by `scale`."""
+    return dataclasses.replace(
+        speed, train_images_per_second=speed.train_images_per_second / scale,
+        predict_images_per_second=speed.predict_images_per_second / scale, setup_seconds=speed.setup_seconds * scale,
+    )
+
+
 def epoch_seconds(speed: Speed, shape: Shape) -> float:
-    """One fold's epoch: training on the other folds, then scoring the held-out one."""
+    """One fold's epoch: training on the other folds, then scoring the held-out one (a head's
+    scoring is on features it has: nothing to predict)."""
     n_valid = shape.n_train / shape.k
-    return (shape.n_train - n_valid) / speed.train_images_per_second + n_valid / speed.predict_images_per_second
+    scoring = 0.0 if speed.features_once else n_valid / speed.predict_images_per_second
+    return (shape.n_train - n_valid) / speed.train_images_per_second + scoring
 
 
 def fold_seconds(speed: Speed, shape: Shape, epochs: int) -> float:
-    """A fold: its setup, its epochs, and its final OOF and test logits."""
+    """A fold: its setup, its epochs, and its final OOF and test logits (a head's, from its features)."""
     n_valid = shape.n_train / shape.k
-    return speed.setup_seconds + epochs * epoch_seconds(speed, shape) + (n_valid + shape.n_test) / speed.predict_images_per_second
+    predicting = 0.0 if speed.features_once else (n_valid + shape.n_test) / speed.predict_images_per_second
+    return speed.setup_seconds + epochs * epoch_seconds(speed, shape) + predicting
+
+
+def features_seconds(speed: Speed, shape: Shape) -> float:
+    """A frozen-features experiment's one pass of the backbone over every image; 0 for the others."""
+    return (shape.n_train + shape.n_test) / speed.predict_images_per_second if speed.features_once else 0.0
+
+
+def tta_seconds(speed: Speed, shape: Shape, n_views: int) -> float:
+    """A TTA member's predictions (`ens predict --tta`): each fold model predicts its held-out rows
+    and every test image under each view. A frozen-features member too: its views are new images."""
+    return (shape.n_train + shape.k * shape.n_test) * n_views / speed.predict_images_per_second
 
 
 def experiment_seconds(speed: Speed, shape: Shape, epochs: int, folds: int | None = None) -> float:
-    """`folds` folds (default: every one) of an experiment."""
-    return (shape.k if folds is None else folds) * fold_seconds(speed, shape, epochs)
+    """`folds` folds (default: every one) of an experiment, with its features when it has them
+    (counted whole even when a stopped run left them: an estimate that runs short costs more)."""
+    return (shape.k if folds is None else folds) * fold_seconds(speed, shape, epochs) + features_seconds(speed, shape)
 
 
 @dataclass(frozen=True)
@@ -126,7 +155,7 @@ def plan_portfolio(
     """The plan for `seconds_left` of wall time. scale: measured over estimated seconds of the
     folds trained so far (1.0 before any), applied to every estimate."""
     started = started or {}
-    scaled = {key: Speed(speed.train_images_per_second / scale, speed.predict_images_per_second / scale, speed.setup_seconds * scale) for key, speed in speeds.items()}
+    scaled = {key: scaled_speed(speed, scale) for key, speed in speeds.items()}
     usable = seconds_left - reserve_seconds
     taken: list[Planned] = []
     dropped: list[tuple[str, str]] = []

@@ -43,14 +43,15 @@ class Probed:
 
 def candidate_settings(base: TrainSettings, candidate: Candidate, epochs: int, augment: str = "none", tta: str = "none") -> TrainSettings:
     """The train settings of a candidate's experiment: ens.toml's [train], with what auto chooses put in."""
+    frozen = candidate.frozen  # features of the plain images: no train-time views
     return override(
-        base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed,
-        attention=candidate.attention, pretrained=candidate.pretrained, augment=augment, tta=tta,
+        base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed, attention=candidate.attention,
+        pretrained=candidate.pretrained, frozen_features=frozen, augment="none" if frozen else augment, tta="none" if frozen else tta,
     )
 
 
 # What auto sets in every experiment; the rest comes from ens.toml (train_experiment's `given`).
-CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "augment", "tta"})
+CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "frozen_features", "augment", "tta"})
 
 
 def probe_speed(workspace: Workspace, competition: Competition, candidate: Candidate, base: TrainSettings, overhead: float, progress: Progress | None = None) -> Speed:
@@ -69,6 +70,9 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
     started = time.perf_counter()
     trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
     setup = time.perf_counter() - started
+    if settings.frozen_features:
+        rate, saving = head_pace(settings, competition)
+        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), setup + saving + overhead, features_once=True)
     # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
     trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
     trainer.train_epoch(0)
@@ -79,13 +83,41 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
         trainer.train_epoch(0)
         steps += 1
     train_rate = batch * steps / (time.perf_counter() - started)
-    trainer.predict(train_images, valid_rows[:batch], settings.size)
+    return Speed(train_rate, predict_rate(trainer, train_images, valid_rows, settings), setup + overhead)
+
+
+def predict_rate(trainer, images, rows: np.ndarray, settings: TrainSettings) -> float:
+    """Images a second the trainer's network predicts, after one warm-up batch."""
+    batch = settings.batch_size
+    trainer.predict(images, rows[:batch], settings.size)
     predicted, started = 0, time.perf_counter()
-    while predicted < len(valid_rows) - batch and (predicted == 0 or time.perf_counter() - started < TIMED_SECONDS):
-        trainer.predict(train_images, valid_rows[batch + predicted : 2 * batch + predicted], settings.size)
+    while predicted < len(rows) - batch and (predicted == 0 or time.perf_counter() - started < TIMED_SECONDS):
+        trainer.predict(images, rows[batch + predicted : 2 * batch + predicted], settings.size)
         predicted += batch
-    predict_rate = predicted / (time.perf_counter() - started)
-    return Speed(train_rate, predict_rate, setup + overhead)
+    return predicted / (time.perf_counter() - started)
+
+
+def head_pace(settings: TrainSettings, competition: Competition) -> tuple[float, float]:
+    """(rows a second a frozen-features head trains on, seconds a fold spends outside its epochs):
+    a fold's head trained for one epoch and for two on stand-in features of the network's width
+    (their values do not change the pace); the difference is an epoch."""
+    from ensemble.nets.networks import create_net
+    from ensemble.training.features import Features
+    from ensemble.training.head import train_head_fold
+    from ensemble.training.trainer import FoldData
+
+    width = create_net(settings.model, 1, settings.size).num_features
+    n = len(competition.train_ids)
+    features = Features(np.random.default_rng(0).standard_normal((n, width), dtype=np.float32), np.zeros((1, width), dtype=np.float32))
+    cut = max(2, n * 4 // 5)
+    data = FoldData(features.train, competition.targets, np.arange(cut), np.arange(cut, n) if n > cut else np.arange(cut), features.test, len(competition.classes), competition.task)
+    seconds = []
+    for epochs in (1, 2):
+        started = time.perf_counter()
+        train_head_fold(data, features, dataclasses.replace(settings, epochs=epochs), 0, metrics.get(competition.metric))
+        seconds.append(time.perf_counter() - started)
+    epoch = max(seconds[1] - seconds[0], 1e-3)
+    return cut / epoch, max(seconds[0] - epoch, 0.0)
 
 
 def probe_all(
@@ -115,7 +147,12 @@ def probe_all(
     first = candidates[0].speed_key if candidates else None
     if first in speeds:  # the first probe of a process also paid torch's one-time start-up: measured again, the faster kept
         again = probe_speed(workspace, competition, candidates[0], base, overhead)
-        speeds[first] = Speed(*(max(a, b) for a, b in zip(dataclasses.astuple(speeds[first])[:2], dataclasses.astuple(again)[:2])), min(speeds[first].setup_seconds, again.setup_seconds))
+        earlier = speeds[first]
+        speeds[first] = dataclasses.replace(
+            earlier, train_images_per_second=max(earlier.train_images_per_second, again.train_images_per_second),
+            predict_images_per_second=max(earlier.predict_images_per_second, again.predict_images_per_second),
+            setup_seconds=min(earlier.setup_seconds, again.setup_seconds),
+        )
         if progress:
             progress(Probed(first, speeds[first], 0.0, "measured again"))
     return speeds

@@ -33,7 +33,7 @@ from ensemble.workflows.auto import record as records
 from ensemble.workflows.auto.events import Clock, ExperimentDone, Looked, Planned, Skipped, Status
 from ensemble.workflows.auto.finish import Finished, finish
 from ensemble.workflows.auto.look import Look, ensure_folds, look_at
-from ensemble.workflows.auto.plan import Epochs, Plan, Shape, Started, fold_seconds, plan_portfolio
+from ensemble.workflows.auto.plan import Epochs, Plan, Shape, Started, experiment_seconds, fold_seconds, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate, portfolio
 from ensemble.workflows.auto.probe import CHOSEN, candidate_settings, probe_all
 from ensemble.workflows.auto.views import Views, families_of, find_views, recorded_augment
@@ -208,7 +208,7 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     views = run.record["views"]
     entry = entries.setdefault(candidate.name, {
         "experiment": experiment.name, "candidate": dataclasses.asdict(candidate), "epochs": epochs,
-        "augment": recorded_augment(views), "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
+        "augment": "none" if candidate.frozen else recorded_augment(views), "seconds": 0.0, "estimated_seconds": 0.0, "oof_score": None, "status": "running",
     })
     entry["status"] = "running"
     records.save(run.workspace, run.record)  # its epochs and augmentation are fixed before the first fold starts
@@ -222,8 +222,13 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     left = [fold for fold in range(shape.k) if fold not in experiment.done_folds()]
     result = None
     while left:
-        chunk, left = left[: run.executor.jobs], left[run.executor.jobs:]
-        estimate = fold_seconds(speeds[candidate.speed_key], shape, entry["epochs"])  # the folds of a chunk run side by side
+        speed = speeds[candidate.speed_key]
+        if speed.features_once:  # every fold in one run: the features are computed once, the heads take seconds
+            chunk, left = left, []
+            estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk))
+        else:
+            chunk, left = left[: run.executor.jobs], left[run.executor.jobs:]
+            estimate = fold_seconds(speed, shape, entry["epochs"])  # the folds of a chunk run side by side
         if estimate * run.scale > run.clock.left() - reserve:
             entry["status"] = "skipped"
             run.tell(Skipped(experiment.name, f"stopped before fold {chunk[0]}: it needs about {estimate * run.scale:.0f}s, "
