@@ -281,3 +281,19 @@ def test_a_stacker_records_its_standardisation_and_an_older_unscaled_record_stil
     older = {"learner": "logreg", **{key: record[key] for key in ("classes", "coef", "intercept")}}  # a blend made before scaling
     probs = restore_meta(older).predict_proba(features(logits))
     assert probs.shape == (60, 3) and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_a_stack_recorded_before_standardisation_refits_unscaled_for_a_teachers_folds():
+    from ensemble.blend.base import clone
+    from ensemble.blend.recorded import record, restore_state
+
+    rng = np.random.default_rng(1)
+    logits, targets = rng.normal(size=(2, 50, 3)), rng.integers(0, 3, 50)
+    fitted = METHODS.get("stack")().fit(logits, targets)
+    state = record(fitted, "stack")["state"]
+    state["meta"] = {"learner": "logreg", **{key: state["meta"][key] for key in ("classes", "coef", "intercept")}}
+    older = restore_state(METHODS.get("stack")(), state)
+    assert older.scaled is False and clone(older).scaled is False
+    refit = clone(older).fit(logits, targets)
+    assert type(refit.meta_).__name__ == "LogisticRegression"  # not the standardised pipeline
+    assert type(clone(fitted).fit(logits, targets).meta_).__name__ == "Pipeline"

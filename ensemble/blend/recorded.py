@@ -49,6 +49,9 @@ def restore_state(blender: Blender, state: dict) -> Blender:
         blender.weights_ = None
         blender.meta_ = [restore_meta(meta) for meta in state["meta"]] if multi else restore_meta(state["meta"])
         blender.constant_ = np.array([np.nan if value is None else value for value in state["constant"]]) if multi else state["constant"]
+        metas = state["meta"] if multi else [state["meta"]]
+        if any(meta and meta["learner"] == "logreg" for meta in metas):  # recorded before standardisation: refits as it was
+            blender.scaled = False
         return blender
     blender.weights_ = np.asarray(state["weights"], dtype=np.float64)
     return blender
