@@ -65,7 +65,7 @@ def test_a_stopped_run_reads_its_features_back_and_ends_bit_identical(frozen_dir
     assert first.exit_code == 0, first.output
     rest = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
     assert rest.exit_code == 0, rest.output
-    assert "read back from the stopped run" in rest.output
+    assert "read back (an earlier run" in rest.output
     for part in ("oof.npz", "test.npz"):
         np.testing.assert_array_equal(load_logits(root / "models" / "ff" / part).values, load_logits(frozen_dir / "models" / "ff" / part).values)
 
@@ -98,3 +98,41 @@ def test_a_regression_head_gives_values_in_the_targets_range(tmp_path, weights_f
 
 def test_an_older_record_means_the_ordinary_trainer():
     assert LEGACY["train.frozen_features"] is False
+
+
+def test_a_cluster_run_is_refused_before_anything_is_written(frozen_dir, weights_file):
+    result = ens("train-folds", "--name", "ffc", "--pretrained", weights_file, "--frozen-features", "--cluster", "tcp://127.0.0.1:9", *COMMON, "-w", frozen_dir)
+    one_line_error(result, "frozen_features", "--cluster")
+    assert not (frozen_dir / "models" / "ffc").exists()
+
+
+def test_a_feature_constant_on_the_training_rows_is_centred_not_blown_up():
+    from ensemble.config import TrainSettings
+    from ensemble.metrics import get
+    from ensemble.training.features import Features
+    from ensemble.training.head import train_head_fold
+    from ensemble.training.trainer import FoldData
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(40, 4)).astype(np.float32)
+    targets = (train[:, 1] > 0).astype(np.int64)
+    train[:30, 0] = 0.5  # constant on the training rows, not on the held-out ones
+    train[30:, 0] = 50.0
+    data = FoldData(train, targets, np.arange(30), np.arange(30, 40), train[:2], 2)
+    settings = TrainSettings(model="test_resnet", size=32, epochs=3, batch_size=8, pretrained="unused")
+    with pytest.MonkeyPatch.context() as patch:  # the network saved is not what this test is about
+        patch.setattr("ensemble.training.head.network_state", lambda *args: {})
+        output = train_head_fold(data, Features(train, train[:2]), settings, 0, get("accuracy"))
+    assert np.abs(output.valid_logits).max() < 100
+
+
+def test_a_frozen_run_refuses_a_teachers_lessons():
+    from ensemble.config import TrainSettings
+    from ensemble.errors import EnsError
+    from ensemble.training.features import check_run
+
+    settings = TrainSettings(pretrained="w.pth", frozen_features=True)
+    with pytest.raises(EnsError, match="student learns from its teacher"):
+        check_run(settings, None, teaching=True)
+    check_run(settings, None, teaching=False)
+    check_run(TrainSettings(), "tcp://host:8786", teaching=True)  # an ordinary run: nothing to refuse

@@ -40,7 +40,7 @@ def print_event(event: object) -> None:
         WeightsChecked: lambda e: f"pretrained: {e.summary}",
         FeaturesReady: lambda e: (
             f"frozen features: {e.n_features} for each of {e.n_images} images at {e.size}px, "
-            + (f"computed in {e.seconds:.1f}s" if e.computed else "read back from the stopped run")
+            + (f"computed in {e.seconds:.1f}s" if e.computed else "read back (an earlier run of this experiment computed them)")
         ),
         RecordedKept: lambda e: (
             f"note: {e.name} resumes with its recorded "

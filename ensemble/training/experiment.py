@@ -30,6 +30,7 @@ from ensemble.io import read_json
 from ensemble.nets.devices import library_versions
 from ensemble.training import parallel
 from ensemble.training.events import Progress
+from ensemble.training.features import check_run as check_frozen_run
 from ensemble.training.features import experiment_features
 from ensemble.training.fold_job import FoldJob, run_fold
 from ensemble.training.preflight import check_network, resolve
@@ -98,6 +99,7 @@ def train_experiment(
             record = describe_run(competition, folds, name, settings, weights, library_versions(), images, teacher)
             if progress:
                 progress(RecordedKept(name, kept))
+    check_frozen_run(settings, executor.cluster, teaching is not None)
     # The cluster first: an unreachable scheduler must not leave a settings.json behind.
     with parallel.connected(executor, workspace.root) as cluster, ExperimentWriter(experiment, record, folds.k, requested, force) as writer:
         to_train = writer.plan.to_run
@@ -115,7 +117,9 @@ def train_experiment(
         if progress:
             progress(read)
         writer.prepare()
-        features = experiment_features(experiment.root, settings, len(competition.classes), train_images, test_images, progress) if settings.frozen_features else None
+        features = None
+        if settings.frozen_features:
+            features = experiment_features(experiment.root, settings, len(competition.classes), train_images, test_images, progress, force)
         jobs = [
             FoldJob(
                 experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),

@@ -16,7 +16,7 @@ logits are the head's on the cached features.
 
 What a frozen backbone cannot have is refused in one line (`check`): train-time augmentation
 or mixing (the features are of the plain images), stages, attention blocks (they would train),
-EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teacher's lessons.
+EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teacher's lessons, a Dask cluster (the features are computed here).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def check(settings: TrainSettings) -> None:
     refused = {
         "pretrained": (not settings.pretrained, "needs pretrained weights (--pretrained FILE or timm): random features teach nothing"),
         "augment": (settings.augment not in ("none", ""), "computes the features of the plain images once; train-time augment cannot apply"),
-        "mixup": (settings.mixup > 0 or settings.cutmix > 0, "trains on the plain images' features; mixup and cutmix cannot apply"),
+        "mixup": (settings.mixup > 0, "trains on the plain images' features; mixup cannot apply"),
+        "cutmix": (settings.cutmix > 0, "trains on the plain images' features; cutmix cannot apply"),
         "sizes": (bool(settings.sizes), "computes the features at one size (--size), not in stages"),
         "attention": (settings.attention != "none", "trains only the classifier; an attention block would stay random"),
         "ema": (settings.ema > 0, "trains a linear head; EMA of its weights is not supported"),
@@ -71,25 +72,49 @@ class FeaturesReady:
     computed: bool
 
 
-def experiment_features(root: Path, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None) -> Features:
-    """The experiment's features, read from root/features.npz when a run made them for these
-    images (the experiment's identity pins the weights, size and images), else computed and saved."""
+def check_run(settings: TrainSettings, cluster: str | None, teaching: bool) -> None:
+    """Refuse, before a run writes anything, what a frozen-features run cannot do: compute its
+    features where a cluster's workers run, or learn a teacher's lessons."""
+    if not settings.frozen_features:
+        return
+    if cluster:
+        raise EnsError("train frozen_features computes its features in this process, not on the cluster's workers; train it without --cluster (its folds take seconds)")
+    if teaching:
+        raise EnsError("train frozen_features: a student learns from its teacher through the ordinary trainer; train it without --frozen-features")
+
+
+def experiment_features(
+    root: Path, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None, force: bool = False
+) -> Features:
+    """The experiment's features, read from root/features.npz when an earlier run made them (the
+    experiment's identity pins the weights, size and images), else computed and saved; with
+    `force`, computed again. One process computes them at a time (a lock), others wait and read."""
+    from ensemble.artifacts import locks
     from ensemble.io import write_npz
 
     started = time.perf_counter()
     path = root / FEATURES_FILE
-    if path.is_file():
-        with np.load(path) as saved:
-            if saved["train"].shape[0] == len(train_images) and saved["test"].shape[0] == len(test_images):
-                features = Features(saved["train"], saved["test"])
-                if progress:
-                    progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, False))
-                return features
-    features = compute(settings, n_classes, train_images, test_images)
-    write_npz(path, train=features.train, test=features.test)
+    with locks.hold(root / ".features.lock", f"{root}: its features are being computed by another process", wait=FEATURES_WAIT):
+        saved = None if force else read_features(path, len(train_images), len(test_images))
+        features = saved or compute(settings, n_classes, train_images, test_images)
+        if saved is None:
+            write_npz(path, train=features.train, test=features.test)
     if progress:
-        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, True))
+        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, saved is None))
     return features
+
+
+# Seconds a run waits for another process computing the same experiment's features.
+FEATURES_WAIT = 3600.0
+
+
+def read_features(path: Path, n_train: int, n_test: int) -> Features | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        if saved["train"].shape[0] != n_train or saved["test"].shape[0] != n_test:
+            return None
+        return Features(saved["train"], saved["test"])
 
 
 def pretrained_net(settings: TrainSettings, n_classes: int):
@@ -116,4 +141,5 @@ def compute(settings: TrainSettings, n_classes: int, train_images, test_images) 
     # The training batch size, as the probe measures it: on 2 CPU cores, efficientnet-lite0 at
     # 224 px embedded 69 images a second in batches of 32 and 58 in batches of 256.
     batches = Batches(net, device, settings.batch_size, layout)
-    return Features(embed(net, batches, train_images), embed(net, batches, test_images))
+    with devices.out_of_memory_as_error(settings.batch_size, "the frozen features"):
+        return Features(embed(net, batches, train_images), embed(net, batches, test_images))

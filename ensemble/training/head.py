@@ -27,18 +27,21 @@ from ensemble.training.optim import OPTIMIZERS, SCHEDULES
 from ensemble.training.recipe import CLASS_WEIGHTS
 from ensemble.training.trainer import FoldData, FoldOutput, divergence
 
-# Added to each feature's standard deviation: a feature constant over the training rows stays finite.
-EPSILON = 1e-6
+# A feature whose standard deviation over the fold's training rows is below this is only
+# centred (scikit-learn's StandardScaler does the same): dividing by a near-zero spread would
+# multiply its held-out values, and the folded classifier's weights, by millions.
+TINY = 1e-6
 
 
 def train_head_fold(data: FoldData, features: Features, settings: TrainSettings, fold: int, metric: Metric, progress: Progress | None = None) -> FoldOutput:
     """Train fold `fold`'s head on the cached features; its logits and the network's weights."""
-    if data.lesson:
+    if data.lesson:  # train_experiment refuses it before anything is written; a direct call too
         raise EnsError("train frozen_features: a student learns from its teacher through the ordinary trainer; train it without --frozen-features")
     settings = settings.resolved()
     rows = data.train_rows
     mean = features.train[rows].mean(axis=0, dtype=np.float64)
-    std = features.train[rows].std(axis=0, dtype=np.float64) + EPSILON
+    std = features.train[rows].std(axis=0, dtype=np.float64)
+    std[std < TINY] = 1.0  # a feature (nearly) constant on the training rows: centred, not blown up
     inputs = torch.from_numpy(((features.train - mean) / std).astype(np.float32))
     test_inputs = torch.from_numpy(((features.test - mean) / std).astype(np.float32))
     torch.manual_seed(seed_for(settings.seed, fold))
@@ -57,17 +60,20 @@ def train_head_fold(data: FoldData, features: Features, settings: TrainSettings,
         started = time.perf_counter()
         epoch_seed = seed_for(settings.seed, fold, epoch)
         torch.manual_seed(epoch_seed)
-        total = 0.0
+        total, seen = 0.0, 0
         for batch in batch_indices(len(rows), settings.batch_size, torch.Generator().manual_seed(epoch_seed)):
             chosen = train_rows[batch]
             batch_loss = loss_of(head(inputs[chosen]), targets[chosen])
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
+            if settings.clip_grad > 0:
+                nn.utils.clip_grad_norm_(head.parameters(), settings.clip_grad)
             optimizer.step()
             scheduler.step()
             total += float(batch_loss.detach()) * len(chosen)
+            seen += len(chosen)
         valid_logits = predict(head, inputs[data.valid_rows], scale)
-        history.append(epoch_end(data, fold, epoch, epochs, total / len(rows), valid_logits, metric, settings, time.perf_counter() - started))
+        history.append(epoch_end(data, fold, epoch, epochs, total / max(seen, 1), valid_logits, metric, settings, time.perf_counter() - started))
         if progress:
             progress(history[-1])
     return FoldOutput(

@@ -89,6 +89,8 @@ def resolve(workspace: Workspace, settings: TrainSettings, competition: Competit
 def check_network(settings: TrainSettings, n_classes: int, progress: Callable[[object], None] | None = None) -> None:
     """Build the network once, as the folds will, and refuse before anything is written an input
     size, a stage size or a weights file it cannot take."""
+    from torch import nn
+
     from ensemble.nets.networks import check_input_size, load_weights
 
     net = check_input_size(settings.model, n_classes, settings.size, settings.attention, settings.attention_in_blocks)
@@ -97,6 +99,11 @@ def check_network(settings: TrainSettings, n_classes: int, progress: Callable[[o
         if progress:
             progress(WeightsChecked(mapping.summary()))
     check_stage_sizes(net, settings)
+    if settings.frozen_features and not isinstance(net.get_classifier(), nn.Linear):
+        raise EnsError(
+            f"train frozen_features trains a linear classifier; timm model {settings.model!r} ends in a "
+            f"{type(net.get_classifier()).__name__}: fine-tune it without --frozen-features"
+        )
 
 
 def check_stage_sizes(net, settings: TrainSettings) -> None:
