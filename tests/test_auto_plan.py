@@ -252,3 +252,13 @@ def test_each_weights_file_brings_a_frozen_features_candidate_and_a_fine_tuned_o
     settings = candidate_settings(TrainSettings(), frozen, 10, augment="hflip", tta="hflip")
     assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
     assert candidate_settings(TrainSettings(), candidates[2], 10, augment="hflip").augment == "hflip"
+
+
+def test_a_frozen_experiment_done_or_with_its_features_made_is_not_charged_for_them_again():
+    frozen = Speed(1e6, 50.0, 0.5, features_once=True)
+    speeds = {"base@32": Speed(1000, 10_000, 1.0), "lite@224+pretrained+frozen": frozen}
+    candidates = [candidate("base"), Candidate("lite-frozen224", "lite", 224, 1.3, "features", pretrained="w.pth", frozen=True)]
+    done = plan_portfolio(candidates, speeds, SHAPE, 600, reserve_seconds=60, started={"lite-frozen224": Started(10, 0)})
+    assert next(p for p in done.experiments if p.candidate.frozen).seconds == 0
+    made = plan_portfolio(candidates, speeds, SHAPE, 600, reserve_seconds=60, started={"lite-frozen224": Started(10, 2, features_made=True)})
+    assert next(p for p in made.experiments if p.candidate.frozen).seconds == pytest.approx(2 * (0.5 + 10 * 800 / 1e6))

@@ -87,10 +87,11 @@ def tta_seconds(speed: Speed, shape: Shape, n_views: int) -> float:
     return (shape.n_train + shape.k * shape.n_test) * n_views / speed.predict_images_per_second
 
 
-def experiment_seconds(speed: Speed, shape: Shape, epochs: int, folds: int | None = None) -> float:
-    """`folds` folds (default: every one) of an experiment, with its features when it has them
-    (counted whole even when a stopped run left them: an estimate that runs short costs more)."""
-    return (shape.k if folds is None else folds) * fold_seconds(speed, shape, epochs) + features_seconds(speed, shape)
+def experiment_seconds(speed: Speed, shape: Shape, epochs: int, folds: int | None = None, features_made: bool = False) -> float:
+    """`folds` folds (default: every one) of an experiment, and its features when it has them, folds
+    left to train and no features an earlier run made (features_made)."""
+    count = shape.k if folds is None else folds
+    return count * fold_seconds(speed, shape, epochs) + (features_seconds(speed, shape) if count and not features_made else 0.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Started:
 
     epochs: int
     folds_left: int
+    features_made: bool = False  # a frozen-features experiment whose features the earlier run computed
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def plan_portfolio(
         speed = scaled[candidate.speed_key]
         if candidate.name in started:
             begun = started[candidate.name]
-            cost = experiment_seconds(speed, shape, begun.epochs, begun.folds_left)
+            cost = experiment_seconds(speed, shape, begun.epochs, begun.folds_left, begun.features_made)
             if begun.folds_left == 0 or cost <= usable:
                 taken.append(Planned(candidate, begun.epochs, cost, f"started earlier with {begun.epochs} epochs; {begun.folds_left} of {shape.k} folds left"))
                 usable -= cost

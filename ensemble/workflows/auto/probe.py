@@ -43,11 +43,13 @@ class Probed:
 
 def candidate_settings(base: TrainSettings, candidate: Candidate, epochs: int, augment: str = "none", tta: str = "none") -> TrainSettings:
     """The train settings of a candidate's experiment: ens.toml's [train], with what auto chooses put in."""
-    frozen = candidate.frozen  # features of the plain images: no train-time views
-    return override(
+    settings = override(
         base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed, attention=candidate.attention,
-        pretrained=candidate.pretrained, frozen_features=frozen, augment="none" if frozen else augment, tta="none" if frozen else tta,
+        pretrained=candidate.pretrained, frozen_features=candidate.frozen, augment=augment, tta=tta,
     )
+    if candidate.frozen:  # a head on the plain images' features: no train-time views, mixing or weights' average
+        settings = override(settings, augment="none", tta="none", mixup=0.0, cutmix=0.0, ema=0.0)
+    return settings
 
 
 # What auto sets in every experiment; the rest comes from ens.toml (train_experiment's `given`).
@@ -70,9 +72,9 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
     started = time.perf_counter()
     trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
     setup = time.perf_counter() - started
-    if settings.frozen_features:
-        rate, saving = head_pace(settings, competition)
-        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), setup + saving + overhead, features_once=True)
+    if settings.frozen_features:  # a fold builds no trainer: the head's own set-up (its network saved) is the fold's
+        rate, head_setup = head_pace(settings, competition)
+        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True)
     # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
     trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
     trainer.train_epoch(0)
@@ -99,25 +101,25 @@ def predict_rate(trainer, images, rows: np.ndarray, settings: TrainSettings) -> 
 
 def head_pace(settings: TrainSettings, competition: Competition) -> tuple[float, float]:
     """(rows a second a frozen-features head trains on, seconds a fold spends outside its epochs):
-    a fold's head trained for one epoch and for two on stand-in features of the network's width
-    (their values do not change the pace); the difference is an epoch."""
+    a fold's head trained for HEAD_EPOCHS epochs on stand-in features of the classifier's width
+    (their values do not change the pace), its epochs timed by the head itself (EpochEnd.seconds)."""
     from ensemble.nets.networks import create_net
     from ensemble.training.features import Features
     from ensemble.training.head import train_head_fold
     from ensemble.training.trainer import FoldData
 
-    width = create_net(settings.model, 1, settings.size).num_features
+    width = create_net(settings.model, 1, settings.size).get_classifier().in_features
     n = len(competition.train_ids)
     features = Features(np.random.default_rng(0).standard_normal((n, width), dtype=np.float32), np.zeros((1, width), dtype=np.float32))
     cut = max(2, n * 4 // 5)
     data = FoldData(features.train, competition.targets, np.arange(cut), np.arange(cut, n) if n > cut else np.arange(cut), features.test, len(competition.classes), competition.task)
-    seconds = []
-    for epochs in (1, 2):
-        started = time.perf_counter()
-        train_head_fold(data, features, dataclasses.replace(settings, epochs=epochs), 0, metrics.get(competition.metric))
-        seconds.append(time.perf_counter() - started)
-    epoch = max(seconds[1] - seconds[0], 1e-3)
-    return cut / epoch, max(seconds[0] - epoch, 0.0)
+    started = time.perf_counter()
+    output = train_head_fold(data, features, dataclasses.replace(settings, epochs=HEAD_EPOCHS), 0, metrics.get(competition.metric))
+    epochs = sum(event.seconds for event in output.history)
+    return cut * HEAD_EPOCHS / epochs, max(time.perf_counter() - started - epochs, 0.0)
+
+
+HEAD_EPOCHS = 3  # the probe's epochs of a stand-in head: the first pays for warm-up, three average it out
 
 
 def probe_all(

@@ -28,6 +28,7 @@ from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.training.events import Progress
 from ensemble.training.experiment import train_experiment
+from ensemble.training.features import FEATURES_FILE
 from ensemble.training.parallel import Executor
 from ensemble.workflows.auto import record as records
 from ensemble.workflows.auto.events import Clock, ExperimentDone, Looked, Planned, Skipped, Status
@@ -96,7 +97,9 @@ class Run:
     def started(self, candidates: list[Candidate], k: int) -> dict[str, Started]:
         entries = self.record["experiments"]
         return {
-            candidate.name: Started(entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()))
+            candidate.name: Started(
+                entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()), (self.experiment(candidate).root / FEATURES_FILE).is_file()
+            )
             for candidate in candidates
             if candidate.name in entries and entries[candidate.name]["status"] not in OUT_OF_PLAN
         }
@@ -225,7 +228,8 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
         speed = speeds[candidate.speed_key]
         if speed.features_once:  # every fold in one run: the features are computed once, the heads take seconds
             chunk, left = left, []
-            estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk))
+            made = (experiment.root / FEATURES_FILE).is_file()  # a stopped run's, read back: not in the estimate, nor in run.scale
+            estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk), features_made=made)
         else:
             chunk, left = left[: run.executor.jobs], left[run.executor.jobs:]
             estimate = fold_seconds(speed, shape, entry["epochs"])  # the folds of a chunk run side by side
