@@ -2,6 +2,7 @@
 
     npm pack emoji-datasource-apple emoji-datasource-google emoji-datasource-twitter emoji-datasource-facebook
     .venv/bin/python benchmarks/emoji_competition.py DIR --packages FOLDER_OF_TGZ [--train 2000] [--test 1000]
+        [--categories "Smileys & Emotion,..."] [--name emoji]
 
 The npm packages emoji-datasource-<vendor> ship every emoji drawn by one vendor as a 64 px RGBA
 PNG, and emoji.json with each emoji's Unicode category (Smileys & Emotion, People & Body,
@@ -59,11 +60,16 @@ def on_white(path: Path) -> np.ndarray:
         return np.asarray(Image.alpha_composite(canvas, rgba).convert("RGB"))
 
 
-def write_competition(root: Path, packages: Path, n_train: int, n_test: int, seed: int) -> Path:
+def write_competition(root: Path, packages: Path, n_train: int, n_test: int, seed: int, categories: list[str] | None = None) -> Path:
+    """categories: the classes kept (default: every one but the skin-tone swatches)."""
     rng = np.random.default_rng(seed)
     folders = unpack(packages, root.parent / f".{root.name}-packages")
     emoji = json.loads((folders["google"] / "emoji.json").read_text())
-    usable = [e for e in emoji if e["category"] != "Component" and all(e[f"has_img_{v}"] for v in VENDORS)]
+    kept = set(categories) if categories else {e["category"] for e in emoji} - {"Component"}
+    unknown = kept - {e["category"] for e in emoji}
+    if unknown:
+        raise SystemExit(f"unknown categories {sorted(unknown)}; emoji.json has {sorted({e['category'] for e in emoji})}")
+    usable = [e for e in emoji if e["category"] in kept and all(e[f"has_img_{v}"] for v in VENDORS)]
     order = rng.permutation(len(usable))
     n_train_emoji, n_test_emoji = n_train // 2, n_test // 2
     if n_train_emoji + n_test_emoji > len(usable):
@@ -98,13 +104,16 @@ def write_competition(root: Path, packages: Path, n_train: int, n_test: int, see
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("directory", type=Path, help="the competition is written to DIRECTORY/emoji")
+    parser.add_argument("directory", type=Path, help="the competition is written to DIRECTORY/NAME")
     parser.add_argument("--packages", type=Path, required=True, help="folder holding the four emoji-datasource-*.tgz")
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--categories", help="comma list of the classes kept, e.g. a seven-class set of a few hundred icons")
+    parser.add_argument("--name", default="emoji", help="the competition's folder under DIRECTORY")
     args = parser.parse_args()
-    print(write_competition(args.directory / "emoji", args.packages, args.train, args.test, args.seed))
+    categories = [name.strip() for name in args.categories.split(",")] if args.categories else None
+    print(write_competition(args.directory / args.name, args.packages, args.train, args.test, args.seed, categories))
 
 
 if __name__ == "__main__":

@@ -262,3 +262,16 @@ def test_a_frozen_experiment_done_or_with_its_features_made_is_not_charged_for_t
     assert next(p for p in done.experiments if p.candidate.frozen).seconds == 0
     made = plan_portfolio(candidates, speeds, SHAPE, 600, reserve_seconds=60, started={"lite-frozen224": Started(10, 2, features_made=True)})
     assert next(p for p in made.experiments if p.candidate.frozen).seconds == pytest.approx(2 * (0.5 + 10 * 800 / 1e6))
+
+
+def test_the_first_experiment_gives_up_epochs_for_a_candidate_worth_more_a_second():
+    frozen = Speed(1e6, 50.0, 0.5, features_once=True)  # about 33 s in all
+    speeds = {"base@32": Speed(50, 500, 1.0), "lite@224+pretrained+frozen": frozen}
+    candidates = [candidate("base"), Candidate("lite-frozen224", "lite", 224, 1.3, "features", pretrained="w.pth", frozen=True)]
+    base_cost = experiment_seconds(speeds["base@32"], SHAPE, 10)
+    plan = plan_portfolio(candidates, speeds, SHAPE, base_cost + 20 + 30, reserve_seconds=30)  # the base at 10 epochs leaves 20 s
+    names = [planned.candidate.name for planned in plan.experiments]
+    assert names == ["base", "lite-frozen224"]
+    assert 3 <= plan.experiments[0].epochs < 10 and "leaving room for lite-frozen224" in plan.experiments[0].reason
+    roomy = plan_portfolio(candidates, speeds, SHAPE, base_cost + 200, reserve_seconds=30)
+    assert roomy.experiments[0].epochs >= 10  # room enough: nothing given up

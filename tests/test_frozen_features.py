@@ -1,6 +1,7 @@
 """--frozen-features: a pretrained backbone's features computed once, a linear head per fold; the
 fold's checkpoint is the whole network and predicts what the head cached; resume and refusals."""
 
+import json
 import shutil
 
 import numpy as np
@@ -33,6 +34,7 @@ def frozen_dir(tmp_path_factory, weights_file):
     result = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
     assert result.exit_code == 0, result.output
     assert "frozen features: " in result.output and "computed in" in result.output
+    (root / "features_seconds.txt").write_text(result.output.split("computed in ")[1].split("s")[0])
     return root
 
 
@@ -43,6 +45,9 @@ def test_the_head_trains_on_features_computed_once(frozen_dir):
     oof = load_logits(experiment / "oof.npz")
     assert oof.values.shape == (40, 3) and np.isfinite(oof.values).all()
     assert len(set(np.round(oof.values[:, 0], 5))) > 10  # a trained head, not one constant row
+    # The features' time is in the experiment's time (the leaderboard's), once: in the first fold's.
+    first = json.loads((experiment / "fold0" / "result.json").read_text())["seconds"]
+    assert first >= float((frozen_dir / "features_seconds.txt").read_text())
 
 
 def test_the_saved_network_predicts_what_the_head_cached(frozen_dir):

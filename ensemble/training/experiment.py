@@ -123,7 +123,8 @@ def train_experiment(
         jobs = [
             FoldJob(
                 experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),
-                teaching.lessons[fold] if teaching else None, features,
+                teaching.lessons[fold] if teaching else None,
+                features if position == 1 or features is None else dataclasses.replace(features, seconds=0.0),  # the first fold's time counts them
             )
             for position, fold in enumerate(to_train, 1)
         ]

@@ -21,6 +21,7 @@ EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teache
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +56,12 @@ def check(settings: TrainSettings) -> None:
 
 @dataclass(frozen=True)
 class Features:
-    """train: float32 (n_train, n_features); test: float32 (n_test, n_features)."""
+    """train: float32 (n_train, n_features); test: float32 (n_test, n_features); seconds: the time
+    this run spent computing them (0 when read back), counted in the time of the fold that carries it."""
 
     train: np.ndarray
     test: np.ndarray
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,10 @@ def experiment_features(
     path = root / FEATURES_FILE
     with locks.hold(root / ".features.lock", f"{root}: its features are being computed by another process", wait=FEATURES_WAIT):
         saved = None if force else read_features(path, len(train_images), len(test_images))
-        features = saved or compute(settings, n_classes, train_images, test_images)
         if saved is None:
-            write_npz(path, train=features.train, test=features.test)
+            computed = compute(settings, n_classes, train_images, test_images)
+            write_npz(path, train=computed.train, test=computed.test)
+        features = saved or dataclasses.replace(computed, seconds=time.perf_counter() - started)
     if progress:
         progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, saved is None))
     return features

@@ -81,7 +81,7 @@ def train_head_fold(data: FoldData, features: Features, settings: TrainSettings,
         test_logits=predict(head, test_inputs, scale),
         state_dict=network_state(head, mean, std, settings, data.n_classes),
         history=history,
-        resumed_seconds=0.0,
+        resumed_seconds=features.seconds,  # the features' computation, counted once, in the fold that carries it
         target_scale=scale.record(),
     )
 
