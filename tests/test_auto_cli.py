@@ -68,6 +68,12 @@ def test_auto_writes_a_submission_within_its_budget_on_every_task_kind(tmp_path,
     assert "chosen:" in result.output and "used of 0:40" in result.output
     again = ens("auto", "--time-limit", "40s", "-w", root)
     assert again.exit_code == 1 and "has finished; --force starts it over" in again.output
+    if make is make_competition:  # --force trains the finished experiments again, from their first fold
+        checkpoint = root / "models" / "auto-test_resnet-16" / "fold0" / "model.pt"
+        before = checkpoint.stat().st_mtime_ns
+        forced = ens("auto", "--time-limit", "40s", "--force", "-w", root)
+        assert forced.exit_code == 0, forced.output
+        assert "fold 0: training on" in forced.output and checkpoint.stat().st_mtime_ns != before
 
 
 def test_a_rerun_after_an_interrupt_finishes_without_retraining_finished_folds(tmp_path, monkeypatch):

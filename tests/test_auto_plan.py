@@ -275,3 +275,16 @@ def test_the_first_experiment_gives_up_epochs_for_a_candidate_worth_more_a_secon
     assert 3 <= plan.experiments[0].epochs < 10 and "leaving room for lite-frozen224" in plan.experiments[0].reason
     roomy = plan_portfolio(candidates, speeds, SHAPE, base_cost + 200, reserve_seconds=30)
     assert roomy.experiments[0].epochs >= 10  # room enough: nothing given up
+
+
+def test_room_is_made_with_a_margin_and_also_when_the_base_alone_does_not_fit():
+    frozen = Speed(1e6, 50.0, 0.5, features_once=True)
+    speeds = {"base@32": Speed(50, 500, 1.0), "lite@224+pretrained+frozen": frozen}
+    candidates = [candidate("base"), Candidate("lite-frozen224", "lite", 224, 1.3, "features", pretrained="w.pth", frozen=True)]
+    needed = experiment_seconds(frozen, SHAPE, 10)
+    base_cost = experiment_seconds(speeds["base@32"], SHAPE, 10)
+    for usable in (base_cost + 20, 0.7 * base_cost):  # room short of the frozen one's; the base alone too long
+        plan = plan_portfolio(candidates, speeds, SHAPE, usable + 30, reserve_seconds=30)
+        assert [p.candidate.name for p in plan.experiments] == ["base", "lite-frozen224"], usable
+        left = usable - sum(p.seconds for p in plan.experiments)
+        assert left >= 0.1 * needed  # a base that runs a few percent over still leaves it room

@@ -20,6 +20,7 @@ Every file is written atomically through ensemble.io.
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,19 @@ class ExperimentDir:
     scores_path = property(lambda self: self.root / "scores.json")
     oof_path = property(lambda self: self.root / "oof.npz")
     test_path = property(lambda self: self.root / "test.npz")
+    # A frozen-features experiment's features (training/features.py), with the seconds they took.
+    features_path = property(lambda self: self.root / "features.npz")
+
+    def features_seconds(self) -> float:
+        """Seconds the experiment's frozen features took to compute (0 without them); a file that
+        cannot be read counts 0 (the run that uses it computes them again)."""
+        if not self.features_path.is_file():
+            return 0.0
+        try:
+            with np.load(self.features_path) as saved:
+                return float(saved["seconds"]) if "seconds" in saved.files else 0.0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return 0.0
 
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold{fold}"

@@ -227,6 +227,7 @@ def summarize(experiment: ExperimentDir, competition: Competition, folds: Folds,
             "oof_score": oof_score,
             "fold_scores": fold_scores,
             "seconds": [results[fold]["seconds"] if fold in results else None for fold in range(folds.k)],
+            **({"features_seconds": features} if (features := experiment.features_seconds()) else {}),
         },
     )
     return fold_scores, oof_score

@@ -63,7 +63,7 @@ def experiment_row(experiment: store.ExperimentDir, competition: Competition, me
     recorded = read_json(experiment.scores_path)
     try:
         k, model = len(recorded["fold_scores"]), str(recorded["model"])
-        seconds = sum(float(seconds) for seconds in recorded["seconds"] if seconds is not None)
+        seconds = sum(float(seconds) for seconds in recorded["seconds"] if seconds is not None) + float(recorded.get("features_seconds", 0.0))
         settings = describe_settings(read_json(experiment.settings_path))
     except (KeyError, TypeError, ValueError) as error:
         raise EnsError(f"{experiment.scores_path}: not a scores file ({type(error).__name__}: {error})") from None

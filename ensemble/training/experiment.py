@@ -119,12 +119,11 @@ def train_experiment(
         writer.prepare()
         features = None
         if settings.frozen_features:
-            features = experiment_features(experiment.root, settings, len(competition.classes), train_images, test_images, progress, force)
+            features = experiment_features(experiment, settings, len(competition.classes), train_images, test_images, progress, force)
         jobs = [
             FoldJob(
                 experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),
-                teaching.lessons[fold] if teaching else None,
-                features if position == 1 or features is None else dataclasses.replace(features, seconds=0.0),  # the first fold's time counts them
+                teaching.lessons[fold] if teaching else None, features,
             )
             for position, fold in enumerate(to_train, 1)
         ]

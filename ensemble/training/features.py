@@ -21,8 +21,8 @@ EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teache
 
 from __future__ import annotations
 
-import dataclasses
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,8 +31,6 @@ import numpy as np
 
 from ensemble.config import TrainSettings
 from ensemble.errors import EnsError
-
-FEATURES_FILE = "features.npz"
 
 
 def check(settings: TrainSettings) -> None:
@@ -56,12 +54,10 @@ def check(settings: TrainSettings) -> None:
 
 @dataclass(frozen=True)
 class Features:
-    """train: float32 (n_train, n_features); test: float32 (n_test, n_features); seconds: the time
-    this run spent computing them (0 when read back), counted in the time of the fold that carries it."""
+    """train: float32 (n_train, n_features); test: float32 (n_test, n_features)."""
 
     train: np.ndarray
     test: np.ndarray
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,24 +83,26 @@ def check_run(settings: TrainSettings, cluster: str | None, teaching: bool) -> N
 
 
 def experiment_features(
-    root: Path, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None, force: bool = False
+    experiment, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None, force: bool = False
 ) -> Features:
-    """The experiment's features, read from root/features.npz when an earlier run made them (the
-    experiment's identity pins the weights, size and images), else computed and saved; with
-    `force`, computed again. One process computes them at a time (a lock), others wait and read."""
+    """The experiment's features (an ExperimentDir's features_path), read back when an earlier run
+    made them (the experiment's identity pins the weights, size and images), else computed and
+    saved with the seconds they took (scores.json counts them in the experiment's time); with
+    `force`, computed again. One process computes them at a time (a lock); others wait and read."""
     from ensemble.artifacts import locks
     from ensemble.io import write_npz
 
-    started = time.perf_counter()
-    path = root / FEATURES_FILE
-    with locks.hold(root / ".features.lock", f"{root}: its features are being computed by another process", wait=FEATURES_WAIT):
-        saved = None if force else read_features(path, len(train_images), len(test_images))
-        if saved is None:
-            computed = compute(settings, n_classes, train_images, test_images)
-            write_npz(path, train=computed.train, test=computed.test)
-        features = saved or dataclasses.replace(computed, seconds=time.perf_counter() - started)
+    path = experiment.features_path
+    busy = f"{experiment.root}: its frozen features are being computed by another process"
+    with locks.hold(experiment.lock_path("features"), busy, wait=FEATURES_WAIT):
+        started = time.perf_counter()
+        features = None if force else read_features(path, len(train_images), len(test_images))
+        computed = features is None
+        if computed:
+            features = compute(settings, n_classes, train_images, test_images)
+            write_npz(path, train=features.train, test=features.test, seconds=np.float64(time.perf_counter() - started))
     if progress:
-        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, saved is None))
+        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, computed))
     return features
 
 
@@ -113,12 +111,17 @@ FEATURES_WAIT = 3600.0
 
 
 def read_features(path: Path, n_train: int, n_test: int) -> Features | None:
+    """The saved features, or None when there are none for these images (or the file is damaged:
+    they are computed again)."""
     if not path.is_file():
         return None
-    with np.load(path) as saved:
-        if saved["train"].shape[0] != n_train or saved["test"].shape[0] != n_test:
-            return None
-        return Features(saved["train"], saved["test"])
+    try:
+        with np.load(path) as saved:
+            if saved["train"].shape[0] != n_train or saved["test"].shape[0] != n_test:
+                return None
+            return Features(saved["train"], saved["test"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 def pretrained_net(settings: TrainSettings, n_classes: int):

@@ -81,7 +81,7 @@ def train_head_fold(data: FoldData, features: Features, settings: TrainSettings,
         test_logits=predict(head, test_inputs, scale),
         state_dict=network_state(head, mean, std, settings, data.n_classes),
         history=history,
-        resumed_seconds=features.seconds,  # the features' computation, counted once, in the fold that carries it
+        resumed_seconds=0.0,  # a stopped fold starts again; the features' time is the experiment's (scores.json)
         target_scale=scale.record(),
     )
 

@@ -173,12 +173,15 @@ def plan_portfolio(
             else:
                 dropped.append((candidate.name, f"its {begun.folds_left} folds left need {cost:.0f}s, {max(usable, 0):.0f}s left"))
             continue
+        fewer = None if started or taken else room_for_better(candidate, ordered[index + 1 :], scaled, shape, usable, epochs)
+        if fewer:
+            cost = experiment_seconds(speed, shape, fewer[0])
+            taken.append(Planned(candidate, fewer[0], cost, fewer[1]))
+            usable -= cost
+            continue
         cost = experiment_seconds(speed, shape, epochs.default)
         if cost <= usable:
-            fewer = None if started or taken else room_for_better(candidate, ordered[index + 1 :], scaled, shape, usable, epochs)
-            count, why = fewer or (epochs.default, candidate.why)
-            cost = experiment_seconds(speed, shape, count)
-            taken.append(Planned(candidate, count, cost, why))
+            taken.append(Planned(candidate, epochs.default, cost, candidate.why))
             usable -= cost
             continue
         fitting = epochs_fitting(speed, shape, usable)
@@ -194,6 +197,11 @@ def plan_portfolio(
     return Plan(tuple(taken), tuple(dropped), seconds_left, reserve_seconds, notes)
 
 
+# The room left for the better candidate, over its estimate: the base runs over its estimate by a
+# few percent (the docstring above), and the better candidate is checked again before it starts.
+ROOM_MARGIN = 1.15
+
+
 def room_for_better(base: Candidate, later: list[Candidate], speeds: dict[str, Speed], shape: Shape, usable: float, epochs: Epochs) -> tuple[int, str] | None:
     """(epochs, reason) for the first experiment of a fresh plan when, at the default epochs, it
     would leave no room for the next candidate worth more a second than itself (a frozen-features
@@ -207,10 +215,10 @@ def room_for_better(base: Candidate, later: list[Candidate], speeds: dict[str, S
     better = next((candidate for candidate in later if per_second(candidate) > per_second(base)), None)
     if better is None:
         return None
-    needed = experiment_seconds(speeds[better.speed_key], shape, epochs.default)
+    needed = experiment_seconds(speeds[better.speed_key], shape, epochs.default) * ROOM_MARGIN
     if experiment_seconds(speeds[base.speed_key], shape, epochs.default) + needed <= usable or needed >= usable:
         return None
-    fitting = epochs_fitting(speeds[base.speed_key], shape, usable - needed)
+    fitting = min(epochs.default, epochs_fitting(speeds[base.speed_key], shape, usable - needed))
     if fitting < epochs.low:
         return None
     return fitting, f"{base.why}; {fitting} epochs, leaving room for {better.name} (worth more a second)"

@@ -28,7 +28,6 @@ from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.training.events import Progress
 from ensemble.training.experiment import train_experiment
-from ensemble.training.features import FEATURES_FILE
 from ensemble.training.parallel import Executor
 from ensemble.workflows.auto import record as records
 from ensemble.workflows.auto.events import Clock, ExperimentDone, Looked, Planned, Skipped, Status
@@ -98,7 +97,7 @@ class Run:
         entries = self.record["experiments"]
         return {
             candidate.name: Started(
-                entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()), (self.experiment(candidate).root / FEATURES_FILE).is_file()
+                entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()), self.experiment(candidate).features_path.is_file()
             )
             for candidate in candidates
             if candidate.name in entries and entries[candidate.name]["status"] not in OUT_OF_PLAN
@@ -222,13 +221,14 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
         # Nothing finished yet: the first experiment may use most of the reserve to finish, since a
         # blend of one member and the report take seconds, and an unfinished one leaves no submission.
         reserve *= LAST_RESORT_SHARE
-    left = [fold for fold in range(shape.k) if fold not in experiment.done_folds()]
+    starting_over = run.options.force and experiment.name not in run.forced  # --force trains finished folds again too
+    left = [fold for fold in range(shape.k) if starting_over or fold not in experiment.done_folds()]
     result = None
     while left:
         speed = speeds[candidate.speed_key]
         if speed.features_once:  # every fold in one run: the features are computed once, the heads take seconds
             chunk, left = left, []
-            made = (experiment.root / FEATURES_FILE).is_file()  # a stopped run's, read back: not in the estimate, nor in run.scale
+            made = experiment.features_path.is_file() and not starting_over  # a stopped run's, read back: not in the estimate, nor in run.scale
             estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk), features_made=made)
         else:
             chunk, left = left[: run.executor.jobs], left[run.executor.jobs:]
