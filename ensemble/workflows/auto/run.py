@@ -95,13 +95,8 @@ class Run:
 
     def started(self, candidates: list[Candidate], k: int) -> dict[str, Started]:
         entries = self.record["experiments"]
-        return {
-            candidate.name: Started(
-                entries[candidate.name]["epochs"], k - len(self.experiment(candidate).done_folds()), self.experiment(candidate).features_path.is_file()
-            )
-            for candidate in candidates
-            if candidate.name in entries and entries[candidate.name]["status"] not in OUT_OF_PLAN
-        }
+        chosen = [(c, self.experiment(c)) for c in candidates if c.name in entries and entries[c.name]["status"] not in OUT_OF_PLAN]
+        return {c.name: Started(entries[c.name]["epochs"], k - len(done.done_folds()), done.features_path.is_file()) for c, done in chosen}
 
     def plan(self, candidates: list[Candidate], speeds, shape: Shape, views_seconds: float) -> Plan:
         reserve = self.settings.reserve * self.clock.budget
