@@ -288,3 +288,11 @@ def test_room_is_made_with_a_margin_and_also_when_the_base_alone_does_not_fit():
         assert [p.candidate.name for p in plan.experiments] == ["base", "lite-frozen224"], usable
         left = usable - sum(p.seconds for p in plan.experiments)
         assert left >= 0.1 * needed  # a base that runs a few percent over still leaves it room
+
+
+def test_only_the_very_first_experiment_is_squeezed_to_fewer_epochs():
+    speeds = speeds_for(("base", 1000), ("slow", 100))
+    candidates = [candidate("base"), candidate("slow", 0.9)]
+    slow_at_low = experiment_seconds(speeds["slow@32"], SHAPE, 3)
+    plan = plan_portfolio(candidates, speeds, SHAPE, slow_at_low + 40, reserve_seconds=30, epochs=Epochs(10, 3, 30), started={"base": Started(10, 0)})
+    assert [p.candidate.name for p in plan.experiments] == ["base"] and plan.dropped[0][0] == "slow"
