@@ -173,17 +173,20 @@ def views_cost(run: Run, candidates: list[Candidate], speeds, shape: Shape, fami
 def train_plan(run: Run, competition: Competition, candidates: list[Candidate], speeds, shape: Shape, families: list[str], base) -> None:
     """Train the plan, one experiment at a time, re-planning before each from the time measured so far."""
     entries = run.record["experiments"]
+    planned_before: set[str] = set()
     while True:
         plan = run.plan(candidates, speeds, shape, views_cost(run, candidates, speeds, shape, families))
         for name, reason in plan.dropped:
             if entries.get(name, {}).get("status") == "running":  # begun, and its folds left no longer fit
                 entries[name]["status"] = "skipped"
                 run.tell(Skipped(f"{run.name}-{name}", f"not finished: {reason}; the same command again continues it"))
+            elif name in planned_before:  # planned, not begun: the time measured since says it no longer fits
+                run.tell(Skipped(f"{run.name}-{name}", f"no longer fits: {reason}"))
+        planned_before = {planned.candidate.name for planned in plan.experiments}
         todo = [planned for planned in plan.experiments if entries.get(planned.candidate.name, {}).get("status") != "done"]
         if not todo:
             return
-        planned = todo[0]
-        done = sum(entry["status"] == "done" for entry in entries.values())
+        planned, done = todo[0], sum(entry["status"] == "done" for entry in entries.values())
         run.tell(Status(done, f"{run.name}-{planned.candidate.name}", len(todo) - 1, run.clock.left(), f"{planned.epochs} epochs, about {planned.seconds:.0f}s: {planned.reason}"))
         train_candidate(run, competition, planned.candidate, planned.epochs, speeds, shape, base)
         if run.record["views"] is None and entries[planned.candidate.name]["status"] == "done" and families:
