@@ -47,8 +47,7 @@ def test_the_head_trains_on_features_computed_once(frozen_dir):
     assert len(set(np.round(oof.values[:, 0], 5))) > 10  # a trained head, not one constant row
     # The features' time is in the experiment's time (scores.json, the leaderboard's), once.
     scores = json.loads((experiment / "scores.json").read_text())
-    assert scores["features_seconds"] >= float((frozen_dir / "features_seconds.txt").read_text()) - 0.05
-    assert all(seconds < scores["features_seconds"] + 30 for seconds in scores["seconds"])
+    assert f"{scores['features_seconds']:.1f}" == (frozen_dir / "features_seconds.txt").read_text()  # the seconds printed
 
 
 def test_the_saved_network_predicts_what_the_head_cached(frozen_dir):

@@ -100,9 +100,11 @@ def experiment_features(
         computed = features is None
         if computed:
             features = compute(settings, n_classes, train_images, test_images)
-            write_npz(path, train=features.train, test=features.test, seconds=np.float64(time.perf_counter() - started))
+        seconds = time.perf_counter() - started  # computing them (or reading them back): what is printed and recorded
+        if computed:
+            write_npz(path, train=features.train, test=features.test, seconds=np.float64(seconds))
     if progress:
-        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, time.perf_counter() - started, computed))
+        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, seconds, computed))
     return features
 
 
