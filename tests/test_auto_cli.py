@@ -171,3 +171,17 @@ def test_a_rerun_after_sigkill_finishes_the_plan_without_retraining_finished_fol
     assert "continuing the plan of an earlier run" in finished.stdout + finished.stderr
     assert first_fold.stat().st_mtime_ns == written  # a finished fold is never trained again
     assert (root / "submissions" / "auto.json").is_file() and (root / "submissions" / "auto.csv").is_file()
+
+
+def test_a_weights_folder_brings_a_frozen_features_candidate_probed_as_one_pass(tmp_path):
+    import timm
+    import torch
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(timm.create_model("test_resnet").state_dict(), weights / "test_resnet.pt")
+    root = with_auto(make_competition(tmp_path / "comp"))
+    result = ens("auto", "--time-limit", "2m", "--dry-run", "--pretrained-dir", weights, "-w", root)
+    assert result.exit_code == 0, result.output
+    assert "probe test_resnet@224+pretrained+frozen: features of" in result.output and "its head trains" in result.output
+    assert "auto-test_resnet-frozen224: test_resnet at 224px" in result.output and "of its head" in result.output

@@ -73,7 +73,7 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
     trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
     setup = time.perf_counter() - started
     if settings.frozen_features:  # a fold builds no trainer: the head's own set-up (its network saved) is the fold's
-        rate, head_setup = head_pace(settings, competition)
+        rate, head_setup = head_pace(settings, competition, trainer.net.get_classifier().in_features)
         return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True)
     # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
     trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
@@ -99,16 +99,14 @@ def predict_rate(trainer, images, rows: np.ndarray, settings: TrainSettings) -> 
     return predicted / (time.perf_counter() - started)
 
 
-def head_pace(settings: TrainSettings, competition: Competition) -> tuple[float, float]:
+def head_pace(settings: TrainSettings, competition: Competition, width: int) -> tuple[float, float]:
     """(rows a second a frozen-features head trains on, seconds a fold spends outside its epochs):
-    a fold's head trained for HEAD_EPOCHS epochs on stand-in features of the classifier's width
+    a fold's head trained for HEAD_EPOCHS epochs on stand-in features of the classifier's `width`
     (their values do not change the pace), its epochs timed by the head itself (EpochEnd.seconds)."""
-    from ensemble.nets.networks import create_net
     from ensemble.training.features import Features
     from ensemble.training.head import train_head_fold
     from ensemble.training.trainer import FoldData
 
-    width = create_net(settings.model, 1, settings.size).get_classifier().in_features
     n = len(competition.train_ids)
     features = Features(np.random.default_rng(0).standard_normal((n, width), dtype=np.float32), np.zeros((1, width), dtype=np.float32))
     cut = max(2, n * 4 // 5)
