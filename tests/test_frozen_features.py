@@ -92,6 +92,29 @@ def test_what_frozen_features_cannot_honour_is_refused_before_anything_is_writte
     assert not (frozen_dir / "models" / "refused").exists()
 
 
+def test_tta_runs_the_shared_backbone_once_and_gives_every_folds_network_logits(frozen_dir, monkeypatch):
+    """The folds share the frozen backbone: each view's features are computed once for every
+    image and each fold's classifier applied to them, giving what the folds' whole networks give."""
+    from ensemble.inference import frozen_views, predict
+
+    passes = []
+    outputs = frozen_views.tta.view_outputs
+    monkeypatch.setattr(frozen_views.tta, "view_outputs", lambda *args, **kwargs: passes.append(len(args[2])) or outputs(*args, **kwargs))
+    result = ens("predict", "-n", "ff", "--tta", "hflip,vflip", "--as", "ff-tta", "--keep-views", "--device", "cpu", "-w", frozen_dir)
+    assert result.exit_code == 0, result.output
+    assert passes == [40, 12]  # every training image and every test image once, not 4 test sets
+    monkeypatch.setattr(predict, "shared_view_features", lambda *args: None)  # each fold's whole network instead
+    result = ens("predict", "-n", "ff", "--tta", "hflip,vflip", "--as", "ff-tta-folds", "--keep-views", "--device", "cpu", "-w", frozen_dir)
+    assert result.exit_code == 0, result.output
+    for part in ("oof.npz", "test.npz", "fold2/views.npz"):
+        shared, folds = (frozen_dir / "models" / name / part for name in ("ff-tta", "ff-tta-folds"))
+        with np.load(shared) as one, np.load(folds) as other:
+            for key in ("oof", "test") if part.endswith("views.npz") else ("logits",):
+                np.testing.assert_allclose(one[key], other[key], atol=1e-4)
+    merged = load_logits(frozen_dir / "models" / "ff-tta" / "oof.npz").values
+    assert not np.allclose(merged, load_logits(frozen_dir / "models" / "ff" / "oof.npz").values, atol=1e-3)  # the views count
+
+
 def test_a_regression_head_gives_values_in_the_targets_range(tmp_path, weights_file):
     root = make_regression_competition(tmp_path / "reg", n_train=36, n_test=10)
     assert ens("folds", "--k", "3", "-w", root).exit_code == 0

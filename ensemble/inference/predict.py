@@ -32,6 +32,7 @@ from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.checkpoints import checkpoint_owner, choose_policy, fold_checkpoints, fold_logits, settings_of
+from ensemble.inference.frozen_views import shared_view_features
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,18 @@ def predict_experiment(
         if progress:
             progress(read)
         writer.prepare()
+        started = time.perf_counter()  # the first fold's seconds count the features its classifier is the first to use
+        shared = shared_view_features(settings, checkpoints, owner.checkpoint_path(to_run[0]), device, train_images, test_images, policy)
         for fold in to_run:
-            started = time.perf_counter()
+            started = started if fold == to_run[0] else time.perf_counter()
             path = owner.checkpoint_path(fold)
             valid_rows = np.flatnonzero(folds.fold_of == fold)
-            valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy, competition.task)
-            test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy, competition.task)
+            if shared:  # a frozen-features experiment: each view's features once, each fold's classifier on them
+                valid = shared.prediction(checkpoints[fold], path, "train", valid_rows, policy, competition.task)
+                test = shared.prediction(checkpoints[fold], path, "test", None, policy, competition.task)
+            else:
+                valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy, competition.task)
+                test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy, competition.task)
             score = metric.score(competition.targets[valid_rows], competition.task.outputs(valid.logits))
             result = {
                 "fold": fold, "metric": metric.name, "score": score, "seconds": time.perf_counter() - started,

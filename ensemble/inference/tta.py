@@ -247,13 +247,20 @@ def predict(
     batches: a batches.Batches (to_input, batch_size, device, memory_format). Eval mode and
     float32 even on CUDA (see batches.Batches.predict).
     """
+    net.eval()
+    views = scale.decode(view_outputs(net, batches, images, rows, policy, size))  # per view, before merging: a median of values, not of their codes
+    return Prediction(policy.merged(views, task), views)
+
+
+def view_outputs(forward: Callable, batches, images: np.ndarray, rows: np.ndarray | None, policy: Policy, size: int | None = None) -> np.ndarray:
+    """float32 (n_views, n, n_outputs): `forward` (a network in eval mode, or its pooled features)
+    on every view of the images or their `rows`, in stacked passes."""
     import torch
 
-    net.eval()
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     n_views = policy.n_views
     step = images_per_pass(batches.device.type, batches.batch_size, n_views, images.shape[1])
-    # One array for every pass's logits, made at the first pass: a small tensor kept per pass
+    # One array for every pass's outputs, made at the first pass: a small tensor kept per pass
     # would pin the heap above each pass's large temporaries, and glibc could then not give
     # their memory back (measured: peak RSS 2.2 GB instead of 1.1 over 40,000 test images).
     views = None
@@ -264,11 +271,10 @@ def predict(
             if n_views > 1:
                 inputs = torch.cat([view.apply(inputs) for view in policy.views])
                 inputs = inputs.contiguous(memory_format=batches.memory_format)
-            logits = net(inputs).float().cpu().view(n_views, len(chunk), -1)
+            outputs = forward(inputs).float().cpu().view(n_views, len(chunk), -1)
             if views is None:
-                views = np.empty((n_views, len(rows), logits.shape[-1]), dtype=np.float32)
-            views[:, start : start + len(chunk)] = logits.numpy()
-    if views is None:  # no rows: the classes count from one pass over nothing is not known
+                views = np.empty((n_views, len(rows), outputs.shape[-1]), dtype=np.float32)
+            views[:, start : start + len(chunk)] = outputs.numpy()
+    if views is None:  # no rows: the outputs' width from one pass over nothing is not known
         raise ValueError("tta.predict: no rows to predict")
-    views = scale.decode(views)  # per view, before merging: a median of values, not of their codes
-    return Prediction(policy.merged(views, task), views)
+    return views
