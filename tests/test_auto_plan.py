@@ -297,3 +297,36 @@ def test_only_the_very_first_experiment_is_squeezed_to_fewer_epochs():
     slow_at_low = experiment_seconds(speeds["slow@32"], SHAPE, 3)
     plan = plan_portfolio(candidates, speeds, SHAPE, slow_at_low + 40, reserve_seconds=30, epochs=Epochs(10, 3, 30), started={"base": Started(10, 0)})
     assert [p.candidate.name for p in plan.experiments] == ["base"] and plan.dropped[0][0] == "slow"
+
+
+def test_a_later_experiment_gives_up_a_few_epochs_with_a_margin_rather_than_its_place():
+    from ensemble.workflows.auto.plan import TRIM_MARGIN
+
+    speeds = speeds_for(("base", 1000), ("slow", 100))
+    candidates = [candidate("base"), candidate("slow", 0.9)]
+    at_ten = experiment_seconds(speeds["slow@32"], SHAPE, 10)
+    done = {"base": Started(10, 0)}
+    plan = plan_portfolio(candidates, speeds, SHAPE, 0.97 * at_ten + 30, reserve_seconds=30, epochs=Epochs(10, 3, 30), started=done)
+    slow = plan.experiments[1]
+    assert slow.candidate.name == "slow" and 6 <= slow.epochs < 10 and "as many as fit with a margin" in slow.reason
+    assert slow.seconds <= TRIM_MARGIN * 0.97 * at_ten  # a few percent over still finishes
+    # Not below TRIM_FLOOR of the default epochs: then it is left out, as before.
+    short = plan_portfolio(candidates, speeds, SHAPE, 0.5 * at_ten + 30, reserve_seconds=30, epochs=Epochs(10, 3, 30), started=done)
+    assert [p.candidate.name for p in short.experiments] == ["base"] and short.dropped[0][0] == "slow"
+
+
+def test_the_reserve_shrinks_to_the_blends_share_once_no_tta_member_can_be_made():
+    from ensemble.workflows.auto.events import Clock
+    from ensemble.workflows.auto.run import NO_TTA_SHARE, AutoOptions, Run
+
+    def reserve(views_setting: str, views) -> float:
+        run = Run(None, AutoOptions(AutoSettings(time_limit="10m", reserve=0.1, views=views_setting)), Clock(600.0), None)
+        run.record = {"views": views}
+        return run.reserve
+
+    assert reserve("hflip", None) == pytest.approx(60)  # not checked yet: TTA may come
+    assert reserve("hflip", {"spec": "hflip", "tta": "hflip"}) == pytest.approx(60)
+    assert reserve("hflip", {"spec": "none", "tta": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # no view keeps labels
+    assert reserve("scale:0.8", {"spec": "scale:0.8", "tta": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # augments, no TTA view
+    assert reserve("none", None) == pytest.approx(60 * NO_TTA_SHARE)  # no view is checked at all
+    assert reserve("hflip", {"spec": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # a record from before "tta" was kept

@@ -8,7 +8,8 @@ tested without training anything and gives the same plan for the same numbers. T
 - the base candidate goes first (its OOF decides which views keep labels), experiments already
   started next (finishing them is cheapest), then by expected value per second;
 - at the default epochs while candidates fit; the first experiment of a run is given fewer epochs
-  (down to the minimum) rather than none, and none other is; time left over raises every new experiment's epochs (up to the
+  (down to the minimum) rather than none, a later one a few fewer (down to TRIM_FLOOR of the
+  default, with a margin); time left over raises every new experiment's epochs (up to the
   maximum), but only STRETCH_SHARE of it: the probes' speeds are a few batches', and a plan
   that fills every second loses a whole experiment when its last fold runs a few seconds over
   (measured on the digits at 3 minutes: 19 epochs planned at 140 s, 4 folds took 119 s, the
@@ -83,8 +84,10 @@ def features_seconds(speed: Speed, shape: Shape) -> float:
 
 def tta_seconds(speed: Speed, shape: Shape, n_views: int) -> float:
     """A TTA member's predictions (`ens predict --tta`): each fold model predicts its held-out rows
-    and every test image under each view. A frozen-features member too: its views are new images."""
-    return (shape.n_train + shape.k * shape.n_test) * n_views / speed.predict_images_per_second
+    and every test image under each view. A frozen-features member's folds share one backbone:
+    each view of every image passes through it once (inference/frozen_views.py)."""
+    test_passes = 1 if speed.features_once else shape.k
+    return (shape.n_train + test_passes * shape.n_test) * n_views / speed.predict_images_per_second
 
 
 def experiment_seconds(speed: Speed, shape: Shape, epochs: int, folds: int | None = None, features_made: bool = False) -> float:
@@ -185,12 +188,20 @@ def plan_portfolio(
             usable -= cost
             continue
         fitting = epochs_fitting(speed, shape, usable)
-        # Only the very first experiment: squeezed in after others, a few epochs at the end of the
-        # budget were measured to be thrown away (emoji at 5m: resnet10t-48 at 3 epochs, skipped
-        # before its last fold, 42 s lost).
+        # The very first experiment, down to the minimum; squeezed in after others, a few epochs at
+        # the end of the budget were measured to be thrown away (emoji at 5m: resnet10t-48 at 3
+        # epochs, skipped before its last fold, 42 s lost).
         if not started and not taken and fitting >= epochs.low:
             cost = experiment_seconds(speed, shape, fitting)
             taken.append(Planned(candidate, fitting, cost, f"{candidate.why}; {fitting} epochs, as many as the budget fits"))
+            usable -= cost
+            continue
+        # A later one gives up a few epochs, with a margin, rather than its place (Fashion-MNIST at
+        # 10m: convnext_atto needed 166 s at 10 epochs where 160 s were left, and 3 minutes went unused).
+        trimmed = epochs_fitting(speed, shape, usable * TRIM_MARGIN)
+        if (taken or started) and trimmed >= max(epochs.low, math.ceil(TRIM_FLOOR * epochs.default)):
+            cost = experiment_seconds(speed, shape, trimmed)
+            taken.append(Planned(candidate, trimmed, cost, f"{candidate.why}; {trimmed} epochs, as many as fit with a margin"))
             usable -= cost
             continue
         least = experiment_seconds(speed, shape, epochs.low)
@@ -198,6 +209,12 @@ def plan_portfolio(
     taken = stretch(taken, scaled, shape, usable, epochs, started)
     notes = () if taken else (f"nothing fits: the cheapest candidate needs more than the {max(seconds_left - reserve_seconds, 0):.0f}s left after the reserve",)
     return Plan(tuple(taken), tuple(dropped), seconds_left, reserve_seconds, notes)
+
+
+# A later experiment may be trimmed to TRIM_FLOOR of the default epochs, planned in TRIM_MARGIN of
+# the time left, so that a few percent of overrun does not throw it away at its last fold.
+TRIM_FLOOR = 0.6
+TRIM_MARGIN = 0.85
 
 
 # The room left for the better candidate, over its estimate, and the overrun of the base it is kept
