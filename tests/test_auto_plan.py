@@ -310,6 +310,20 @@ def test_a_later_experiment_gives_up_a_few_epochs_with_a_margin_rather_than_its_
     slow = plan.experiments[1]
     assert slow.candidate.name == "slow" and 6 <= slow.epochs < 10 and "as many as fit with a margin" in slow.reason
     assert slow.seconds <= TRIM_MARGIN * 0.97 * at_ten  # a few percent over still finishes
+    # In a fresh plan neither the base's stretch nor a cheap candidate takes the margin: once the
+    # base has run as estimated, the re-plan gives the trimmed one the same epochs.
+    cheap = [*candidates, candidate("cheap", 1e-4)]  # fast, but worth less a second than slow: planned after it
+    speeds["cheap@32"] = Speed(5000, 50000, 0.1)
+    base_at_ten = experiment_seconds(speeds["base@32"], SHAPE, 10)
+    for share in (0.97, 0.75):
+        fresh = plan_portfolio(cheap, speeds, SHAPE, base_at_ten + share * at_ten + 30, reserve_seconds=30, epochs=Epochs(10, 3, 30))
+        planned = {p.candidate.name: p for p in fresh.experiments}
+        assert 6 <= planned["slow"].epochs < 10, share
+        margin = (1 - TRIM_MARGIN) * share * at_ten
+        assert fresh.estimated_seconds + margin <= base_at_ten + share * at_ten + 1e-6, share  # the margin is left unplanned
+        after = plan_portfolio(cheap, speeds, SHAPE, fresh.seconds_left - planned["base"].seconds, reserve_seconds=30, epochs=Epochs(10, 3, 30),
+                               started={"base": Started(planned["base"].epochs, 0)})
+        assert {p.candidate.name: p.epochs for p in after.experiments}["slow"] == planned["slow"].epochs, share
     # Not below TRIM_FLOOR of the default epochs: then it is left out, as before.
     short = plan_portfolio(candidates, speeds, SHAPE, 0.5 * at_ten + 30, reserve_seconds=30, epochs=Epochs(10, 3, 30), started=done)
     assert [p.candidate.name for p in short.experiments] == ["base"] and short.dropped[0][0] == "slow"
@@ -317,16 +331,26 @@ def test_a_later_experiment_gives_up_a_few_epochs_with_a_margin_rather_than_its_
 
 def test_the_reserve_shrinks_to_the_blends_share_once_no_tta_member_can_be_made():
     from ensemble.workflows.auto.events import Clock
-    from ensemble.workflows.auto.run import NO_TTA_SHARE, AutoOptions, Run
+    from ensemble.workflows.auto.run import NO_TTA_SECONDS, NO_TTA_SHARE, AutoOptions, Run
 
-    def reserve(views_setting: str, views) -> float:
-        run = Run(None, AutoOptions(AutoSettings(time_limit="10m", reserve=0.1, views=views_setting)), Clock(600.0), None)
+    def reserve(views_setting: str, views, budget: float = 600.0, share: float = 0.12) -> float:
+        run = Run(None, AutoOptions(AutoSettings(time_limit="10m", reserve=share, views=views_setting)), Clock(budget), None)
         run.record = {"views": views}
         return run.reserve
 
-    assert reserve("hflip", None) == pytest.approx(60)  # not checked yet: TTA may come
-    assert reserve("hflip", {"spec": "hflip", "tta": "hflip"}) == pytest.approx(60)
-    assert reserve("hflip", {"spec": "none", "tta": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # no view keeps labels
-    assert reserve("scale:0.8", {"spec": "scale:0.8", "tta": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # augments, no TTA view
-    assert reserve("none", None) == pytest.approx(60 * NO_TTA_SHARE)  # no view is checked at all
-    assert reserve("hflip", {"spec": "none"}) == pytest.approx(60 * NO_TTA_SHARE)  # a record from before "tta" was kept
+    assert reserve("hflip", None) == pytest.approx(72)  # not checked yet: TTA may come
+    assert reserve("hflip", {"spec": "hflip", "tta": "hflip"}) == pytest.approx(72)
+    assert reserve("hflip", {"spec": "none", "tta": "none"}) == pytest.approx(72 * NO_TTA_SHARE)  # no view keeps labels
+    assert reserve("scale:0.8", {"spec": "scale:0.8", "tta": "none"}) == pytest.approx(72 * NO_TTA_SHARE)  # augments, no TTA view
+    assert reserve("none", None) == pytest.approx(72 * NO_TTA_SHARE)  # no view is checked at all
+    assert reserve("hflip", {"spec": "none"}) == pytest.approx(72 * NO_TTA_SHARE)  # a record from before "tta" was kept
+    assert reserve("none", None, budget=180.0) == pytest.approx(NO_TTA_SECONDS)  # a short budget keeps the blends' seconds
+    assert reserve("none", None, budget=180.0, share=0.05) == pytest.approx(9.0)  # never more than the reserve asked for
+
+
+def test_a_frozen_members_tta_passes_over_the_test_set_once():
+    from ensemble.workflows.auto.plan import tta_seconds
+
+    frozen, ordinary = Speed(100, 50, 1.0, features_once=True), Speed(100, 50, 1.0)
+    assert tta_seconds(frozen, SHAPE, 2) == pytest.approx((1000 + 500) * 2 / 50)  # the shared backbone, once per view
+    assert tta_seconds(ordinary, SHAPE, 2) == pytest.approx((1000 + 5 * 500) * 2 / 50)  # every fold's network over the test set

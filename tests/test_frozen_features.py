@@ -50,9 +50,12 @@ def test_the_head_trains_on_features_computed_once(frozen_dir):
     assert f"{scores['features_seconds']:.1f}" == (frozen_dir / "features_seconds.txt").read_text()  # the seconds printed
 
 
-def test_the_saved_network_predicts_what_the_head_cached(frozen_dir):
+def test_the_saved_network_predicts_what_the_head_cached(frozen_dir, monkeypatch):
     """The checkpoint holds the backbone and the head with the standardisation folded in:
     `ens predict` through the whole network gives the cached logits."""
+    from ensemble.inference import predict
+
+    monkeypatch.setattr(predict, "shared_backbone_logits", lambda *args: None)  # each fold's whole network
     result = ens("predict", "-n", "ff", "--as", "ff-again", "--device", "cpu", "-w", frozen_dir)
     assert result.exit_code == 0, result.output
     for part in ("oof.npz", "test.npz"):
@@ -92,36 +95,54 @@ def test_what_frozen_features_cannot_honour_is_refused_before_anything_is_writte
     assert not (frozen_dir / "models" / "refused").exists()
 
 
-def test_tta_runs_the_shared_backbone_once_and_gives_every_folds_network_logits(frozen_dir, monkeypatch):
-    """The folds share the frozen backbone: each view's features are computed once for every
-    image and each fold's classifier applied to them, giving what the folds' whole networks give."""
+def tta_through_both_paths(root, source: str, monkeypatch) -> tuple[list[int], list[int]]:
+    """`ens predict --tta hflip,vflip` of a frozen experiment through the shared backbone
+    (SOURCE-tta), then through each fold's whole network (SOURCE-tta-folds), then resumed on the
+    shared path after two of its folds are removed; the rows each backbone pass predicted in the
+    first run and in the resumed one."""
     from ensemble.inference import frozen_views, predict
 
     passes = []
     outputs = frozen_views.tta.view_outputs
-    monkeypatch.setattr(frozen_views.tta, "view_outputs", lambda *args, **kwargs: passes.append(len(args[2])) or outputs(*args, **kwargs))
-    result = ens("predict", "-n", "ff", "--tta", "hflip,vflip", "--as", "ff-tta", "--keep-views", "--device", "cpu", "-w", frozen_dir)
-    assert result.exit_code == 0, result.output
-    assert passes == [40, 12]  # every training image and every test image once, not 4 test sets
-    monkeypatch.setattr(predict, "shared_view_features", lambda *args: None)  # each fold's whole network instead
-    result = ens("predict", "-n", "ff", "--tta", "hflip,vflip", "--as", "ff-tta-folds", "--keep-views", "--device", "cpu", "-w", frozen_dir)
-    assert result.exit_code == 0, result.output
-    for part in ("oof.npz", "test.npz", "fold2/views.npz"):
-        shared, folds = (frozen_dir / "models" / name / part for name in ("ff-tta", "ff-tta-folds"))
+    monkeypatch.setattr(frozen_views.tta, "view_outputs", lambda *args: passes.append(len(args[2] if args[3] is None else args[3])) or outputs(*args))
+    tta = ("predict", "-n", source, "--tta", "hflip,vflip", "--keep-views", "--device", "cpu", "-w", root)
+    assert ens(*tta, "--as", f"{source}-tta").exit_code == 0
+    first, passes[:] = list(passes), []
+    before = load_logits(root / "models" / f"{source}-tta" / "oof.npz").values
+    for fold in (0, 2):
+        (root / "models" / f"{source}-tta" / f"fold{fold}" / "result.json").unlink()
+    assert ens(*tta, "--as", f"{source}-tta").exit_code == 0  # resumes the two folds
+    resumed = list(passes)
+    np.testing.assert_allclose(load_logits(root / "models" / f"{source}-tta" / "oof.npz").values, before, atol=1e-5)
+    with monkeypatch.context() as patched:
+        patched.setattr(predict, "shared_backbone_logits", lambda *args: None)  # each fold's whole network instead
+        assert ens(*tta, "--as", f"{source}-tta-folds").exit_code == 0
+    for part in ("oof.npz", "test.npz", "fold1/views.npz"):
+        shared, folds = (root / "models" / name / part for name in (f"{source}-tta", f"{source}-tta-folds"))
         with np.load(shared) as one, np.load(folds) as other:
             for key in ("oof", "test") if part.endswith("views.npz") else ("logits",):
                 np.testing.assert_allclose(one[key], other[key], atol=1e-4)
+    return first, resumed
+
+
+def test_tta_runs_the_shared_backbone_once_and_gives_every_folds_network_logits(frozen_dir, monkeypatch):
+    """The folds share the frozen backbone: it runs once over each view of the held-out rows and
+    the test images, every fold's classifier with it, giving what the folds' whole networks give."""
+    first, resumed = tta_through_both_paths(frozen_dir, "ff", monkeypatch)
+    assert first == [40, 12]  # every training image and every test image once, not 4 test sets
+    assert resumed == [20, 12]  # a resumed run: the held-out rows of its two folds (4 folds of 10)
     merged = load_logits(frozen_dir / "models" / "ff-tta" / "oof.npz").values
     assert not np.allclose(merged, load_logits(frozen_dir / "models" / "ff" / "oof.npz").values, atol=1e-3)  # the views count
 
 
-def test_a_regression_head_gives_values_in_the_targets_range(tmp_path, weights_file):
+def test_a_regression_head_gives_values_in_the_targets_range(tmp_path, weights_file, monkeypatch):
     root = make_regression_competition(tmp_path / "reg", n_train=36, n_test=10)
     assert ens("folds", "--k", "3", "-w", root).exit_code == 0
     result = ens("train-folds", "--name", "ffr", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
     assert result.exit_code == 0, result.output
     values = load_logits(root / "models" / "ffr" / "oof.npz").values
     assert values.shape == (36, 1) and 0 <= values.min() and values.max() <= 9
+    assert tta_through_both_paths(root, "ffr", monkeypatch)[0] == [36, 10]  # decoded per view, then merged, as each network's
 
 
 def test_an_older_record_means_the_ordinary_trainer():

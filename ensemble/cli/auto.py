@@ -66,7 +66,7 @@ def print_auto_event(event: object) -> None:
 
 def print_plan(event) -> None:
     plan = event.plan
-    err.print(f"plan for {clock(event.seconds_left)} left ({plan.reserve_seconds:.0f}s kept for TTA, blends and the report): "
+    err.print(f"plan for {clock(event.seconds_left)} left ({plan.reserve_seconds:.0f}s kept for the finish): "
               f"{len(plan.experiments)} experiment{'s' if len(plan.experiments) != 1 else ''}, about {plan.estimated_seconds / 60:.1f} min")
     for planned in plan.experiments:
         candidate = planned.candidate

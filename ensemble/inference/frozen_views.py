@@ -1,12 +1,15 @@
-"""TTA for a frozen-features experiment: the backbone's features under each view computed once
-for every image, then each fold's classifier applied to them.
+"""TTA for a frozen-features experiment: the shared backbone run once over each view of the
+images, every fold's classifier applied in the same pass.
 
 The folds of a frozen-features experiment (training/head.py) share the pretrained backbone bit
 for bit and differ only in their linear classifiers. The ordinary path (checkpoints.fold_logits)
 runs each fold's whole network over its held-out rows and over every test image, under every
-view: the test set k times. Here the backbone runs over the training and the test images once
-per view, and each fold's classifier is one matrix product. A network whose folds do not share
-their backbone (checked, weight for weight) takes the ordinary path.
+view: the test set k times. Here the backbone runs once per view over the held-out rows of the
+folds asked for and over the test images, and each pass's pooled features go through every
+fold's classifier at once (one matrix of k x n_classes rows), so what is kept is k x n_classes
+columns a row, not the backbone's thousand-odd features. A network whose folds do not share
+their backbone (checked, weight for weight), or whose classifier is not linear, takes the
+ordinary path.
 """
 
 from __future__ import annotations
@@ -22,56 +25,63 @@ from ensemble.tasks import Task
 
 
 @dataclass(frozen=True)
-class ViewFeatures:
-    """train: float32 (n_views, n_train, n_features); test: float32 (n_views, n_test, n_features);
-    classifier: the state_dict prefix of the networks' classifier ("classifier", "fc", ...)."""
+class FoldsLogits:
+    """Every fold's logits under every view, before decoding and merging.
+
+    train: float32 (n_views, len(rows), k x n_classes) for the training `rows` predicted;
+    test: float32 (n_views, n_test, k x n_classes); columns: {fold: its classifier's columns}."""
 
     train: np.ndarray
     test: np.ndarray
-    classifier: str
+    rows: np.ndarray
+    columns: dict[int, slice]
 
-    def prediction(self, checkpoint: dict, path: Path, part: str, rows, policy: tta.Policy, task: Task) -> tta.Prediction:
-        """A fold's logits on the `part` ("train" or "test") images, or their `rows`, under the
-        policy: its classifier on each view's features, decoded with its scale, then merged."""
-        features = self.train if part == "train" else self.test
-        if rows is not None:
-            features = features[:, rows]
-        state = checkpoint["state_dict"]
-        weight = state[f"{self.classifier}.weight"].float().numpy()
-        bias = state[f"{self.classifier}.bias"].float().numpy()
-        views = scaling.from_record(checkpoint.get("target_scale")).decode((features @ weight.T + bias).astype(np.float32))
+    def prediction(self, fold: int, checkpoint: dict, path: Path, rows, policy: tta.Policy, task: Task) -> tta.Prediction:
+        """Fold `fold`'s logits on the training `rows` (None: on the test images), decoded with its
+        scale and merged over the policy's views."""
+        views = self.test if rows is None else self.train[:, np.searchsorted(self.rows, rows)]
+        views = scaling.from_record(checkpoint.get("target_scale")).decode(np.ascontiguousarray(views[:, :, self.columns[fold]]))
         if not np.isfinite(views).all():
             raise EnsError(f"{path}: the model's logits hold NaN or infinity")
         return tta.Prediction(policy.merged(views, task), views)
 
 
-def shared_view_features(settings: dict, checkpoints: dict[int, dict], path: Path, device, train_images, test_images, policy: tta.Policy) -> ViewFeatures | None:
-    """Every view's features of the training and test images, from the backbone every fold
-    shares; None when the experiment is not a frozen-features one, its folds' backbones differ,
-    or the folds asked for would pass over fewer images one by one (a single fold).
-    path: the first fold's checkpoint, named in errors."""
-    if not settings["train"].get("frozen_features") or len(checkpoints) < 2:
+def shared_backbone_logits(
+    settings: dict, checkpoints: dict[int, dict], path: Path, device, train_images, rows: np.ndarray, test_images, policy: tta.Policy
+) -> FoldsLogits | None:
+    """Every fold's logits on the training `rows` and the test images under each view, from one
+    pass of the backbone the folds share; None when the experiment is not a frozen-features one,
+    its folds' backbones differ, or its classifier is not linear. path: the first fold's
+    checkpoint, named in errors."""
+    if not settings["train"].get("frozen_features") or not checkpoints:
         return None
+    import torch
+
     from ensemble.inference.batches import Batches
     from ensemble.inference.checkpoints import net_from_checkpoint
     from ensemble.inference.embeddings import pooled_features
     from ensemble.nets.devices import memory_format
 
-    first = checkpoints[min(checkpoints)]
-    layout = memory_format(device, first["state_dict"])
-    net = net_from_checkpoint(first, path, device, layout)
+    folds = sorted(checkpoints)
+    layout = memory_format(device, checkpoints[folds[0]]["state_dict"])
+    net = net_from_checkpoint(checkpoints[folds[0]], path, device, layout)
     classifier = next((name for name, module in net.named_modules() if module is net.get_classifier()), "")
-    if not classifier or not same_backbone(checkpoints, classifier):
+    if not classifier or not isinstance(net.get_classifier(), torch.nn.Linear) or not same_backbone(checkpoints, classifier):
         return None
+    states = [checkpoints[fold]["state_dict"] for fold in folds]
+    weight = torch.cat([state[f"{classifier}.weight"] for state in states]).float().to(device)
+    bias = torch.cat([state[f"{classifier}.bias"] for state in states]).float().to(device)
+    n_classes = len(states[0][f"{classifier}.bias"])
     batches = Batches(net, device, settings["train"]["batch_size"], layout)
 
-    def features(inputs):
-        return pooled_features(net, inputs)
+    def every_folds_logits(inputs):
+        return torch.nn.functional.linear(pooled_features(net, inputs).float(), weight, bias)
 
-    return ViewFeatures(
-        tta.view_outputs(features, batches, train_images, None, policy),
-        tta.view_outputs(features, batches, test_images, None, policy),
-        classifier,
+    return FoldsLogits(
+        tta.view_outputs(every_folds_logits, batches, train_images, rows, policy),
+        tta.view_outputs(every_folds_logits, batches, test_images, None, policy),
+        np.asarray(rows),
+        {fold: slice(index * n_classes, (index + 1) * n_classes) for index, fold in enumerate(folds)},
     )
 
 

@@ -32,7 +32,7 @@ from ensemble.data.folds import read_folds
 from ensemble.errors import EnsError
 from ensemble.inference import tta
 from ensemble.inference.checkpoints import checkpoint_owner, choose_policy, fold_checkpoints, fold_logits, settings_of
-from ensemble.inference.frozen_views import shared_view_features
+from ensemble.inference.frozen_views import shared_backbone_logits
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,15 @@ def predict_experiment(
             progress(read)
         writer.prepare()
         started = time.perf_counter()  # the first fold's seconds count the features its classifier is the first to use
-        shared = shared_view_features(settings, checkpoints, owner.checkpoint_path(to_run[0]), device, train_images, test_images, policy)
+        held_out = np.flatnonzero(np.isin(folds.fold_of, to_run))
+        shared = shared_backbone_logits(settings, checkpoints, owner.checkpoint_path(to_run[0]), device, train_images, held_out, test_images, policy)
         for fold in to_run:
             started = started if fold == to_run[0] else time.perf_counter()
             path = owner.checkpoint_path(fold)
             valid_rows = np.flatnonzero(folds.fold_of == fold)
-            if shared:  # a frozen-features experiment: each view's features once, each fold's classifier on them
-                valid = shared.prediction(checkpoints[fold], path, "train", valid_rows, policy, competition.task)
-                test = shared.prediction(checkpoints[fold], path, "test", None, policy, competition.task)
+            if shared:  # a frozen-features experiment: the shared backbone ran once, every fold's classifier with it
+                valid = shared.prediction(fold, checkpoints[fold], path, valid_rows, policy, competition.task)
+                test = shared.prediction(fold, checkpoints[fold], path, None, policy, competition.task)
             else:
                 valid = fold_logits(checkpoints[fold], path, device, settings["train"], train_images, valid_rows, policy, competition.task)
                 test = fold_logits(checkpoints[fold], path, device, settings["train"], test_images, None, policy, competition.task)

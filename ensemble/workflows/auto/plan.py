@@ -198,14 +198,18 @@ def plan_portfolio(
             continue
         # A later one gives up a few epochs, with a margin, rather than its place (Fashion-MNIST at
         # 10m: convnext_atto needed 166 s at 10 epochs where 160 s were left, and 3 minutes went unused).
+        # The margin stays out of the plan: neither later candidates nor stretch() may spend it, or
+        # the re-plan before it starts finds less time and trims it further, or drops it.
+        later = bool(taken or started)
+        floor = max(epochs.low, math.ceil(TRIM_FLOOR * epochs.default)) if later else epochs.low
         trimmed = epochs_fitting(speed, shape, usable * TRIM_MARGIN)
-        if (taken or started) and trimmed >= max(epochs.low, math.ceil(TRIM_FLOOR * epochs.default)):
+        if later and trimmed >= floor:
             cost = experiment_seconds(speed, shape, trimmed)
             taken.append(Planned(candidate, trimmed, cost, f"{candidate.why}; {trimmed} epochs, as many as fit with a margin"))
-            usable -= cost
+            usable -= cost + usable * (1 - TRIM_MARGIN)
             continue
-        least = experiment_seconds(speed, shape, epochs.low)
-        dropped.append((candidate.name, f"needs {cost:.0f}s at {epochs.default} epochs ({least:.0f}s at {epochs.low}), {max(usable, 0):.0f}s left"))
+        least = experiment_seconds(speed, shape, floor) / (TRIM_MARGIN if later else 1.0)
+        dropped.append((candidate.name, f"needs {cost:.0f}s at {epochs.default} epochs ({least:.0f}s at {floor}{' with a margin' if later else ''}), {max(usable, 0):.0f}s left"))
     taken = stretch(taken, scaled, shape, usable, epochs, started)
     notes = () if taken else (f"nothing fits: the cheapest candidate needs more than the {max(seconds_left - reserve_seconds, 0):.0f}s left after the reserve",)
     return Plan(tuple(taken), tuple(dropped), seconds_left, reserve_seconds, notes)

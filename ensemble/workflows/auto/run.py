@@ -44,6 +44,8 @@ PROBE_SHARE = 0.1
 # (Fashion-MNIST at 10m, two members: hill, weighted, stack and the report in about 2 s, while
 # the 72 s kept for TTA left 2:33 of the budget unused, where another member needed 190 s).
 NO_TTA_SHARE = 0.3
+# ...but never less than this: a stack of six members took 8 s on the emoji competition, and it is fitted twice when chosen.
+NO_TTA_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,13 @@ class Run:
 
     @property
     def reserve(self) -> float:
-        """Seconds kept for TTA, blends and the report: the share asked for, or NO_TTA_SHARE of it
-        once no TTA member can be made (no view keeps labels, or no view is checked)."""
+        """Seconds kept for TTA, blends and the report: the share asked for, or NO_TTA_SHARE of it (at
+        least NO_TTA_SECONDS) once no TTA member can be made (no exact view keeps labels, or no
+        view is checked)."""
         views = self.record["views"]
         no_tta = (views is None and not families_of(self.settings.views)) or (views is not None and views.get("tta", views["spec"]) == "none")
-        return self.settings.reserve * self.clock.budget * (NO_TTA_SHARE if no_tta else 1.0)
+        full = self.settings.reserve * self.clock.budget
+        return min(full, max(full * NO_TTA_SHARE, NO_TTA_SECONDS)) if no_tta else full
 
     def plan(self, candidates: list[Candidate], speeds, shape: Shape, views_seconds: float) -> Plan:
         reserve = self.reserve
