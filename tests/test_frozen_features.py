@@ -55,7 +55,12 @@ def test_the_saved_network_predicts_what_the_head_cached(frozen_dir, monkeypatch
     `ens predict` through the whole network gives the cached logits."""
     from ensemble.inference import predict
 
+    from ensemble.nets.devices import memory_format
+    from ensemble.nets.torch_files import load_checkpoint
+
     monkeypatch.setattr(predict, "shared_backbone_logits", lambda *args: None)  # each fold's whole network
+    # Saved in the features' layout, which predict reads off the weights (contiguous ran half as fast).
+    assert memory_format(torch.device("cpu"), load_checkpoint(frozen_dir / "models" / "ff" / "fold0" / "model.pt")["state_dict"]) == torch.channels_last
     result = ens("predict", "-n", "ff", "--as", "ff-again", "--device", "cpu", "-w", frozen_dir)
     assert result.exit_code == 0, result.output
     for part in ("oof.npz", "test.npz"):

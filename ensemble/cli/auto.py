@@ -93,7 +93,7 @@ def print_summary(result) -> None:
     if finished:
         chosen = finished.chosen
         blends = ", ".join(f"{method} {score_text(blend.get('oof_score'))}" for method, blend in finished.blends.items() if "oof_score" in blend)
-        out.print(f"blends, out of fold: {blends}; chosen: {chosen.method} ({chosen.metric} {score_text(chosen.oof_score)} out of fold) over {len(chosen.names)} members")
+        out.print(f"blends, out of fold: {blends}; chosen: {chosen.method} ({chosen.metric} {score_text(chosen.oof_score)} out of fold) over {len(chosen.names)} member{'s' if len(chosen.names) != 1 else ''}")
         out.print(f"wrote {chosen.csv_path}, {chosen.json_path.name} and {chosen.oof_path.name}; report {finished.report}")
     out.print(f"time: {clock(result.seconds)} used of {clock(result.budget)}")
 

@@ -63,7 +63,7 @@ def shared_backbone_logits(
     from ensemble.nets.devices import memory_format
 
     folds = sorted(checkpoints)
-    layout = memory_format(device, checkpoints[folds[0]]["state_dict"])
+    layout = memory_format(device)  # the features' own (features.compute), whatever layout older weights were saved in
     net = net_from_checkpoint(checkpoints[folds[0]], path, device, layout)
     classifier = next((name for name, module in net.named_modules() if module is net.get_classifier()), "")
     if not classifier or not isinstance(net.get_classifier(), torch.nn.Linear) or not same_backbone(checkpoints, classifier):
