@@ -183,5 +183,5 @@ def test_a_weights_folder_brings_a_frozen_features_candidate_probed_as_one_pass(
     root = with_auto(make_competition(tmp_path / "comp"))
     result = ens("auto", "--time-limit", "2m", "--dry-run", "--pretrained-dir", weights, "-w", root)
     assert result.exit_code == 0, result.output
-    assert "probe test_resnet@224+pretrained+frozen: features of" in result.output and "its head trains" in result.output
-    assert "auto-test_resnet-frozen224: test_resnet at 224px" in result.output and "of its head" in result.output
+    assert "probe test_resnet@288+pretrained+frozen: features of" in result.output and "its head trains" in result.output
+    assert "auto-test_resnet-frozen288: test_resnet at 288px" in result.output and "of its head" in result.output

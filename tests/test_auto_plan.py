@@ -246,9 +246,9 @@ def test_each_weights_file_brings_a_frozen_features_candidate_and_a_fine_tuned_o
 
     (tmp_path / "efficientnet_lite0.pth").write_bytes(b"")
     candidates = portfolio(64, ["resnet10t"], tmp_path)
-    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen224", "efficientnet_lite0-pre96"]
+    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-pre96"]
     frozen = candidates[1]
-    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@224+pretrained+frozen" and frozen.value > candidates[2].value
+    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and frozen.value > candidates[2].value
     settings = candidate_settings(TrainSettings(), frozen, 10, augment="hflip", tta="hflip")
     assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
     assert candidate_settings(TrainSettings(), candidates[2], 10, augment="hflip").augment == "hflip"
