@@ -54,7 +54,6 @@ def test_the_saved_network_predicts_what_the_head_cached(frozen_dir, monkeypatch
     """The checkpoint holds the backbone and the head with the standardisation folded in:
     `ens predict` through the whole network gives the cached logits."""
     from ensemble.inference import predict
-
     from ensemble.nets.devices import memory_format
     from ensemble.nets.torch_files import load_checkpoint
 

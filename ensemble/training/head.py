@@ -109,9 +109,9 @@ def network_state(head: nn.Linear, mean: np.ndarray, std: np.ndarray, settings: 
     """The pretrained network with the head as its classifier, the standardisation folded into
     it: W' = W / std, b' = b - W' . mean, so the network's logits on an image are the head's on
     its standardised features."""
-    # Saved in the layout the features were computed in (features.compute), which is the layout
-    # `ens predict` reads off the saved weights: on 2 CPU cores efficientnet-lite0 at 224 px ran
-    # 77 images a second channels-last and 40 in the contiguous layout the weights had been saved in.
+    # Saved in the layout the features were computed in (features.compute: memory_format(device)),
+    # the one the ordinary predict path, export and embeddings read off the saved weights: on 2 CPU
+    # cores efficientnet-lite0 at 224 px ran 77 images a second channels-last, 40 contiguous.
     net = pretrained_net(settings, n_classes).to(memory_format=memory_format(torch.device("cpu")))
     classifier = net.get_classifier()
     weight = head.weight.detach().double() / torch.from_numpy(std)[None, :]
