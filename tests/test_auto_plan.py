@@ -331,7 +331,7 @@ def test_a_later_experiment_gives_up_a_few_epochs_with_a_margin_rather_than_its_
 
 def test_the_reserve_shrinks_to_the_blends_share_once_no_tta_member_can_be_made():
     from ensemble.workflows.auto.events import Clock
-    from ensemble.workflows.auto.run import NO_TTA_SECONDS, NO_TTA_SHARE, AutoOptions, Run
+    from ensemble.workflows.auto.state import NO_TTA_SECONDS, NO_TTA_SHARE, AutoOptions, Run
 
     def reserve(views_setting: str, views, budget: float = 600.0, share: float = 0.12) -> float:
         run = Run(None, AutoOptions(AutoSettings(time_limit="10m", reserve=share, views=views_setting)), Clock(budget), None)

@@ -120,7 +120,8 @@ def auto(
     from ensemble.cli.progress import TrainProgress
     from ensemble.config import parse_duration
     from ensemble.workflows.auto.events import Clock
-    from ensemble.workflows.auto.run import AutoOptions, run_auto
+    from ensemble.workflows.auto.run import run_auto
+    from ensemble.workflows.auto.state import AutoOptions
 
     ws = Workspace.load(workspace)
     settings = override(ws.auto, time_limit=time_limit, name=name, pretrained_dir=str(pretrained_dir.resolve()) if pretrained_dir else None)
