@@ -90,9 +90,14 @@ def fold_logits(checkpoint: dict, path: Path, device, train: dict, images: np.nd
     net = net_from_checkpoint(checkpoint, path, device, layout)
     scale = scaling.from_record(checkpoint.get("target_scale"))
     prediction = tta.predict(net, Batches(net, device, train["batch_size"], layout), images, rows, policy, task=task, scale=scale)
-    if not np.isfinite(prediction.views).all():
-        raise EnsError(f"{path}: the model's logits hold NaN or infinity")
+    check_finite(prediction.views, path)
     return prediction
+
+
+def check_finite(logits: np.ndarray, source) -> None:
+    """Refuse a fold's logits holding NaN or infinity, naming the checkpoint they came from."""
+    if not np.isfinite(logits).all():
+        raise EnsError(f"{source}: the model's logits hold NaN or infinity")
 
 
 def choose_policy(settings: dict, views: str | None, merge: str | None, task: Task) -> tta.Policy:

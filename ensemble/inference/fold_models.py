@@ -24,6 +24,7 @@ import numpy as np
 from ensemble.data.images import read_images
 from ensemble.errors import EnsError
 from ensemble.inference import scaling, tta
+from ensemble.inference.checkpoints import check_finite
 from ensemble.tasks import Task
 
 CHUNK_PIXELS = 4096 * 64 * 64  # decoded pixels per chunk at the largest size: 48 MB of uint8, whatever the size
@@ -117,8 +118,7 @@ def predict_members(
                 with autocast(model.batches.device) if amp else contextlib.nullcontext():
                     prediction = tta.predict(model.net, model.batches, decoded[member.size], None, member.policy, task=task, scale=model.scale)
                 logits = prediction.logits if view is None else prediction.views[view]
-                if not np.isfinite(logits).all():
-                    raise EnsError(f"{model.source}: the model's logits hold NaN or infinity")
+                check_finite(logits, model.source)
                 if outputs[slot][fold] is None:
                     outputs[slot][fold] = np.empty((n_images, logits.shape[1]), dtype=np.float32)
                 outputs[slot][fold][start:stop] = logits

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble.errors import EnsError
 from ensemble.inference import scaling, tta
+from ensemble.inference.checkpoints import check_finite, net_from_checkpoint
 from ensemble.tasks import Task
 
 
@@ -41,8 +41,7 @@ class FoldsLogits:
         scale and merged over the policy's views."""
         views = self.test if rows is None else self.train[:, np.searchsorted(self.rows, rows)]
         views = scaling.from_record(checkpoint.get("target_scale")).decode(np.ascontiguousarray(views[:, :, self.columns[fold]]))
-        if not np.isfinite(views).all():
-            raise EnsError(f"{path}: the model's logits hold NaN or infinity")
+        check_finite(views, path)
         return tta.Prediction(policy.merged(views, task), views)
 
 
@@ -58,15 +57,15 @@ def shared_backbone_logits(
     import torch
 
     from ensemble.inference.batches import Batches
-    from ensemble.inference.checkpoints import net_from_checkpoint
     from ensemble.inference.embeddings import pooled_features
     from ensemble.nets.devices import memory_format
 
     folds = sorted(checkpoints)
     layout = memory_format(device)  # the features' own (features.compute), whatever layout older weights were saved in
     net = net_from_checkpoint(checkpoints[folds[0]], path, device, layout)
-    classifier = next((name for name, module in net.named_modules() if module is net.get_classifier()), "")
-    if not classifier or not isinstance(net.get_classifier(), torch.nn.Linear) or not same_backbone(checkpoints, classifier):
+    head = net.get_classifier()
+    classifier = next((name for name, module in net.named_modules() if module is head), "")
+    if not classifier or not isinstance(head, torch.nn.Linear) or not same_backbone(checkpoints, classifier):
         return None
     states = [checkpoints[fold]["state_dict"] for fold in folds]
     weight = torch.cat([state[f"{classifier}.weight"] for state in states]).float().to(device)

@@ -22,6 +22,7 @@ from ensemble.results.report import write_report
 from ensemble.workflows.auto import record as records
 from ensemble.workflows.auto.events import BlendScored, Skipped, Status
 from ensemble.workflows.auto.plan import Shape, tta_seconds
+from ensemble.workflows.auto.views import recorded_tta
 
 # The methods tried, in the order printed; a method the task kind refuses is skipped with its reason.
 METHODS = ("hill", "weighted", "stack")
@@ -88,7 +89,7 @@ def add_tta(run, order, speeds, shape: Shape) -> list[str]:
     """A TTA member for each finished experiment under the safe views, while the time left allows.
     Half the reserve stays for blends and the report."""
     views = run.record["views"]
-    spec = views.get("tta", views["spec"]) if views else "none"  # a record from before shifts were checked: spec
+    spec = recorded_tta(views)
     if spec == "none":
         return []
     n_views = parse_policy(spec).n_views

@@ -14,7 +14,7 @@ from ensemble.training.parallel import Executor
 from ensemble.workflows.auto.events import Clock
 from ensemble.workflows.auto.plan import Epochs, Plan, Shape, Started, plan_portfolio
 from ensemble.workflows.auto.portfolio import Candidate
-from ensemble.workflows.auto.views import families_of
+from ensemble.workflows.auto.views import families_of, recorded_tta
 
 # The share of the reserve kept once no TTA member will be made: blends and the report take seconds
 # (Fashion-MNIST at 10m, two members: hill, weighted, stack and the report in about 2 s, while
@@ -75,7 +75,7 @@ class Run:
         least NO_TTA_SECONDS) once no TTA member can be made (no exact view keeps labels, or no
         view is checked)."""
         views = self.record["views"]
-        no_tta = (views is None and not families_of(self.settings.views)) or (views is not None and views.get("tta", views["spec"]) == "none")
+        no_tta = not families_of(self.settings.views) if views is None else recorded_tta(views) == "none"
         full = self.settings.reserve * self.clock.budget
         return min(full, max(full * NO_TTA_SHARE, NO_TTA_SECONDS)) if no_tta else full
 

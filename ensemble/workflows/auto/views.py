@@ -113,6 +113,14 @@ def recorded_augment(views: dict | None) -> str:
     return views.get("augment") or augment_of(views["safe"])
 
 
+def recorded_tta(views: dict | None) -> str:
+    """The TTA views members take from the auto record's views ("none" before they are found); a
+    record written before shifts were checked has no `tta` key: its spec."""
+    if not views:
+        return "none"
+    return views.get("tta", views["spec"])
+
+
 def families_of(spec: str) -> list[str]:
     """[auto] views as families, checked before anything trains: as TTA views (tta.py's registry),
     and their train-time counterparts as --augment transforms. 'none' checks no view."""
