@@ -74,3 +74,24 @@ def test_leaderboard_leaves_out_empty_attention_and_tta_unless_wide():
     assert {"attention", "TTA", "folds", "train time"} <= set(wide)
     with_tta = [column.header for column in leaderboard_table([{**rows[0], "tta": "hflip"}], 80).columns]
     assert "TTA" in with_tta and "attention" not in with_tta
+
+
+def test_a_one_word_header_is_not_broken_while_a_name_can_still_narrow():
+    columns = [("experiment", ["auto-efficientnet_lite0-frozen288"], True), ("augment", ["hflip"], True), ("OOF", ["0.6100"], False)]
+    widths = column_widths(columns, table_width([33, 7, 6]) - 2)
+    assert widths == [31, 7, 6]  # the name gives the two characters; "augment" keeps its word
+
+
+def test_the_auto_summary_keeps_its_longest_built_in_name_on_one_line_at_80_columns(monkeypatch):
+    from types import SimpleNamespace
+
+    from ensemble.cli import auto
+
+    console = Console(file=io.StringIO(), width=80, color_system=None, legacy_windows=False)
+    monkeypatch.setattr(auto, "out", console)
+    names = ["auto-resnet10t-64", "auto-efficientnet_lite0-frozen288", "auto-resnet10t-64-seed2"]
+    rows = [{"experiment": name, "epochs": 10, "augment": "hflip", "seconds": 91.4, "oof_score": 0.61, "status": "done"} for name in names]
+    auto.print_summary(SimpleNamespace(experiments=rows, finished=None, seconds=552.0, budget=600.0))
+    text = console.file.getvalue()
+    assert all(name in text for name in names) and "augment" in text and "1:31" in text
+    assert max(len(line) for line in text.splitlines()) <= 80 and "time: 9:12 used of 10:00" in text

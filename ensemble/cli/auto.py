@@ -84,7 +84,7 @@ def print_summary(result) -> None:
         ("experiment", [row["experiment"] for row in rows], True),
         ("epochs", [str(row["epochs"]) for row in rows], False),
         ("augment", [row["augment"] for row in rows], True),
-        ("seconds", [f"{row['seconds']:.0f}" for row in rows], False),
+        ("time", [clock(row["seconds"]) for row in rows], False),  # m:ss: narrower than seconds, so names fit 80 columns
         ("OOF", [score_text(row["oof_score"]) for row in rows], False),
         ("status", [row["status"] for row in rows], True),
     ]

@@ -26,12 +26,13 @@ def natural_width(header: str, cells: list[str], wraps: bool) -> int:
 
 def column_widths(columns: list[tuple[str, list[str], bool]], available: int) -> list[int]:
     """Natural widths, narrowed until the table fits `available`: first wrapping columns
-    whose header is wider than their cells (the header breaks), then the widest wrapping
-    column one character at a time; never below NAME_WIDTH. Numbers are never narrowed."""
+    whose header is wider than their cells (the header breaks between words, never inside
+    one), then the widest wrapping column one character at a time; never below NAME_WIDTH.
+    Numbers are never narrowed."""
     widths = [natural_width(header, cells, wraps) for header, cells, wraps in columns]
     excess = sum(widths) + overhead(len(columns)) - available
     for floors in (
-        [max(NAME_WIDTH, *map(len, cells)) if wraps else width for width, (_, cells, wraps) in zip(widths, columns)],
+        [max(NAME_WIDTH, *map(len, cells), *map(len, header.split())) if wraps else width for width, (header, cells, wraps) in zip(widths, columns)],
         [min(NAME_WIDTH, width) if wraps else width for width, (_, _, wraps) in zip(widths, columns)],
     ):
         while excess > 0:
