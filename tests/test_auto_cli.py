@@ -173,7 +173,7 @@ def test_a_rerun_after_sigkill_finishes_the_plan_without_retraining_finished_fol
     assert (root / "submissions" / "auto.json").is_file() and (root / "submissions" / "auto.csv").is_file()
 
 
-def test_a_weights_folder_brings_a_frozen_features_candidate_probed_as_one_pass(tmp_path):
+def test_a_weights_folder_brings_frozen_candidates_probed_as_one_pass(tmp_path):
     import timm
     import torch
 
@@ -185,3 +185,6 @@ def test_a_weights_folder_brings_a_frozen_features_candidate_probed_as_one_pass(
     assert result.exit_code == 0, result.output
     assert "probe test_resnet@288+pretrained+frozen: features of" in result.output and "its head trains" in result.output
     assert "auto-test_resnet-frozen288: test_resnet at 288px" in result.output and "of its head" in result.output
+    # The top stages trained on the frozen ones' maps: probed on stand-in maps of their shape.
+    assert "probe test_resnet@224+pretrained+frozen+top2: features of" in result.output and "its top stages train" in result.output
+    assert "auto-test_resnet-top224: test_resnet at 224px" in result.output and "of its top stages" in result.output

@@ -240,18 +240,22 @@ def test_a_frozen_features_experiment_pays_for_its_features_once():
     assert planned.seconds == pytest.approx(2 * features + 5 * (1.0 + planned.epochs * 800 * 2 / 1e6))  # the measured scale keeps it frozen
 
 
-def test_each_weights_file_brings_a_frozen_features_candidate_and_a_fine_tuned_one(tmp_path):
+def test_each_weights_file_brings_frozen_features_top_stages_on_them_and_a_fine_tuned_one(tmp_path):
     from ensemble.config import TrainSettings
     from ensemble.workflows.auto.probe import candidate_settings
 
     (tmp_path / "efficientnet_lite0.pth").write_bytes(b"")
     candidates = portfolio(64, ["resnet10t"], tmp_path)
-    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-pre96"]
-    frozen = candidates[1]
-    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and frozen.value > candidates[2].value
-    settings = candidate_settings(TrainSettings(), frozen, 10, augment="hflip", tta="hflip")
+    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-top224", "efficientnet_lite0-pre96"]
+    frozen, top, tuned = candidates[1:]
+    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and frozen.value > top.value > tuned.value
+    assert top.frozen and top.speed_key == "efficientnet_lite0@224+pretrained+frozen+top2"
+    base = TrainSettings(train_blocks=3)  # ens.toml's, for the fine-tuned candidates
+    settings = candidate_settings(base, frozen, 10, augment="hflip", tta="hflip")
     assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
-    assert candidate_settings(TrainSettings(), candidates[2], 10, augment="hflip").augment == "hflip"
+    assert settings.train_blocks == -1  # the head alone, whatever [train] says
+    assert candidate_settings(base, top, 10).train_blocks == 2
+    assert candidate_settings(base, tuned, 10, augment="hflip").augment == "hflip" and candidate_settings(base, tuned, 10).train_blocks == 3
 
 
 def test_a_frozen_experiment_done_or_with_its_features_made_is_not_charged_for_them_again():
@@ -354,3 +358,5 @@ def test_a_frozen_members_tta_passes_over_the_test_set_once():
     frozen, ordinary = Speed(100, 50, 1.0, features_once=True), Speed(100, 50, 1.0)
     assert tta_seconds(frozen, SHAPE, 2) == pytest.approx((1000 + 500) * 2 / 50)  # the shared backbone, once per view
     assert tta_seconds(ordinary, SHAPE, 2) == pytest.approx((1000 + 5 * 500) * 2 / 50)  # every fold's network over the test set
+    top = Speed(100, 50, 1.0, features_once=True, trained_stages=True)  # the folds trained their top stages: no shared backbone
+    assert tta_seconds(top, SHAPE, 2) == tta_seconds(ordinary, SHAPE, 2)

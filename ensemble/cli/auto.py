@@ -37,7 +37,7 @@ def print_auto_event(event: object) -> None:
         else:
             speed = event.speed
             pace = (
-                f"features of {speed.predict_images_per_second:.0f} img/s once, its head trains {speed.train_images_per_second:.0f} rows/s"
+                f"features of {speed.predict_images_per_second:.0f} img/s once, {'its top stages train' if speed.trained_stages else 'its head trains'} {speed.train_images_per_second:.0f} rows/s"
                 if speed.features_once else f"trains {speed.train_images_per_second:.0f} img/s, predicts {speed.predict_images_per_second:.0f} img/s"
             )
             err.print(f"probe {event.key}: {pace}, {speed.setup_seconds:.1f}s a fold to set up " + (f"({event.error}, the faster kept)" if event.error else f"(measured in {event.seconds:.1f}s)"))
@@ -70,7 +70,7 @@ def print_plan(event) -> None:
               f"{len(plan.experiments)} experiment{'s' if len(plan.experiments) != 1 else ''}, about {plan.estimated_seconds / 60:.1f} min")
     for planned in plan.experiments:
         candidate = planned.candidate
-        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs{' of its head' if candidate.frozen else ''}, "
+        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs{(' of its top stages' if candidate.train_blocks > 0 else ' of its head') if candidate.frozen else ''}, "
                   f"about {planned.seconds / 60:.1f} min; {planned.reason}")
     for name, reason in plan.dropped:
         err.print(f"  left out {event.prefix}-{name}: {reason}")

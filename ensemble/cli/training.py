@@ -39,7 +39,7 @@ def print_event(event: object) -> None:
         ),
         WeightsChecked: lambda e: f"pretrained: {e.summary}",
         FeaturesReady: lambda e: (
-            f"frozen features: {e.n_features} for each of {e.n_images} images at {e.size}px, "
+            f"frozen features: {'x'.join(map(str, e.shape))}{' maps of the frozen stages' if len(e.shape) > 1 else ''} for each of {e.n_images} images at {e.size}px, "
             + (f"computed in {e.seconds:.1f}s" if e.computed else "read back (an earlier run of this experiment computed them)")
         ),
         RecordedKept: lambda e: (
@@ -98,7 +98,7 @@ def train_folds(
     freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
     unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
-    frozen_features: Annotated[Optional[bool], typer.Option("--frozen-features/--no-frozen-features", help="With --pretrained: the backbone's features computed once per image at --size, then a linear head per fold (seconds a fold; e.g. --size 288). (default: ens.toml, else off)")] = None,
+    frozen_features: Annotated[Optional[bool], typer.Option("--frozen-features/--no-frozen-features", help="With --pretrained: the backbone's features computed once per image at --size, then a linear head per fold (seconds a fold; e.g. --size 288); with --train-blocks N, the frozen stages' maps once and the top N stages trained per fold. (default: ens.toml, else off)")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default_help(TrainSettings, 'augment')}")] = None,
     augment_fill: Annotated[Optional[str], typer.Option(help=f"What shift, scale and rotate bring in from outside the image: {' or '.join(FILLS.names())} (the colour 0 after normalisation). {default_help(TrainSettings, 'augment_fill')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default_help(TrainSettings, 'ema')}")] = None,

@@ -122,7 +122,7 @@ def parameter_groups(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parame
     return [p for p in params if id(p) in new], [p for p in params if id(p) not in new]
 
 
-def _backbone_groups(net: nn.Module) -> list[list[str]]:
+def backbone_groups(net: nn.Module) -> list[list[str]]:
     """The backbone's parameter names per coarse timm group (stem, stages..., head last)."""
     from timm.models import group_parameters
 
@@ -136,13 +136,13 @@ def _new_parameter_ids(net: nn.Module) -> set[int]:
     ids = {id(p) for _, module in added_modules(net) for p in module.parameters()}
     backbone = backbone_of(net)
     named = dict(backbone.named_parameters())
-    ids |= {id(named[name]) for name in _backbone_groups(net)[-1]}
+    ids |= {id(named[name]) for name in backbone_groups(net)[-1]}
     return ids
 
 
 def n_stages(net: nn.Module) -> int:
     """How many backbone groups --train-blocks counts (stem and stages, not the head)."""
-    return len(_backbone_groups(net)) - 1
+    return len(backbone_groups(net)) - 1
 
 
 def set_stage(net: nn.Module, train_blocks: int, head_only: bool, freeze_bn: bool) -> None:
@@ -152,7 +152,7 @@ def set_stage(net: nn.Module, train_blocks: int, head_only: bool, freeze_bn: boo
     probe); head_only: only the new parts train (head warm-up); freeze_bn: every backbone
     BatchNorm keeps its statistics and affine weights, also in the stages that train.
     """
-    groups = _backbone_groups(net)
+    groups = backbone_groups(net)
     stages = groups[:-1]
     n_train = 0 if head_only else (len(stages) if train_blocks < 0 else min(train_blocks, len(stages)))
     trainable = {name for group in stages[len(stages) - n_train:] for name in group} if n_train else set()

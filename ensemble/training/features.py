@@ -14,6 +14,9 @@ network, the pretrained backbone with the head (standardisation folded in) as it
 so `ens predict`, TTA, export and embeddings read it like any other fold's; in eval mode its
 logits are the head's on the cached features.
 
+With --train-blocks N (N > 0), what is computed once is the frozen stages' output maps
+(nets/split.py), and each fold trains the top N stages and the classifier on them (head.py).
+
 What a frozen backbone cannot have is refused in one line (`check`): train-time augmentation
 or mixing (the features are of the plain images), stages, attention blocks (they would train),
 EMA, TTA at training time (add it afterwards with `ens predict --tta`), a teacher's lessons, a Dask cluster (the features are computed here).
@@ -54,7 +57,8 @@ def check(settings: TrainSettings) -> None:
 
 @dataclass(frozen=True)
 class Features:
-    """train: float32 (n_train, n_features); test: float32 (n_test, n_features)."""
+    """train: float32 (n_train, n_features); test: float32 (n_test, n_features); with
+    --train-blocks N, the frozen stages' maps: (n, channels, height, width)."""
 
     train: np.ndarray
     test: np.ndarray
@@ -65,7 +69,7 @@ class FeaturesReady:
     """Progress event: the experiment's features, computed now or read back."""
 
     n_images: int
-    n_features: int
+    shape: tuple[int, ...]  # each image's: (n_features,), or the frozen stages' (channels, height, width)
     size: int
     seconds: float
     computed: bool
@@ -97,6 +101,12 @@ def experiment_features(
     with locks.hold(experiment.lock_path("features"), busy, wait=FEATURES_WAIT):
         started = time.perf_counter()
         features = None if force else read_features(path, len(train_images), len(test_images))
+        if features is not None and (features.train.ndim == 4) != trains_stages(settings):
+            # Before --train-blocks applied to frozen features it was ignored: such a run's folds are linear heads.
+            raise EnsError(
+                f"{path}: holds {'maps' if features.train.ndim == 4 else 'pooled features'}, but train_blocks {settings.train_blocks} trains "
+                f"{'the top stages on maps' if trains_stages(settings) else 'a linear head on pooled features'}; train it again with --force"
+            )
         computed = features is None
         if computed:
             features = compute(settings, n_classes, train_images, test_images)
@@ -104,7 +114,7 @@ def experiment_features(
         if computed:
             write_npz(path, train=features.train, test=features.test, seconds=np.float64(seconds))
     if progress:
-        progress(FeaturesReady(len(train_images) + len(test_images), features.train.shape[1], settings.size, seconds, computed))
+        progress(FeaturesReady(len(train_images) + len(test_images), tuple(features.train.shape[1:]), settings.size, seconds, computed))
     return features
 
 
@@ -139,6 +149,12 @@ def pretrained_net(settings: TrainSettings, n_classes: int):
     return net.eval()
 
 
+def trains_stages(settings: TrainSettings) -> bool:
+    """Whether the folds train the top --train-blocks stages on cached maps (else a linear head on
+    pooled features: train_blocks -1, the default, and 0 both mean the head alone)."""
+    return settings.frozen_features and settings.train_blocks > 0
+
+
 def compute(settings: TrainSettings, n_classes: int, train_images, test_images) -> Features:
     from ensemble.inference.batches import Batches
     from ensemble.inference.embeddings import embed
@@ -151,4 +167,28 @@ def compute(settings: TrainSettings, n_classes: int, train_images, test_images) 
     # 224 px embedded 69 images a second in batches of 32 and 58 in batches of 256.
     batches = Batches(net, device, settings.batch_size, layout)
     with devices.out_of_memory_as_error(settings.batch_size, "the frozen features"):
-        return Features(embed(net, batches, train_images), embed(net, batches, test_images))
+        if not trains_stages(settings):
+            return Features(embed(net, batches, train_images), embed(net, batches, test_images))
+        from ensemble.nets.split import Split
+
+        split = Split(net, settings.train_blocks, settings.model)
+        split.check(batches.to_input(torch_pixels(train_images[:2]), None), settings.model)
+        return Features(frozen_maps(split, batches, train_images), frozen_maps(split, batches, test_images))
+
+
+def torch_pixels(images):
+    import torch
+
+    return torch.from_numpy(np.asarray(images))
+
+
+def frozen_maps(split, batches, images) -> np.ndarray:
+    """float32 (n_images, channels, height, width): the frozen stages' output for each image."""
+    import torch
+
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batches.batch_size):
+            inputs = batches.to_input(torch_pixels(images[start : start + batches.batch_size]), None)
+            chunks.append(split.lower(inputs).float().contiguous().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.empty((0, 0, 0, 0), dtype=np.float32)

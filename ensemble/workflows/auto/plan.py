@@ -38,6 +38,7 @@ class Speed:
     predict_images_per_second: float
     setup_seconds: float
     features_once: bool = False
+    trained_stages: bool = False  # features_once, and each fold trains the top stages: the folds' backbones differ
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,10 @@ def features_seconds(speed: Speed, shape: Shape) -> float:
 
 def tta_seconds(speed: Speed, shape: Shape, n_views: int) -> float:
     """A TTA member's predictions (`ens predict --tta`): each fold model predicts its held-out rows
-    and every test image under each view. A frozen-features member's folds share one backbone:
-    each view of every image passes through it once (inference/frozen_views.py)."""
-    test_passes = 1 if speed.features_once else shape.k
+    and every test image under each view. A frozen-features member's folds share one backbone
+    (unless they trained its top stages): each view of every image passes through it once
+    (inference/frozen_views.py)."""
+    test_passes = 1 if speed.features_once and not speed.trained_stages else shape.k
     return (shape.n_train + test_passes * shape.n_test) * n_views / speed.predict_images_per_second
 
 

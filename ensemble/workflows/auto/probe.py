@@ -22,6 +22,7 @@ from ensemble.data.competition import Competition
 from ensemble.data.content import competition_keys
 from ensemble.errors import EnsError
 from ensemble.training.events import Progress
+from ensemble.training.features import trains_stages
 from ensemble.training.preflight import resolve
 from ensemble.workflows.auto.plan import Speed
 from ensemble.workflows.auto.portfolio import Candidate
@@ -47,13 +48,13 @@ def candidate_settings(base: TrainSettings, candidate: Candidate, epochs: int, a
         base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed, attention=candidate.attention,
         pretrained=candidate.pretrained, frozen_features=candidate.frozen, augment=augment, tta=tta,
     )
-    if candidate.frozen:  # a head on the plain images' features: no train-time views, mixing or weights' average
-        settings = override(settings, augment="none", tta="none", mixup=0.0, cutmix=0.0, ema=0.0)
+    if candidate.frozen:  # a head (or top stages) on the plain images' features: no train-time views, mixing or weights' average
+        settings = override(settings, augment="none", tta="none", mixup=0.0, cutmix=0.0, ema=0.0, train_blocks=candidate.train_blocks)
     return settings
 
 
 # What auto sets in every experiment; the rest comes from ens.toml (train_experiment's `given`).
-CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "frozen_features", "augment", "tta"})
+CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "frozen_features", "train_blocks", "augment", "tta"})
 
 
 def probe_speed(workspace: Workspace, competition: Competition, candidate: Candidate, base: TrainSettings, overhead: float, progress: Progress | None = None) -> Speed:
@@ -73,8 +74,9 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
     trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
     setup = time.perf_counter() - started
     if settings.frozen_features:  # a fold builds no trainer: the head's own set-up (its network saved) is the fold's
-        rate, head_setup = head_pace(settings, competition, trainer.net.get_classifier().in_features)
-        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True)
+        rate, head_setup = head_pace(settings, competition, head_input_shape(trainer, train_images, settings))
+        trained = trains_stages(settings)
+        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True, trained_stages=trained)
     # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
     trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
     trainer.train_epoch(0)
@@ -99,16 +101,33 @@ def predict_rate(trainer, images, rows: np.ndarray, settings: TrainSettings) -> 
     return predicted / (time.perf_counter() - started)
 
 
-def head_pace(settings: TrainSettings, competition: Competition, width: int) -> tuple[float, float]:
-    """(rows a second a frozen-features head trains on, seconds a fold spends outside its epochs):
-    a fold's head trained for HEAD_EPOCHS epochs on stand-in features of the classifier's `width`
-    (their values do not change the pace), its epochs timed by the head itself (EpochEnd.seconds)."""
+def head_input_shape(trainer, images, settings: TrainSettings) -> tuple[int, ...]:
+    """One image's features as a frozen-features fold trains on them: the classifier's width, or
+    the frozen stages' maps (channels, height, width) when the folds train the top stages."""
+    if not trains_stages(settings):
+        return (trainer.net.get_classifier().in_features,)
+    import torch
+
+    from ensemble.nets.split import Split
+
+    trainer.net.eval()
+    with torch.inference_mode():
+        inputs = trainer.batches.to_input(torch.from_numpy(np.asarray(images[:1])), settings.size)
+        return tuple(Split(trainer.net, settings.train_blocks, settings.model).lower(inputs).shape[1:])
+
+
+def head_pace(settings: TrainSettings, competition: Competition, shape: tuple[int, ...]) -> tuple[float, float]:
+    """(rows a second a frozen-features fold trains on, seconds a fold spends outside its epochs):
+    a fold's head (or top stages) trained for HEAD_EPOCHS epochs on stand-in features of each
+    image's `shape` (their values do not change the pace), its epochs timed by itself (EpochEnd.seconds)."""
     from ensemble.training.features import Features
     from ensemble.training.head import train_head_fold
     from ensemble.training.trainer import FoldData
 
     n = len(competition.train_ids)
-    features = Features(np.random.default_rng(0).standard_normal((n, width), dtype=np.float32), np.zeros((1, width), dtype=np.float32))
+    if len(shape) > 1:  # top stages: a few batches tell their pace (a whole fold's rows would take a fold's time)
+        n = min(n, STAGES_ROWS)
+    features = Features(np.random.default_rng(0).standard_normal((n, *shape), dtype=np.float32), np.zeros((1, *shape), dtype=np.float32))
     cut = max(2, n * 4 // 5)
     data = FoldData(features.train, competition.targets, np.arange(cut), np.arange(cut, n) if n > cut else np.arange(cut), features.test, len(competition.classes), competition.task)
     started = time.perf_counter()
@@ -118,6 +137,7 @@ def head_pace(settings: TrainSettings, competition: Competition, width: int) -> 
 
 
 HEAD_EPOCHS = 3  # the probe's epochs of a stand-in head: the first pays for warm-up, three average it out
+STAGES_ROWS = 160  # the stand-in rows of top stages: 128 train, 4 batches of 32 an epoch
 
 
 def probe_all(
