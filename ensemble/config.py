@@ -119,6 +119,8 @@ class TrainSettings:
     backbone_lr_scale: float | str = dataclasses.field(default="auto", metadata={"auto": float, "toml": (str, float, int)})
     # The pretrained backbone's features computed once per image, a linear head per fold (training/features.py).
     frozen_features: bool = False
+    # With frozen_features: the top N stages (and the classifier) train per fold on the frozen stages' maps; 0: a linear head.
+    top_blocks: int = 0
 
     # Test-time augmentation of the cached OOF and test logits (ensemble/inference/tta.py).
     tta: str = "none"  # TTA views for OOF and test logits, e.g. "hflip,scale:1.1" (see tta.py)
@@ -228,6 +230,11 @@ def check_recipe(settings: "TrainSettings") -> None:
 def check_models(settings: "TrainSettings") -> None:
     """The models settings (attention, pretrained weights, freezing), by type and range."""
     _check(settings.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {settings.train_blocks}")
+    _check(settings.top_blocks >= 0, f"train top_blocks must be 0 (a linear head) or more, got {settings.top_blocks}")
+    _check(
+        settings.top_blocks == 0 or settings.frozen_features,
+        f"train top_blocks {settings.top_blocks} trains the top stages on frozen features' maps: it needs frozen_features (to fine-tune the last stages on the images, use train_blocks)",
+    )
     for field in dataclasses.fields(settings):
         if "auto" in field.metadata:
             value, kind = getattr(settings, field.name), field.metadata["auto"]

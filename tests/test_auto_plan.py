@@ -248,14 +248,15 @@ def test_each_weights_file_brings_frozen_features_top_stages_on_them_and_a_fine_
     candidates = portfolio(64, ["resnet10t"], tmp_path)
     assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-top224", "efficientnet_lite0-pre96"]
     frozen, top, tuned = candidates[1:]
-    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and frozen.value > top.value > tuned.value
+    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and top.value > frozen.value > tuned.value
     assert top.frozen and top.speed_key == "efficientnet_lite0@224+pretrained+frozen+top2"
-    base = TrainSettings(train_blocks=3)  # ens.toml's, for the fine-tuned candidates
+    base = TrainSettings(train_blocks=3)  # ens.toml's: the fine-tuned candidates' (frozen features ignore it, as they always did)
     settings = candidate_settings(base, frozen, 10, augment="hflip", tta="hflip")
     assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
-    assert settings.train_blocks == -1  # the head alone, whatever [train] says
-    assert candidate_settings(base, top, 10).train_blocks == 2
-    assert candidate_settings(base, tuned, 10, augment="hflip").augment == "hflip" and candidate_settings(base, tuned, 10).train_blocks == 3
+    assert settings.top_blocks == 0 and settings.train_blocks == 3  # a linear head, recorded as before top_blocks existed
+    assert candidate_settings(base, top, 10).top_blocks == 2
+    tuned_settings = candidate_settings(base, tuned, 10, augment="hflip")
+    assert tuned_settings.augment == "hflip" and tuned_settings.train_blocks == 3 and tuned_settings.top_blocks == 0
 
 
 def test_a_frozen_experiment_done_or_with_its_features_made_is_not_charged_for_them_again():
@@ -350,6 +351,14 @@ def test_the_reserve_shrinks_to_the_blends_share_once_no_tta_member_can_be_made(
     assert reserve("hflip", {"spec": "none"}) == pytest.approx(72 * NO_TTA_SHARE)  # a record from before "tta" was kept
     assert reserve("none", None, budget=180.0) == pytest.approx(NO_TTA_SECONDS)  # a short budget keeps the blends' seconds
     assert reserve("none", None, budget=180.0, share=0.05) == pytest.approx(9.0)  # never more than the reserve asked for
+
+
+def test_top_stages_pay_for_their_oof_and_test_logits_a_linear_head_does_not():
+    from ensemble.workflows.auto.plan import fold_seconds
+
+    head = Speed(1000, 50, 1.0, features_once=True)
+    top = Speed(1000, 50, 1.0, features_once=True, trained_stages=True, head_predict_rows_per_second=100)
+    assert fold_seconds(top, SHAPE, 2) - fold_seconds(head, SHAPE, 2) == pytest.approx((1000 / 5 + 500) / 100)
 
 
 def test_a_frozen_members_tta_passes_over_the_test_set_once():

@@ -153,6 +153,20 @@ def test_an_older_record_means_the_ordinary_trainer():
     assert LEGACY["train.frozen_features"] is False
 
 
+def test_a_frozen_experiment_from_before_top_blocks_resumes_as_a_linear_head(frozen_dir, weights_file, tmp_path):
+    """A settings.json without top_blocks means what main did before: a linear head per fold."""
+    root = tmp_path / "comp"
+    shutil.copytree(frozen_dir, root)
+    experiment = root / "models" / "ff"
+    record = json.loads((experiment / "settings.json").read_text())
+    del record["train"]["top_blocks"]
+    (experiment / "settings.json").write_text(json.dumps(record))
+    shutil.rmtree(experiment / "fold3")
+    result = ens("train-folds", "--name", "ff", "--pretrained", weights_file, "--frozen-features", *COMMON, "-w", root)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(load_logits(experiment / "oof.npz").values, load_logits(frozen_dir / "models" / "ff" / "oof.npz").values)
+
+
 def test_a_cluster_run_is_refused_before_anything_is_written(frozen_dir, weights_file):
     result = ens("train-folds", "--name", "ffc", "--pretrained", weights_file, "--frozen-features", "--cluster", "tcp://127.0.0.1:9", *COMMON, "-w", frozen_dir)
     one_line_error(result, "frozen_features", "--cluster")

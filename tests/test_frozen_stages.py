@@ -1,4 +1,4 @@
-"""--frozen-features --train-blocks N: the frozen stages' maps computed once, the top N stages and
+"""--frozen-features --top-blocks N: the frozen stages' maps computed once, the top N stages and
 the classifier trained per fold on them; the split checked against the whole network, the saved
 fold predicting what it cached, a resumed run bit-identical, and backbones that do not split refused."""
 
@@ -16,7 +16,7 @@ from ensemble.nets.networks import create_net
 from ensemble.nets.split import Split
 
 COMMON = ("--model", "test_resnet", "--size", "32", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--threads", "1")
-TOP = ("--frozen-features", "--train-blocks", "1")
+TOP = ("--frozen-features", "--top-blocks", "1")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,11 @@ def top_dir(tmp_path_factory, weights_file):
     return root
 
 
-@pytest.mark.parametrize("model, train_blocks", [("test_resnet", 1), ("test_resnet", 3), ("test_efficientnet", 2), ("test_convnext", 1)])
-def test_the_top_on_the_lower_stages_maps_is_the_whole_network(model, train_blocks):
+@pytest.mark.parametrize("model, top_blocks", [("test_resnet", 1), ("test_resnet", 3), ("test_efficientnet", 2), ("test_convnext", 1)])
+def test_the_top_on_the_lower_stages_maps_is_the_whole_network(model, top_blocks):
     torch.manual_seed(0)
     net = create_net(model, 4, 32).eval()
-    split = Split(net, train_blocks, model)
+    split = Split(net, top_blocks, model)
     inputs = torch.randn(3, 3, 32, 32)
     split.check(inputs, model)  # refuses when they differ
     with torch.inference_mode():
@@ -69,10 +69,10 @@ def test_the_top_never_runs_the_frozen_stages():
     assert len(inside) > 4 and ran == []
 
 
-@pytest.mark.parametrize("train_blocks", [0, 99])
-def test_a_count_of_stages_out_of_range_is_refused(train_blocks):
+@pytest.mark.parametrize("top_blocks", [0, 99])
+def test_a_count_of_stages_out_of_range_is_refused(top_blocks):
     with pytest.raises(EnsError, match="train 1 to 4 of them"):
-        Split(create_net("test_resnet", 4, 32), train_blocks, "test_resnet")
+        Split(create_net("test_resnet", 4, 32), top_blocks, "test_resnet")
 
 
 def test_a_backbone_that_does_not_run_stage_after_stage_is_refused():
@@ -136,8 +136,8 @@ def test_a_backbone_that_cannot_split_is_refused_in_one_line_before_a_fold_is_wr
 
 
 def test_features_of_the_other_kind_are_refused_not_mixed(top_dir, weights_file, tmp_path):
-    """A run from before --train-blocks applied to frozen features kept pooled features (and linear
-    heads) under the same settings: its folds are not finished with top stages."""
+    """Saved features of the other kind (pooled ones, where the folds train top stages on maps)
+    are refused, not mixed into one experiment."""
     root = tmp_path / "comp"
     shutil.copytree(top_dir, root)
     experiment = root / "models" / "top"
@@ -146,4 +146,28 @@ def test_features_of_the_other_kind_are_refused_not_mixed(top_dir, weights_file,
     np.savez(experiment / "features.npz", **pooled)
     shutil.rmtree(experiment / "fold3")
     result = ens("train-folds", "--name", "top", "--pretrained", weights_file, *TOP, *COMMON, "-w", root)
-    assert result.exit_code == 1 and "holds pooled features, but train_blocks 1 trains the top stages on maps" in result.stderr
+    assert result.exit_code == 1 and "holds pooled features, but top_blocks 1 trains the top stages on maps" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (("--top-blocks", "1"), "it needs frozen_features"),  # without --frozen-features
+        (("--frozen-features", "--top-blocks", "-1"), "top_blocks must be 0"),
+        (("--frozen-features", "--top-blocks", "1", "--unfreeze-after", "1"), "a head-only warm-up is not supported"),
+    ],
+)
+def test_top_blocks_it_cannot_honour_are_refused_in_one_line(top_dir, weights_file, extra, fragment):
+    result = ens("train-folds", "--name", "refused", "--pretrained", weights_file, *extra, *COMMON, "-w", top_dir)
+    assert result.exit_code == 1 and fragment in result.stderr.strip().splitlines()[-1]
+    assert not (top_dir / "models" / "refused" / "fold0").exists()
+
+
+def test_maps_too_large_for_the_memory_are_refused_in_one_line(top_dir, weights_file, monkeypatch):
+    from ensemble.training import features
+
+    monkeypatch.setattr(features, "available_memory", lambda: 1 << 16)  # 64 KiB: the maps of 52 images take more than a quarter
+    result = ens("train-folds", "--name", "big", "--pretrained", weights_file, *TOP, *COMMON, "-w", top_dir)
+    assert result.exit_code == 1
+    assert "the frozen stages' maps" in result.stderr and "of the 0.0 GiB available" in result.stderr
+    assert not list((top_dir / "models" / "big").glob("fold*/result.json"))

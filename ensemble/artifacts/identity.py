@@ -69,6 +69,7 @@ LEGACY: dict[str, Any] = {
     "train.unfreeze_after": 0,
     "train.backbone_lr_scale": 1.0,
     "train.frozen_features": False,  # before issue 17's frozen-features candidate: every fold ran the backbone
+    "train.top_blocks": 0,  # before the top stages trained on the frozen stages' maps: a frozen-features fold trained a linear head
     # Before issue 7: no test-time augmentation.
     "train.tta": "none",
     "train.tta_merge": "mean",

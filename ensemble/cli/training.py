@@ -98,7 +98,8 @@ def train_folds(
     freeze_bn: Annotated[Optional[bool], typer.Option("--freeze-bn/--no-freeze-bn", help="Keep every backbone BatchNorm's statistics and weights fixed. (default: ens.toml, else auto: off)")] = None,
     unfreeze_after: Annotated[Optional[int], typer.Option(help=f"Train only the new head (and attention) for E epochs, then the backbone. (default: ens.toml, else auto: {PRETRAINED_WARMUP_EPOCHS} with --pretrained, 0 without)")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option(help=f"Backbone lr = lr x this; the head keeps lr. (default: ens.toml, else auto: {PRETRAINED_BACKBONE_LR_SCALE} with --pretrained, 1.0 without)")] = None,
-    frozen_features: Annotated[Optional[bool], typer.Option("--frozen-features/--no-frozen-features", help="With --pretrained: the backbone's features computed once per image at --size, then a linear head per fold (seconds a fold; e.g. --size 288); with --train-blocks N, the frozen stages' maps once and the top N stages trained per fold. (default: ens.toml, else off)")] = None,
+    frozen_features: Annotated[Optional[bool], typer.Option("--frozen-features/--no-frozen-features", help="With --pretrained: the backbone's features computed once per image at --size, then a linear head per fold (seconds a fold; e.g. --size 288); with --top-blocks N, the frozen stages' maps once and the top N stages trained per fold. (default: ens.toml, else off)")] = None,
+    top_blocks: Annotated[Optional[int], typer.Option("--top-blocks", help=f"With --frozen-features: the top N backbone stages and the classifier train per fold on the frozen stages' maps, computed once (0: a linear head). {default_help(TrainSettings, 'top_blocks')}")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Train-time transforms, a comma list of {', '.join(TRANSFORMS.names())} (e.g. hflip,shift:0.1,scale:0.7-1,erase:0.25), or none. {default_help(TrainSettings, 'augment')}")] = None,
     augment_fill: Annotated[Optional[str], typer.Option(help=f"What shift, scale and rotate bring in from outside the image: {' or '.join(FILLS.names())} (the colour 0 after normalisation). {default_help(TrainSettings, 'augment_fill')}")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Decay of the weights' moving average, e.g. 0.99; its weights are the ones scored and saved; 0 = off. {default_help(TrainSettings, 'ema')}")] = None,
@@ -164,7 +165,7 @@ def train_folds(
         attention=attention, attention_in_blocks=attention_in_blocks,
         pretrained=pretrained if pretrained in (None, "", "timm") else str(Path(pretrained).resolve()),
         train_blocks=train_blocks, freeze_bn=freeze_bn, unfreeze_after=unfreeze_after, backbone_lr_scale=backbone_lr_scale,
-        frozen_features=frozen_features, tta=tta, tta_merge=tta_merge,
+        frozen_features=frozen_features, top_blocks=top_blocks, tta=tta, tta_merge=tta_merge,
     )
     settings = override(ws.train, **flags)
     given = ws.train_keys | {key for key, value in flags.items() if value is not None}

@@ -52,8 +52,8 @@ def shared_backbone_logits(
     pass of the backbone the folds share; None when the experiment is not a frozen-features one,
     its folds' backbones differ, or its classifier is not linear. path: the first fold's
     checkpoint, named in errors."""
-    if not settings["train"].get("frozen_features") or not checkpoints:
-        return None
+    if not settings["train"].get("frozen_features") or settings["train"].get("top_blocks", 0) > 0 or not checkpoints:
+        return None  # top stages trained per fold (--top-blocks): their backbones differ
     import torch
 
     from ensemble.inference.batches import Batches

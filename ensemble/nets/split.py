@@ -1,6 +1,6 @@
 """A pretrained network split at a stage boundary: its frozen lower stages run once per image,
 its top stages and classifier train on their output maps (training/features.py, --frozen-features
-with --train-blocks N).
+with --top-blocks N).
 
 Fine-tuning the top of an ImageNet network adapts it to a new domain, which frozen features
 cannot; running the frozen stages below it in every epoch of every fold costs what the whole
@@ -8,7 +8,7 @@ network costs. Cut where the frozen stages end, they run once.
 
 Generic over timm backbones whose forward runs its stages one after the other (EfficientNets,
 ResNets, ConvNeXts...): the cut is after the last frozen coarse group (timm's group_matcher, the
-groups --train-blocks counts). `lower` runs the net until that group's module has its output;
+groups --train-blocks counts too). `lower` runs the net until that group's module has its output;
 `top` runs the net with every frozen module short-circuited and that output put in its place.
 Both are checked against the whole network on real images (`check`); a backbone that does not
 split so is refused in one line.
@@ -33,20 +33,20 @@ class _Reached(Exception):
 
 
 class Split:
-    """`net` cut below its last `train_blocks` coarse groups (every parameter and BatchNorm as the
+    """`net` cut below its last `top_blocks` coarse groups (every parameter and BatchNorm as the
     caller set them: nets.set_stage)."""
 
-    def __init__(self, net: nn.Module, train_blocks: int, model_name: str):
+    def __init__(self, net: nn.Module, top_blocks: int, model_name: str):
         stages = backbone_groups(net)[:-1]
-        if not 0 < train_blocks < len(stages):
-            raise EnsError(f"train frozen_features with train_blocks {train_blocks}: {model_name} has {len(stages)} stages; train 1 to {len(stages) - 1} of them on the frozen ones' maps")
+        if not 0 < top_blocks < len(stages):
+            raise EnsError(f"train top_blocks {top_blocks}: {model_name} has {len(stages)} stages; train 1 to {len(stages) - 1} of them on the frozen ones' maps")
         self.net = net
         backbone = backbone_of(net)
-        lower = {name for group in stages[: len(stages) - train_blocks] for name in group}
+        lower = {name for group in stages[: len(stages) - top_blocks] for name in group}
         self.frozen = _covering(backbone, lower)
-        last = _covering(backbone, set(stages[len(stages) - train_blocks - 1]))
+        last = _covering(backbone, set(stages[len(stages) - top_blocks - 1]))
         if len(last) != 1:
-            raise EnsError(f"train frozen_features with train_blocks {train_blocks}: {model_name}'s stage below the trained ones is not one module; train fewer stages")
+            raise EnsError(f"train top_blocks {top_blocks}: {model_name}'s stage below the trained ones is not one module; train fewer stages")
         self.cut = last[0]
 
     def lower(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -76,13 +76,13 @@ class Split:
             with torch.inference_mode():
                 whole = self.net(inputs).float()
                 split = self.top(self.lower(inputs)).float()
-        except (RuntimeError, ValueError, TypeError) as error:
-            raise EnsError(f"train frozen_features with train_blocks: {model_name}'s backbone cannot be split at its stages ({str(error).splitlines()[0]}); train without --train-blocks") from None
+        except Exception as error:  # noqa: BLE001 - whatever a forward that cannot be cut raises, one line
+            raise EnsError(f"train top_blocks: {model_name}'s backbone cannot be split at its stages ({str(error).splitlines()[0]}); train without --top-blocks") from None
         finally:
             self.net.train(training)
         gap = float((whole - split).abs().max())
         if gap > 1e-3 * (1.0 + float(whole.abs().max())):
-            raise EnsError(f"train frozen_features with train_blocks: {model_name}'s stages do not run one after the other (split logits differ by {gap:.3g}); train without --train-blocks")
+            raise EnsError(f"train top_blocks: {model_name}'s stages do not run one after the other (split logits differ by {gap:.3g}); train without --top-blocks")
 
 
 def _covering(module: nn.Module, names: set[str], prefix: str = "") -> list[nn.Module]:

@@ -14,7 +14,7 @@ network, the pretrained backbone with the head (standardisation folded in) as it
 so `ens predict`, TTA, export and embeddings read it like any other fold's; in eval mode its
 logits are the head's on the cached features.
 
-With --train-blocks N (N > 0), what is computed once is the frozen stages' output maps
+With --top-blocks N (N > 0), what is computed once is the frozen stages' output maps
 (nets/split.py), and each fold trains the top N stages and the classifier on them (head.py).
 
 What a frozen backbone cannot have is refused in one line (`check`): train-time augmentation
@@ -49,6 +49,7 @@ def check(settings: TrainSettings) -> None:
         "attention": (settings.attention != "none", "trains only the classifier; an attention block would stay random"),
         "ema": (settings.ema > 0, "trains a linear head; EMA of its weights is not supported"),
         "tta": (settings.tta not in ("none", ""), "caches the identity view's features; add TTA afterwards with `ens predict --tta`"),
+        "unfreeze_after": (settings.top_blocks > 0 and settings.unfreeze_after not in ("auto", 0), "trains its top stages from the first epoch; a head-only warm-up is not supported"),
     }
     for name, (bad, why) in refused.items():
         if bad:
@@ -58,7 +59,7 @@ def check(settings: TrainSettings) -> None:
 @dataclass(frozen=True)
 class Features:
     """train: float32 (n_train, n_features); test: float32 (n_test, n_features); with
-    --train-blocks N, the frozen stages' maps: (n, channels, height, width)."""
+    --top-blocks N, the frozen stages' maps: (n, channels, height, width)."""
 
     train: np.ndarray
     test: np.ndarray
@@ -102,9 +103,8 @@ def experiment_features(
         started = time.perf_counter()
         features = None if force else read_features(path, len(train_images), len(test_images))
         if features is not None and (features.train.ndim == 4) != trains_stages(settings):
-            # Before --train-blocks applied to frozen features it was ignored: such a run's folds are linear heads.
             raise EnsError(
-                f"{path}: holds {'maps' if features.train.ndim == 4 else 'pooled features'}, but train_blocks {settings.train_blocks} trains "
+                f"{path}: holds {'maps' if features.train.ndim == 4 else 'pooled features'}, but top_blocks {settings.top_blocks} trains "
                 f"{'the top stages on maps' if trains_stages(settings) else 'a linear head on pooled features'}; train it again with --force"
             )
         computed = features is None
@@ -150,9 +150,9 @@ def pretrained_net(settings: TrainSettings, n_classes: int):
 
 
 def trains_stages(settings: TrainSettings) -> bool:
-    """Whether the folds train the top --train-blocks stages on cached maps (else a linear head on
-    pooled features: train_blocks -1, the default, and 0 both mean the head alone)."""
-    return settings.frozen_features and settings.train_blocks > 0
+    """Whether the folds train the top --top-blocks stages on cached maps (else, top_blocks 0, a
+    linear head on pooled features)."""
+    return settings.frozen_features and settings.top_blocks > 0
 
 
 def compute(settings: TrainSettings, n_classes: int, train_images, test_images) -> Features:
@@ -171,9 +171,12 @@ def compute(settings: TrainSettings, n_classes: int, train_images, test_images) 
             return Features(embed(net, batches, train_images), embed(net, batches, test_images))
         from ensemble.nets.split import Split
 
-        split = Split(net, settings.train_blocks, settings.model)
-        split.check(batches.to_input(torch_pixels(train_images[:2]), None), settings.model)
-        return Features(frozen_maps(split, batches, train_images), frozen_maps(split, batches, test_images))
+        split = Split(net, settings.top_blocks, settings.model)
+        inputs = batches.to_input(torch_pixels(train_images[:2]), None)
+        split.check(inputs, settings.model)
+        shape = maps_shape(split, inputs)
+        check_maps_memory(len(train_images) + len(test_images), shape, settings)
+        return Features(frozen_maps(split, batches, train_images, shape), frozen_maps(split, batches, test_images, shape))
 
 
 def torch_pixels(images):
@@ -182,13 +185,48 @@ def torch_pixels(images):
     return torch.from_numpy(np.asarray(images))
 
 
-def frozen_maps(split, batches, images) -> np.ndarray:
-    """float32 (n_images, channels, height, width): the frozen stages' output for each image."""
+def maps_shape(split, inputs) -> tuple[int, ...]:
+    """One image's frozen-stage maps: (channels, height, width)."""
     import torch
 
-    chunks = []
+    with torch.inference_mode():
+        return tuple(split.lower(inputs[:1]).shape[1:])
+
+
+# The share of the memory available that an experiment's maps may take: they are held once in the
+# run and once more while features.npz is written (one worker per --jobs holds a copy as well).
+MAPS_MEMORY_SHARE = 0.25
+
+
+def check_maps_memory(n_images: int, shape: tuple[int, ...], settings: TrainSettings) -> None:
+    """Refuse, in one line, maps that would not fit comfortably in this machine's memory."""
+    needed = n_images * int(np.prod(shape)) * 4
+    available = available_memory()
+    if available and needed > MAPS_MEMORY_SHARE * available:
+        raise EnsError(
+            f"train top_blocks {settings.top_blocks}: the frozen stages' maps ({'x'.join(map(str, shape))} an image at {settings.size}px) of {n_images} images "
+            f"take {needed / 2**30:.1f} GiB, more than {MAPS_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available; train fewer top stages, at a smaller --size, or a linear head (--top-blocks 0)"
+        )
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux, macOS), or 0 where the system does not say."""
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def frozen_maps(split, batches, images, shape: tuple[int, ...]) -> np.ndarray:
+    """float32 (n_images, channels, height, width): the frozen stages' output for each image,
+    written into one array (no second copy)."""
+    import torch
+
+    maps = np.empty((len(images), *shape), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(images), batches.batch_size):
             inputs = batches.to_input(torch_pixels(images[start : start + batches.batch_size]), None)
-            chunks.append(split.lower(inputs).float().contiguous().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.empty((0, 0, 0, 0), dtype=np.float32)
+            maps[start : start + len(inputs)] = split.lower(inputs).float().cpu().numpy()
+    return maps

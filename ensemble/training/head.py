@@ -1,5 +1,5 @@
 """One fold of a frozen-features experiment (features.py), trained on the cached features of the
-fold's training rows: a linear head on pooled features, or (--train-blocks N) the network's top N
+fold's training rows: a linear head on pooled features, or (--top-blocks N) the network's top N
 stages and classifier on the frozen stages' maps. Its OOF and test logits, and the whole network
 to save, which `ens predict`, TTA and export read like any fold's.
 
@@ -118,7 +118,7 @@ class LinearHead(nn.Module):
 
 
 class TopStages(nn.Module):
-    """The pretrained network's last --train-blocks stages and its classifier, trained on the
+    """The pretrained network's last --top-blocks stages and its classifier, trained on the
     frozen stages' cached maps (nets/split.py); BatchNorm in them trains unless --freeze-bn."""
 
     def __init__(self, features: Features, rows: np.ndarray, settings: TrainSettings, n_classes: int, fold: int):
@@ -126,8 +126,8 @@ class TopStages(nn.Module):
         self.net = pretrained_net(settings, n_classes)
         torch.manual_seed(seed_for(settings.seed, fold))
         self.net.reset_classifier(n_classes)  # each fold's classifier drawn from its own seed
-        set_stage(self.net, settings.train_blocks, head_only=False, freeze_bn=settings.freeze_bn)
-        self.split = Split(self.net, settings.train_blocks, settings.model)
+        set_stage(self.net, settings.top_blocks, head_only=False, freeze_bn=settings.freeze_bn)
+        self.split = Split(self.net, settings.top_blocks, settings.model)
         self.device = resolve_device(settings.device)
         self.layout = memory_format(self.device)
         self.net.to(self.device, memory_format=self.layout)

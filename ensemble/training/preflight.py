@@ -104,13 +104,13 @@ def check_network(settings: TrainSettings, n_classes: int, progress: Callable[[o
             f"train frozen_features trains a linear classifier; timm model {settings.model!r} ends in a "
             f"{type(net.get_classifier()).__name__}: fine-tune it without --frozen-features"
         )
-    if settings.frozen_features and settings.train_blocks > 0:  # the folds train the top stages on the frozen ones' maps
+    if settings.frozen_features and settings.top_blocks > 0:  # the folds train the top stages on the frozen ones' maps
         import torch
 
         from ensemble.nets.split import Split
 
         torch.manual_seed(0)
-        Split(net, settings.train_blocks, settings.model).check(torch.rand(2, 3, settings.size, settings.size), settings.model)
+        Split(net, settings.top_blocks, settings.model).check(torch.rand(2, 3, settings.size, settings.size), settings.model)
 
 
 def check_stage_sizes(net, settings: TrainSettings) -> None:

@@ -125,7 +125,8 @@ def made_by_record(run, members: list[str], method: str) -> dict:
         flags += [f"--attention {candidate['attention']}"] if candidate["attention"] != "none" else []
         flags += [f"--pretrained {candidate['pretrained']}"] if candidate["pretrained"] else []
         # A candidate recorded before frozen ones has no key; a frozen one overrides [train]'s mixing and EMA (probe.candidate_settings).
-        flags += ["--frozen-features", "--mixup 0", "--cutmix 0", "--ema 0", f"--train-blocks {candidate.get('train_blocks', -1)}"] if candidate.get("frozen") else []
+        flags += ["--frozen-features", "--mixup 0", "--cutmix 0", "--ema 0"] if candidate.get("frozen") else []
+        flags += [f"--top-blocks {candidate['top_blocks']}"] if candidate.get("top_blocks", 0) > 0 else []
         commands.append(f"ens train-folds -n {entry['experiment']} {' '.join(flags)}")
     for name, tta in record.get("tta", {}).items():
         commands.append(f"ens predict -n {tta['source']} --tta {tta['views']} --as {name}")

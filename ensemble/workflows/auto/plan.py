@@ -39,6 +39,7 @@ class Speed:
     setup_seconds: float
     features_once: bool = False
     trained_stages: bool = False  # features_once, and each fold trains the top stages: the folds' backbones differ
+    head_predict_rows_per_second: float = 0.0  # the top stages' pace predicting a fold's OOF and test logits (0: a linear head's, free)
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ def epoch_seconds(speed: Speed, shape: Shape) -> float:
 
 
 def fold_seconds(speed: Speed, shape: Shape, epochs: int) -> float:
-    """A fold: its setup, its epochs, and its final OOF and test logits (a head's, from its features)."""
+    """A fold: its setup, its epochs, and its final OOF and test logits (a linear head's, from its
+    features, free; top stages' at their own pace)."""
     n_valid = shape.n_train / shape.k
-    predicting = 0.0 if speed.features_once else (n_valid + shape.n_test) / speed.predict_images_per_second
+    rate = speed.head_predict_rows_per_second if speed.features_once else speed.predict_images_per_second
+    predicting = (n_valid + shape.n_test) / rate if rate else 0.0
     return speed.setup_seconds + epochs * epoch_seconds(speed, shape) + predicting
 
 

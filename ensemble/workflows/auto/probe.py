@@ -46,15 +46,15 @@ def candidate_settings(base: TrainSettings, candidate: Candidate, epochs: int, a
     """The train settings of a candidate's experiment: ens.toml's [train], with what auto chooses put in."""
     settings = override(
         base, model=candidate.model, size=candidate.size, sizes="", epochs=epochs, seed=candidate.seed, attention=candidate.attention,
-        pretrained=candidate.pretrained, frozen_features=candidate.frozen, augment=augment, tta=tta,
+        pretrained=candidate.pretrained, frozen_features=candidate.frozen, top_blocks=candidate.top_blocks, augment=augment, tta=tta,
     )
     if candidate.frozen:  # a head (or top stages) on the plain images' features: no train-time views, mixing or weights' average
-        settings = override(settings, augment="none", tta="none", mixup=0.0, cutmix=0.0, ema=0.0, train_blocks=candidate.train_blocks)
+        settings = override(settings, augment="none", tta="none", mixup=0.0, cutmix=0.0, ema=0.0)
     return settings
 
 
 # What auto sets in every experiment; the rest comes from ens.toml (train_experiment's `given`).
-CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "frozen_features", "train_blocks", "augment", "tta"})
+CHOSEN = frozenset({"model", "size", "sizes", "epochs", "seed", "attention", "pretrained", "frozen_features", "top_blocks", "augment", "tta"})
 
 
 def probe_speed(workspace: Workspace, competition: Competition, candidate: Candidate, base: TrainSettings, overhead: float, progress: Progress | None = None) -> Speed:
@@ -74,9 +74,11 @@ def probe_speed(workspace: Workspace, competition: Competition, candidate: Candi
     trainer = FoldTrainer(data, settings, 0, metrics.get(competition.metric))
     setup = time.perf_counter() - started
     if settings.frozen_features:  # a fold builds no trainer: the head's own set-up (its network saved) is the fold's
-        rate, head_setup = head_pace(settings, competition, head_input_shape(trainer, train_images, settings))
-        trained = trains_stages(settings)
-        return Speed(rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True, trained_stages=trained)
+        rate, head_setup, head_predict = head_pace(settings, competition, head_input_shape(trainer, train_images, test_images, settings))
+        return Speed(
+            rate, predict_rate(trainer, train_images, valid_rows, settings), head_setup + overhead, features_once=True,
+            trained_stages=trains_stages(settings), head_predict_rows_per_second=head_predict,
+        )
     # The schedule counts the steps of `rows`: the warm-up steps and the timed ones are parts of its one epoch.
     trainer.data = dataclasses.replace(data, train_rows=rows[: batch * WARM_STEPS])
     trainer.train_epoch(0)
@@ -101,25 +103,31 @@ def predict_rate(trainer, images, rows: np.ndarray, settings: TrainSettings) -> 
     return predicted / (time.perf_counter() - started)
 
 
-def head_input_shape(trainer, images, settings: TrainSettings) -> tuple[int, ...]:
+def head_input_shape(trainer, images, test_images, settings: TrainSettings) -> tuple[int, ...]:
     """One image's features as a frozen-features fold trains on them: the classifier's width, or
-    the frozen stages' maps (channels, height, width) when the folds train the top stages."""
+    the frozen stages' maps (channels, height, width) when the folds train the top stages; those
+    checked as the run checks them (the split against the whole network, the maps' memory)."""
     if not trains_stages(settings):
         return (trainer.net.get_classifier().in_features,)
     import torch
 
     from ensemble.nets.split import Split
+    from ensemble.training.features import check_maps_memory, maps_shape
 
     trainer.net.eval()
-    with torch.inference_mode():
-        inputs = trainer.batches.to_input(torch.from_numpy(np.asarray(images[:1])), settings.size)
-        return tuple(Split(trainer.net, settings.train_blocks, settings.model).lower(inputs).shape[1:])
+    split = Split(trainer.net, settings.top_blocks, settings.model)
+    inputs = trainer.batches.to_input(torch.from_numpy(np.asarray(images[:2])), settings.size)
+    split.check(inputs, settings.model)
+    shape = maps_shape(split, inputs)
+    check_maps_memory(len(images) + len(test_images), shape, settings)
+    return shape
 
 
-def head_pace(settings: TrainSettings, competition: Competition, shape: tuple[int, ...]) -> tuple[float, float]:
-    """(rows a second a frozen-features fold trains on, seconds a fold spends outside its epochs):
-    a fold's head (or top stages) trained for HEAD_EPOCHS epochs on stand-in features of each
-    image's `shape` (their values do not change the pace), its epochs timed by itself (EpochEnd.seconds)."""
+def head_pace(settings: TrainSettings, competition: Competition, shape: tuple[int, ...]) -> tuple[float, float, float]:
+    """(rows a second a frozen-features fold trains on, seconds a fold spends outside its epochs,
+    rows a second its top stages predict, 0 for a linear head's): a fold's head (or top stages)
+    trained for HEAD_EPOCHS epochs on stand-in features of each image's `shape` (their values do
+    not change the pace), its epochs timed by itself (EpochEnd.seconds)."""
     from ensemble.training.features import Features
     from ensemble.training.head import train_head_fold
     from ensemble.training.trainer import FoldData
@@ -133,7 +141,21 @@ def head_pace(settings: TrainSettings, competition: Competition, shape: tuple[in
     started = time.perf_counter()
     output = train_head_fold(data, features, dataclasses.replace(settings, epochs=HEAD_EPOCHS), 0, metrics.get(competition.metric))
     epochs = sum(event.seconds for event in output.history)
-    return cut * HEAD_EPOCHS / epochs, max(time.perf_counter() - started - epochs, 0.0)
+    outside = max(time.perf_counter() - started - epochs, 0.0)
+    return cut * HEAD_EPOCHS / epochs, outside, stages_predict_rate(features, settings, len(competition.classes)) if len(shape) > 1 else 0.0
+
+
+def stages_predict_rate(features, settings: TrainSettings, n_classes: int) -> float:
+    """Rows a second the top stages predict (a fold's OOF and test logits), after a warm-up batch."""
+    from ensemble.inference.scaling import UNSCALED
+    from ensemble.training.head import TopStages
+
+    model = TopStages(features, np.arange(len(features.train)), settings.resolved(), n_classes, 0)
+    batch = settings.batch_size
+    model.predict(model.inputs[:batch], UNSCALED, batch)
+    started = time.perf_counter()
+    model.predict(model.inputs, UNSCALED, batch)
+    return len(model.inputs) / (time.perf_counter() - started)
 
 
 HEAD_EPOCHS = 3  # the probe's epochs of a stand-in head: the first pays for warm-up, three average it out

@@ -173,9 +173,11 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
     result = None
     while left:
         speed = speeds[candidate.speed_key]
-        if speed.features_once:  # every fold in one run: the features are computed once, the heads take seconds
-            chunk, left = left, []
-            made = experiment.features_path.is_file() and not starting_over  # a stopped run's, read back: not in the estimate, nor in run.scale
+        if speed.features_once:
+            # Linear heads take seconds: every fold in one run. Top stages take a fold's time: a fold at
+            # a time, checked against the clock like any experiment's, the features in the first one's estimate.
+            chunk, left = (left, []) if not speed.trained_stages else (left[:1], left[1:])
+            made = experiment.features_path.is_file() and (not starting_over or experiment.name in run.forced)  # read back: not in the estimate, nor in run.scale
             estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk), features_made=made)
         else:
             chunk, left = left[: run.executor.jobs], left[run.executor.jobs:]
