@@ -89,9 +89,15 @@ def test_the_auto_summary_keeps_its_longest_built_in_name_on_one_line_at_80_colu
 
     console = Console(file=io.StringIO(), width=80, color_system=None, legacy_windows=False)
     monkeypatch.setattr(auto, "out", console)
-    names = ["auto-resnet10t-64", "auto-efficientnet_lite0-frozen288", "auto-resnet10t-64-seed2"]
-    rows = [{"experiment": name, "epochs": 10, "augment": "hflip", "seconds": 91.4, "oof_score": 0.61, "status": "done"} for name in names]
+    names = ["resnet10t-64", "efficientnet_lite0-frozen288", "resnet10t-64-seed2"]
+    rows = [
+        {"experiment": f"auto-{name}", "candidate": {"name": name}, "epochs": 10, "augment": "hflip", "seconds": 91.4, "oof_score": 0.61, "status": status}
+        for name, status in zip(names, ["done", "abandoned", "skipped"])
+    ]
     auto.print_summary(SimpleNamespace(experiments=rows, finished=None, seconds=552.0, budget=600.0))
     text = console.file.getvalue()
-    assert all(name in text for name in names) and "augment" in text and "1:31" in text
-    assert max(len(line) for line in text.splitlines()) <= 80 and "time: 9:12 used of 10:00" in text
+    lines = text.splitlines()
+    assert "ens auto: experiments auto-<experiment>" in text
+    assert all(any(line.split()[:1] == [name] for line in lines) for name in names)  # each whole, on its own row
+    assert "augment" in text and "1:31" in text and "abandoned" in text
+    assert max(len(line) for line in lines) <= 80 and "time: 9:12 used of 10:00" in text

@@ -70,7 +70,7 @@ def print_plan(event) -> None:
               f"{len(plan.experiments)} experiment{'s' if len(plan.experiments) != 1 else ''}, about {plan.estimated_seconds / 60:.1f} min")
     for planned in plan.experiments:
         candidate = planned.candidate
-        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs{(' of its top stages' if candidate.train_blocks > 0 else ' of its head') if candidate.frozen else ''}, "
+        err.print(f"  {event.prefix}-{candidate.name}: {candidate.model} at {candidate.size}px, {planned.epochs} epochs{(' of its top stages' if candidate.top_blocks > 0 else ' of its head') if candidate.frozen else ''}, "
                   f"about {planned.seconds / 60:.1f} min; {planned.reason}")
     for name, reason in plan.dropped:
         err.print(f"  left out {event.prefix}-{name}: {reason}")
@@ -80,15 +80,18 @@ def print_plan(event) -> None:
 
 def print_summary(result) -> None:
     rows = result.experiments
+    # Named without the common prefix (models/auto-resnet10t-64 is "resnet10t-64"), which the title
+    # gives: the longest built-in name then fits 80 columns beside an "abandoned" status.
+    prefix = rows[0]["experiment"][: -len(rows[0]["candidate"]["name"])] if rows else ""
     columns = [
-        ("experiment", [row["experiment"] for row in rows], True),
+        ("experiment", [row["experiment"][len(prefix):] if row["experiment"].startswith(prefix) else row["experiment"] for row in rows], True),
         ("epochs", [str(row["epochs"]) for row in rows], False),
         ("augment", [row["augment"] for row in rows], True),
         ("time", [clock(row["seconds"]) for row in rows], False),  # m:ss: narrower than seconds, so names fit 80 columns
         ("OOF", [score_text(row["oof_score"]) for row in rows], False),
         ("status", [row["status"] for row in rows], True),
     ]
-    out.print(build(columns, out.width, title="ens auto"))
+    out.print(build(columns, out.width, title=f"ens auto: experiments {prefix}<experiment>" if prefix else "ens auto"))
     finished = result.finished
     if finished:
         chosen = finished.chosen
