@@ -231,10 +231,6 @@ def check_models(settings: "TrainSettings") -> None:
     """The models settings (attention, pretrained weights, freezing), by type and range."""
     _check(settings.train_blocks >= -1, f"train train_blocks must be -1 (all), 0 (linear probe) or more, got {settings.train_blocks}")
     _check(settings.top_blocks >= 0, f"train top_blocks must be 0 (a linear head) or more, got {settings.top_blocks}")
-    _check(
-        settings.top_blocks == 0 or settings.frozen_features,
-        f"train top_blocks {settings.top_blocks} trains the top stages on frozen features' maps: it needs frozen_features (to fine-tune the last stages on the images, use train_blocks)",
-    )
     for field in dataclasses.fields(settings):
         if "auto" in field.metadata:
             value, kind = getattr(settings, field.name), field.metadata["auto"]

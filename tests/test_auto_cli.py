@@ -68,12 +68,13 @@ def test_auto_writes_a_submission_within_its_budget_on_every_task_kind(tmp_path,
     assert "chosen:" in result.output and "used of 0:40" in result.output
     again = ens("auto", "--time-limit", "40s", "-w", root)
     assert again.exit_code == 1 and "has finished; --force starts it over" in again.output
-    if make is make_competition:  # --force trains the finished experiments again, from their first fold
-        checkpoint = root / "models" / "auto-test_resnet-16" / "fold0" / "model.pt"
-        before = checkpoint.stat().st_mtime_ns
+    if make is make_competition:  # --force trains the finished experiments again, every fold (not only the first)
+        checkpoints = sorted((root / "models" / "auto-test_resnet-16").glob("fold*/model.pt"))
+        before = [checkpoint.stat().st_mtime_ns for checkpoint in checkpoints]
         forced = ens("auto", "--time-limit", "40s", "--force", "-w", root)
         assert forced.exit_code == 0, forced.output
-        assert "fold 0: training on" in forced.output and checkpoint.stat().st_mtime_ns != before
+        assert len(checkpoints) > 1 and "fold 0: training on" in forced.output
+        assert all(checkpoint.stat().st_mtime_ns != mtime for checkpoint, mtime in zip(checkpoints, before))
 
 
 def test_a_rerun_after_an_interrupt_finishes_without_retraining_finished_folds(tmp_path, monkeypatch):
@@ -187,4 +188,5 @@ def test_a_weights_folder_brings_frozen_candidates_probed_as_one_pass(tmp_path):
     assert "auto-test_resnet-frozen288: test_resnet at 288px" in result.output and "of its head" in result.output
     # The top stages trained on the frozen ones' maps: probed on stand-in maps of their shape.
     assert "probe test_resnet@224+pretrained+frozen+top2: features of" in result.output and "its top stages train" in result.output
-    assert "auto-test_resnet-top224: test_resnet at 224px" in result.output and "of its top stages" in result.output
+    assert "auto-test_resnet-top2-224: test_resnet at 224px" in result.output and "of its top stages" in result.output
+    assert "probe test_resnet@224+pretrained+frozen+top1" in result.output

@@ -246,10 +246,11 @@ def test_each_weights_file_brings_frozen_features_top_stages_on_them_and_a_fine_
 
     (tmp_path / "efficientnet_lite0.pth").write_bytes(b"")
     candidates = portfolio(64, ["resnet10t"], tmp_path)
-    assert [c.name for c in candidates] == ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-top224", "efficientnet_lite0-pre96"]
-    frozen, top, tuned = candidates[1:]
-    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and top.value > frozen.value > tuned.value
-    assert top.frozen and top.speed_key == "efficientnet_lite0@224+pretrained+frozen+top2"
+    names = ["resnet10t-64", "efficientnet_lite0-frozen288", "efficientnet_lite0-top1-224", "efficientnet_lite0-top2-224", "efficientnet_lite0-pre96"]
+    assert [c.name for c in candidates] == names
+    frozen, cheap, top, tuned = candidates[1:]
+    assert frozen.frozen and frozen.speed_key == "efficientnet_lite0@288+pretrained+frozen" and top.value > cheap.value > frozen.value > tuned.value
+    assert top.frozen and top.speed_key == "efficientnet_lite0@224+pretrained+frozen+top2" and cheap.speed_key.endswith("+top1")
     base = TrainSettings(train_blocks=3)  # ens.toml's: the fine-tuned candidates' (frozen features ignore it, as they always did)
     settings = candidate_settings(base, frozen, 10, augment="hflip", tta="hflip")
     assert settings.frozen_features and settings.augment == "none" and settings.tta == "none"  # features of the plain images
@@ -358,7 +359,7 @@ def test_top_stages_pay_for_their_oof_and_test_logits_a_linear_head_does_not():
 
     head = Speed(1000, 50, 1.0, features_once=True)
     top = Speed(1000, 50, 1.0, features_once=True, trained_stages=True, head_predict_rows_per_second=100)
-    assert fold_seconds(top, SHAPE, 2) - fold_seconds(head, SHAPE, 2) == pytest.approx((1000 / 5 + 500) / 100)
+    assert fold_seconds(top, SHAPE, 2) - fold_seconds(head, SHAPE, 2) == pytest.approx(500 / 100)  # the test set; OOF is the last epoch's
 
 
 def test_a_frozen_members_tta_passes_over_the_test_set_once():
@@ -369,3 +370,13 @@ def test_a_frozen_members_tta_passes_over_the_test_set_once():
     assert tta_seconds(ordinary, SHAPE, 2) == pytest.approx((1000 + 5 * 500) * 2 / 50)  # every fold's network over the test set
     top = Speed(100, 50, 1.0, features_once=True, trained_stages=True)  # the folds trained their top stages: no shared backbone
     assert tta_seconds(top, SHAPE, 2) == tta_seconds(ordinary, SHAPE, 2)
+
+
+def test_a_record_of_the_first_top_stages_candidates_reads_back():
+    """One commit recorded the top stages of a candidate as train_blocks: it reads as top_blocks."""
+    from ensemble.workflows.auto.record import candidates_of
+
+    fields = {"name": "lite-top224", "model": "lite", "size": 224, "value": 1.25, "why": "top", "pretrained": "w.pth", "frozen": True, "train_blocks": 2}
+    plain = {**fields, "name": "lite-frozen288", "train_blocks": -1}
+    top, frozen = candidates_of({"candidates": [fields, plain]})
+    assert top.top_blocks == 2 and top.speed_key.endswith("+top2") and frozen.top_blocks == 0

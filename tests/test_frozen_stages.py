@@ -171,3 +171,13 @@ def test_maps_too_large_for_the_memory_are_refused_in_one_line(top_dir, weights_
     assert result.exit_code == 1
     assert "the frozen stages' maps" in result.stderr and "of the 0.0 GiB available" in result.stderr
     assert not list((top_dir / "models" / "big").glob("fold*/result.json"))
+
+
+def test_top_blocks_in_ens_toml_without_frozen_features_does_not_stop_other_commands():
+    """Refused where a run trains, not where settings are read: `ens blend` reads them too."""
+    from ensemble.config import TrainSettings
+    from ensemble.training.features import check
+
+    settings = TrainSettings(top_blocks=2)
+    with pytest.raises(EnsError, match="it needs frozen_features"):
+        check(settings)

@@ -77,7 +77,7 @@ class Split:
                 whole = self.net(inputs).float()
                 split = self.top(self.lower(inputs)).float()
         except Exception as error:  # noqa: BLE001 - whatever a forward that cannot be cut raises, one line
-            raise EnsError(f"train top_blocks: {model_name}'s backbone cannot be split at its stages ({str(error).splitlines()[0]}); train without --top-blocks") from None
+            raise EnsError(f"train top_blocks: {model_name}'s backbone cannot be split at its stages ({(str(error).splitlines() or [type(error).__name__])[0]}); train without --top-blocks") from None
         finally:
             self.net.train(training)
         gap = float((whole - split).abs().max())

@@ -37,8 +37,13 @@ from ensemble.errors import EnsError
 
 
 def check(settings: TrainSettings) -> None:
-    """Refuse settings a frozen-features run cannot honour; nothing to check when it is off."""
+    """Refuse settings a frozen-features run cannot honour, and top stages without one."""
     if not settings.frozen_features:
+        if settings.top_blocks > 0:
+            raise EnsError(
+                f"train top_blocks {settings.top_blocks} trains the top stages on frozen features' maps: it needs frozen_features "
+                "(to fine-tune the last stages on the images, use train_blocks)"
+            )
         return
     refused = {
         "pretrained": (not settings.pretrained, "needs pretrained weights (--pretrained FILE or timm): random features teach nothing"),
@@ -210,13 +215,16 @@ def check_maps_memory(n_images: int, shape: tuple[int, ...], settings: TrainSett
 
 
 def available_memory() -> int:
-    """Bytes of memory available now (Linux, macOS), or 0 where the system does not say."""
-    import os
-
+    """Bytes of memory available now, page cache that can be reclaimed included (Linux's
+    MemAvailable), or 0 where the system does not say (the check is then skipped)."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def frozen_maps(split, batches, images, shape: tuple[int, ...]) -> np.ndarray:

@@ -126,7 +126,8 @@ def made_by_record(run, members: list[str], method: str) -> dict:
         flags += [f"--pretrained {candidate['pretrained']}"] if candidate["pretrained"] else []
         # A candidate recorded before frozen ones has no key; a frozen one overrides [train]'s mixing and EMA (probe.candidate_settings).
         flags += ["--frozen-features", "--mixup 0", "--cutmix 0", "--ema 0"] if candidate.get("frozen") else []
-        flags += [f"--top-blocks {candidate['top_blocks']}"] if candidate.get("top_blocks", 0) > 0 else []
+        top_blocks = records.renamed(candidate).get("top_blocks", 0)
+        flags += [f"--top-blocks {top_blocks}"] if top_blocks > 0 else []
         commands.append(f"ens train-folds -n {entry['experiment']} {' '.join(flags)}")
     for name, tta in record.get("tta", {}).items():
         commands.append(f"ens predict -n {tta['source']} --tta {tta['views']} --as {name}")

@@ -61,6 +61,7 @@ def scaled_speed(speed: Speed, scale: float) -> Speed:
     return dataclasses.replace(
         speed, train_images_per_second=speed.train_images_per_second / scale,
         predict_images_per_second=speed.predict_images_per_second / scale, setup_seconds=speed.setup_seconds * scale,
+        head_predict_rows_per_second=speed.head_predict_rows_per_second / scale,
     )
 
 
@@ -74,10 +75,13 @@ def epoch_seconds(speed: Speed, shape: Shape) -> float:
 
 def fold_seconds(speed: Speed, shape: Shape, epochs: int) -> float:
     """A fold: its setup, its epochs, and its final OOF and test logits (a linear head's, from its
-    features, free; top stages' at their own pace)."""
+    features, free; top stages' test logits at their own pace, their OOF being the last epoch's)."""
     n_valid = shape.n_train / shape.k
-    rate = speed.head_predict_rows_per_second if speed.features_once else speed.predict_images_per_second
-    predicting = (n_valid + shape.n_test) / rate if rate else 0.0
+    if speed.features_once:
+        rate = speed.head_predict_rows_per_second
+        predicting = shape.n_test / rate if rate else 0.0
+    else:
+        predicting = (n_valid + shape.n_test) / speed.predict_images_per_second
     return speed.setup_seconds + epochs * epoch_seconds(speed, shape) + predicting
 
 

@@ -27,16 +27,15 @@ PRETRAINED_SIZE = 96
 # 160, 224, 288 px. Blended with the 64 px resnet10t: OOF 0.7665 with 224 px, 0.7720 with 288 px.
 FROZEN_SIZE = 288
 # Fine-tuning the top stages on the frozen ones' maps (training/features.py, --top-blocks) adapts
-# ImageNet features to the competition's domain. Measured on the icons-like set (400 + 170 images
-# of 64 px, efficientnet-lite0, 5 folds, 2 cores): the linear head at 288 px OOF 0.61 (hidden
-# 0.61) in 0:14; the top 2 stages at 288 px, 15 epochs, 0.6575 (hidden 0.665) in 3:34; at 224 px,
-# 10 epochs, 0.7025 (hidden 0.665) in about 2 minutes.
-TOP_SIZE, TOP_BLOCKS = 224, 2
-# Its prior is the highest: the best single member measured on few images (icons-like set: 0.7025
-# OOF against 0.61 for the linear head and 0.535 for resnet10t), and the dearest of the pretrained
-# ones on a CPU, so that value per second still ranks it early where it is cheap (a few hundred
-# images: about 2 minutes on 2 cores) and late where it is not (thousands: ten).
-TOP_VALUE = 2.0
+# ImageNet features to the competition's domain. Measured with efficientnet-lite0 at 224 px, 10
+# epochs, 5 folds, 2 cores (benchmarks/RESULTS.md), OOF / hidden / time:
+#   icons-like set (400 + 170): linear head at 288 px 0.61 / 0.61 / 0:14; top 1 stage 0.66 / 0.618 / 0:41;
+#     top 2 stages 0.7025 / 0.665 / 1:28;
+#   emoji (2,000 + 1,000): linear head 0.7325 / 0.734 / 1:10; top 1 0.7755 / 0.773 / 3:11; top 2 0.794 / 0.806 / 8:11.
+# Two candidates, so that value per second ranks the cheap one early where the dear one does not
+# fit: (top blocks, prior value). Their priors are the highest, as they are the best single members.
+TOP_SIZE = 224
+TOP_CANDIDATES = ((1, 1.5), (2, 2.0))
 
 
 @dataclass(frozen=True)
@@ -100,9 +99,9 @@ def chosen_models(models: list[str], size: int) -> list[Candidate]:
 
 
 def pretrained_candidates(directory: Path) -> list[Candidate]:
-    """Three candidates per weights file named after a timm model (efficientnet_lite0.pth): its
-    frozen features at FROZEN_SIZE, its top stages trained on the frozen ones' maps at TOP_SIZE,
-    and the network fine-tuned at PRETRAINED_SIZE."""
+    """Four candidates per weights file named after a timm model (efficientnet_lite0.pth): its
+    frozen features at FROZEN_SIZE, its top one and two stages trained on the frozen ones' maps at
+    TOP_SIZE, and the network fine-tuned at PRETRAINED_SIZE."""
     if not directory.is_dir():
         raise EnsError(f"{directory}: --pretrained-dir is not a folder; give a folder of weights files named after timm models")
     files = sorted(path for path in directory.iterdir() if path.suffix in WEIGHT_SUFFIXES)
@@ -115,11 +114,14 @@ def pretrained_candidates(directory: Path) -> list[Candidate]:
                 f"{path.stem}-frozen{FROZEN_SIZE}", path.stem, FROZEN_SIZE, 1.3,
                 f"pretrained features ({path.name}) at {FROZEN_SIZE} px, computed once; a linear head per fold", pretrained=str(path), frozen=True,
             ),
-            Candidate(
-                f"{path.stem}-top{TOP_SIZE}", path.stem, TOP_SIZE, TOP_VALUE,
-                f"pretrained ({path.name}): its top {TOP_BLOCKS} stages trained per fold at {TOP_SIZE} px on the frozen stages' maps, computed once",
-                pretrained=str(path), frozen=True, top_blocks=TOP_BLOCKS,
-            ),
+            *[
+                Candidate(
+                    f"{path.stem}-top{blocks}-{TOP_SIZE}", path.stem, TOP_SIZE, value,
+                    f"pretrained ({path.name}): its top {blocks} stage{'s' if blocks > 1 else ''} trained per fold at {TOP_SIZE} px on the frozen stages' maps, computed once",
+                    pretrained=str(path), frozen=True, top_blocks=blocks,
+                )
+                for blocks, value in TOP_CANDIDATES
+            ],
             Candidate(f"{path.stem}-pre{PRETRAINED_SIZE}", path.stem, PRETRAINED_SIZE, 1.2, f"pretrained weights ({path.name}) fine-tuned at {PRETRAINED_SIZE} px", pretrained=str(path)),
         ]
     return candidates

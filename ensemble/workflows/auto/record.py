@@ -59,7 +59,16 @@ def remove(workspace: Workspace, name: str) -> None:
 
 
 def candidates_of(record: dict) -> list[Candidate]:
-    return [Candidate(**fields) for fields in record["candidates"]]
+    return [Candidate(**renamed(fields)) for fields in record["candidates"]]
+
+
+def renamed(fields: dict) -> dict:
+    """A recorded candidate's fields as Candidate names them: a record of the first top-stages
+    candidates (one commit of 2026-11-30) called top_blocks train_blocks."""
+    fields = dict(fields)
+    if "train_blocks" in fields:
+        fields["top_blocks"] = max(fields.pop("train_blocks"), 0) if fields.get("frozen") else 0
+    return fields
 
 
 def speeds_of(record: dict) -> dict[str, Speed]:

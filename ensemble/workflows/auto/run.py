@@ -176,7 +176,8 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
         if speed.features_once:
             # Linear heads take seconds: every fold in one run. Top stages take a fold's time: a fold at
             # a time, checked against the clock like any experiment's, the features in the first one's estimate.
-            chunk, left = (left, []) if not speed.trained_stages else (left[:1], left[1:])
+            # (Started over with --force, all in one run: forced once, the features once.)
+            chunk, left = (left, []) if not speed.trained_stages or starting_over else (left[:1], left[1:])
             made = experiment.features_path.is_file() and (not starting_over or experiment.name in run.forced)  # read back: not in the estimate, nor in run.scale
             estimate = experiment_seconds(speed, shape, entry["epochs"], len(chunk), features_made=made)
         else:
@@ -187,7 +188,7 @@ def train_candidate(run: Run, competition: Competition, candidate: Candidate, ep
             run.tell(Skipped(experiment.name, f"stopped before fold {chunk[0]}: it needs about {estimate * run.scale:.0f}s, "
                                               f"{max(run.clock.left() - reserve, 0):.0f}s are left before the reserve; not blended"))
             break
-        force = run.options.force and experiment.name not in run.forced
+        force = starting_over  # every chunk: an unforced one keeps the folds an earlier run finished
         started = time.perf_counter()
         try:
             result = train_experiment(run.workspace, experiment.name, settings, chunk, force, run.progress, run.executor, given)
