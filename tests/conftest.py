@@ -154,6 +154,18 @@ def competition_dir(tmp_path) -> Path:
     return make_competition(tmp_path / "comp")
 
 
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory) -> Path:
+    """A test_resnet weights file, as `--pretrained FILE` reads one (the frozen-features tests)."""
+    import timm
+    import torch
+
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.pt"
+    torch.save(timm.create_model("test_resnet").state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
     """A workspace with folds and two finished experiments ('a', 'b'); copy it before changing it."""

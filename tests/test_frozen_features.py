@@ -17,16 +17,6 @@ COMMON = ("--model", "test_resnet", "--size", "32", "--epochs", "3", "--batch-si
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    import timm
-
-    torch.manual_seed(5)
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.pt"
-    torch.save(timm.create_model("test_resnet").state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def frozen_dir(tmp_path_factory, weights_file):
     """A competition with a finished frozen-features experiment `ff`."""
     root = make_competition(tmp_path_factory.mktemp("frozen") / "comp", n_train=40, n_test=12)

@@ -20,16 +20,6 @@ TOP = ("--frozen-features", "--top-blocks", "1")
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    import timm
-
-    torch.manual_seed(5)
-    path = tmp_path_factory.mktemp("weights") / "test_resnet.pt"
-    torch.save(timm.create_model("test_resnet").state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def top_dir(tmp_path_factory, weights_file):
     """A competition with a finished experiment `top`: test_resnet's last stage trained on maps."""
     root = make_competition(tmp_path_factory.mktemp("top") / "comp", n_train=40, n_test=12)
