@@ -171,3 +171,16 @@ def test_top_blocks_in_ens_toml_without_frozen_features_does_not_stop_other_comm
     settings = TrainSettings(top_blocks=2)
     with pytest.raises(EnsError, match="it needs frozen_features"):
         check(settings)
+
+
+def test_the_memory_check_counts_a_copy_for_each_jobs_worker(top_dir, weights_file, monkeypatch):
+    from ensemble.training import features
+
+    with torch.inference_mode():
+        shape = Split(create_net("test_resnet", 3, 32).eval(), 1, "test_resnet").lower(torch.zeros(1, 3, 32, 32)).shape[1:]
+    one_copy = 52 * int(np.prod(shape)) * 4
+    monkeypatch.setattr(features, "available_memory", lambda: 5 * one_copy)  # one copy is a fifth, three are more than a quarter
+    alone = ens("train-folds", "--name", "alone", "--pretrained", weights_file, *TOP, *COMMON, "--folds", "0", "-w", top_dir)
+    assert alone.exit_code == 0, alone.output
+    jobs = ens("train-folds", "--name", "jobs", "--pretrained", weights_file, *TOP, *COMMON, "--jobs", "2", "-w", top_dir)
+    assert jobs.exit_code == 1 and "in 3 processes (--jobs)" in jobs.stderr

@@ -119,7 +119,8 @@ def train_experiment(
         writer.prepare()
         features = None
         if settings.frozen_features:
-            features = experiment_features(experiment, settings, len(competition.classes), train_images, test_images, progress, force)
+            copies = 1 + executor.jobs if executor.jobs > 1 else 1  # each worker process receives the features
+            features = experiment_features(experiment, settings, len(competition.classes), train_images, test_images, progress, force, copies)
         jobs = [
             FoldJob(
                 experiment, competition, folds.fold_of, fold, train_images, test_images, settings, metric.name, position, len(to_train),

@@ -93,12 +93,13 @@ def check_run(settings: TrainSettings, cluster: str | None, teaching: bool) -> N
 
 
 def experiment_features(
-    experiment, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None, force: bool = False
+    experiment, settings: TrainSettings, n_classes: int, train_images, test_images, progress: Callable | None = None, force: bool = False, copies: int = 1
 ) -> Features:
     """The experiment's features (an ExperimentDir's features_path), read back when an earlier run
     made them (the experiment's identity pins the weights, size and images), else computed and
     saved with the seconds they took (scores.json counts them in the experiment's time); with
-    `force`, computed again. One process computes them at a time (a lock); others wait and read."""
+    `force`, computed again. One process computes them at a time (a lock); others wait and read.
+    copies: how many processes will hold them (this one and each --jobs worker)."""
     from ensemble.artifacts import locks
     from ensemble.io import write_npz
 
@@ -114,7 +115,7 @@ def experiment_features(
             )
         computed = features is None
         if computed:
-            features = compute(settings, n_classes, train_images, test_images)
+            features = compute(settings, n_classes, train_images, test_images, copies)
         seconds = time.perf_counter() - started  # computing them (or reading them back): what is printed and recorded
         if computed:
             write_npz(path, train=features.train, test=features.test, seconds=np.float64(seconds))
@@ -160,7 +161,7 @@ def trains_stages(settings: TrainSettings) -> bool:
     return settings.frozen_features and settings.top_blocks > 0
 
 
-def compute(settings: TrainSettings, n_classes: int, train_images, test_images) -> Features:
+def compute(settings: TrainSettings, n_classes: int, train_images, test_images, copies: int = 1) -> Features:
     from ensemble.inference.batches import Batches
     from ensemble.inference.embeddings import embed
     from ensemble.nets import devices
@@ -180,7 +181,7 @@ def compute(settings: TrainSettings, n_classes: int, train_images, test_images) 
         inputs = batches.to_input(torch_pixels(train_images[:2]), None)
         split.check(inputs, settings.model)
         shape = maps_shape(split, inputs)
-        check_maps_memory(len(train_images) + len(test_images), shape, settings)
+        check_maps_memory(len(train_images) + len(test_images), shape, settings, copies)
         return Features(frozen_maps(split, batches, train_images, shape), frozen_maps(split, batches, test_images, shape))
 
 
@@ -198,19 +199,20 @@ def maps_shape(split, inputs) -> tuple[int, ...]:
         return tuple(split.lower(inputs[:1]).shape[1:])
 
 
-# The share of the memory available that an experiment's maps may take: they are held once in the
-# run and once more while features.npz is written (one worker per --jobs holds a copy as well).
+# The share of the memory available that an experiment's maps may take, in every copy: they are held
+# once in the run and once more while features.npz is written.
 MAPS_MEMORY_SHARE = 0.25
 
 
-def check_maps_memory(n_images: int, shape: tuple[int, ...], settings: TrainSettings) -> None:
-    """Refuse, in one line, maps that would not fit comfortably in this machine's memory."""
-    needed = n_images * int(np.prod(shape)) * 4
+def check_maps_memory(n_images: int, shape: tuple[int, ...], settings: TrainSettings, copies: int = 1) -> None:
+    """Refuse, in one line, maps that would not fit comfortably in this machine's memory, held by
+    `copies` processes (each --jobs worker receives its own)."""
+    needed = n_images * int(np.prod(shape)) * 4 * copies
     available = available_memory()
     if available and needed > MAPS_MEMORY_SHARE * available:
         raise EnsError(
             f"train top_blocks {settings.top_blocks}: the frozen stages' maps ({'x'.join(map(str, shape))} an image at {settings.size}px) of {n_images} images "
-            f"take {needed / 2**30:.1f} GiB, more than {MAPS_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available; train fewer top stages, at a smaller --size, or a linear head (--top-blocks 0)"
+            f"take {needed / 2**30:.1f} GiB{f' in {copies} processes (--jobs)' if copies > 1 else ''}, more than {MAPS_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available; train fewer top stages, at a smaller --size, or a linear head (--top-blocks 0)"
         )
 
 
