@@ -175,13 +175,8 @@ def compute(settings: TrainSettings, n_classes: int, train_images, test_images, 
     with devices.out_of_memory_as_error(settings.batch_size, "the frozen features"):
         if not trains_stages(settings):
             return Features(embed(net, batches, train_images), embed(net, batches, test_images))
-        from ensemble.nets.split import Split
-
-        split = Split(net, settings.top_blocks, settings.model)
         inputs = batches.to_input(torch_pixels(train_images[:2]), None)
-        split.check(inputs, settings.model)
-        shape = maps_shape(split, inputs)
-        check_maps_memory(len(train_images) + len(test_images), shape, settings, copies)
+        split, shape = checked_split(net, settings, inputs, len(train_images) + len(test_images), copies)
         return Features(frozen_maps(split, batches, train_images, shape), frozen_maps(split, batches, test_images, shape))
 
 
@@ -191,12 +186,21 @@ def torch_pixels(images):
     return torch.from_numpy(np.asarray(images))
 
 
-def maps_shape(split, inputs) -> tuple[int, ...]:
-    """One image's frozen-stage maps: (channels, height, width)."""
+def checked_split(net, settings: TrainSettings, inputs, n_images: int, copies: int = 1):
+    """(the net split below its top --top-blocks stages, one image's maps' shape (channels, height,
+    width)), refused in one line when the split is not the whole network on `inputs` (a few of the
+    competition's images) or the maps of `n_images` would not fit the memory."""
     import torch
 
+    from ensemble.nets.split import Split
+
+    net.eval()
+    split = Split(net, settings.top_blocks, settings.model)
+    split.check(inputs, settings.model)
     with torch.inference_mode():
-        return tuple(split.lower(inputs[:1]).shape[1:])
+        shape = tuple(split.lower(inputs[:1]).shape[1:])
+    check_maps_memory(n_images, shape, settings, copies)
+    return split, shape
 
 
 # The share of the memory available that an experiment's maps may take, in every copy: they are held

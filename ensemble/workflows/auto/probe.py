@@ -109,18 +109,10 @@ def head_input_shape(trainer, images, test_images, settings: TrainSettings) -> t
     checked as the run checks them (the split against the whole network, the maps' memory)."""
     if not trains_stages(settings):
         return (trainer.net.get_classifier().in_features,)
-    import torch
+    from ensemble.training.features import checked_split, torch_pixels
 
-    from ensemble.nets.split import Split
-    from ensemble.training.features import check_maps_memory, maps_shape
-
-    trainer.net.eval()
-    split = Split(trainer.net, settings.top_blocks, settings.model)
-    inputs = trainer.batches.to_input(torch.from_numpy(np.asarray(images[:2])), settings.size)
-    split.check(inputs, settings.model)
-    shape = maps_shape(split, inputs)
-    check_maps_memory(len(images) + len(test_images), shape, settings)
-    return shape
+    inputs = trainer.batches.to_input(torch_pixels(images[:2]), settings.size)
+    return checked_split(trainer.net, settings, inputs, len(images) + len(test_images))[1]
 
 
 def head_pace(settings: TrainSettings, competition: Competition, shape: tuple[int, ...]) -> tuple[float, float, float]:
